@@ -1,0 +1,140 @@
+//! Condition types and reasons: the stable words of the FormatPlugin status contract.
+//!
+//! Reasons double as Kubernetes Event reasons and metric labels, so they are
+//! CamelCase, low-cardinality and never change meaning. Tools (`kubectl wait`, Flux,
+//! Argo CD, dashboards and alerts) match on these strings; add words, never rename.
+
+/// The condition types a FormatPlugin status carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConditionType {
+    /// The plugin is published and may be served (kstatus readiness).
+    Ready,
+    /// The operator is working towards a new state; present only while True.
+    Reconciling,
+    /// The operator cannot make progress without a change to the object; present
+    /// only while True.
+    Stalled,
+    /// The source was fetched.
+    Fetched,
+    /// The package passed validation.
+    Validated,
+}
+
+impl ConditionType {
+    pub const ALL: [ConditionType; 5] = [
+        ConditionType::Ready,
+        ConditionType::Reconciling,
+        ConditionType::Stalled,
+        ConditionType::Fetched,
+        ConditionType::Validated,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionType::Ready => "Ready",
+            ConditionType::Reconciling => "Reconciling",
+            ConditionType::Stalled => "Stalled",
+            ConditionType::Fetched => "Fetched",
+            ConditionType::Validated => "Validated",
+        }
+    }
+}
+
+/// Why a condition has its status, and why an Event was emitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The step or the whole reconcile succeeded.
+    Succeeded,
+    /// Work is under way (used with Reconciling=True and Ready=Unknown).
+    Progressing,
+    /// A plugin was published and served for the first time.
+    Installed,
+    /// A new version replaced the previous one.
+    Updated,
+    /// The format was enabled.
+    Enabled,
+    /// The format was disabled (spec.enabled is false).
+    Disabled,
+    /// Reconciling is suspended (spec.suspend is true).
+    Suspended,
+    /// The source could not be fetched (network, authentication, missing ref).
+    FetchFailed,
+    /// The package is invalid (manifest, digest, component interface).
+    ValidationFailed,
+    /// The sha256 pin in the spec does not match plugin.wasm.
+    DigestMismatch,
+    /// Another FormatPlugin already owns this format key.
+    FormatConflict,
+    /// The package could not be written to the shared store.
+    StoreFailed,
+    /// The FormatPlugin was deleted and its format removed.
+    Removed,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 13] = [
+        Reason::Succeeded,
+        Reason::Progressing,
+        Reason::Installed,
+        Reason::Updated,
+        Reason::Enabled,
+        Reason::Disabled,
+        Reason::Suspended,
+        Reason::FetchFailed,
+        Reason::ValidationFailed,
+        Reason::DigestMismatch,
+        Reason::FormatConflict,
+        Reason::StoreFailed,
+        Reason::Removed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Succeeded => "Succeeded",
+            Reason::Progressing => "Progressing",
+            Reason::Installed => "Installed",
+            Reason::Updated => "Updated",
+            Reason::Enabled => "Enabled",
+            Reason::Disabled => "Disabled",
+            Reason::Suspended => "Suspended",
+            Reason::FetchFailed => "FetchFailed",
+            Reason::ValidationFailed => "ValidationFailed",
+            Reason::DigestMismatch => "DigestMismatch",
+            Reason::FormatConflict => "FormatConflict",
+            Reason::StoreFailed => "StoreFailed",
+            Reason::Removed => "Removed",
+        }
+    }
+}
+
+impl std::fmt::Display for ConditionType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_camel_case(word: &str) -> bool {
+        word.starts_with(|c: char| c.is_ascii_uppercase()) && word.chars().all(|c| c.is_ascii_alphanumeric())
+    }
+
+    #[test]
+    fn words_are_camel_case_and_unique() {
+        let mut seen = std::collections::HashSet::new();
+        let types = ConditionType::ALL.iter().map(|t| t.as_str());
+        let reasons = Reason::ALL.iter().map(|r| r.as_str());
+        for word in types.chain(reasons) {
+            assert!(is_camel_case(word), "{word} is not CamelCase");
+            assert!(seen.insert(word), "{word} is listed twice");
+        }
+    }
+}

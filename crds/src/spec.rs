@@ -1,0 +1,365 @@
+//! The desired state of a `FormatPlugin`: which format handler to provide and where
+//! its plugin package comes from.
+//!
+//! Every rule the API server can check on its own (one source kind, digest and key
+//! syntax, durations, sizes) is declared here as a CEL rule with a message a user can
+//! act on, so that `kubectl apply` rejects a bad object before any controller sees it.
+//! Rules that need runtime knowledge (the cluster-wide limit maxima, whether a
+//! format key is already owned) belong to the operator.
+
+use kube::{CustomResource, KubeSchema, core::Duration};
+use serde::{Deserialize, Serialize};
+
+use crate::status::FormatPluginStatus;
+
+/// A format handler for the artifact registry, provided by a sandboxed WebAssembly
+/// plugin (from Git, a URL or a local path) or by a format compiled into the host.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "wasmplug.dev",
+    version = "v1alpha1",
+    kind = "FormatPlugin",
+    namespaced,
+    shortname = "fp",
+    category = "wasmplug",
+    status = "FormatPluginStatus",
+    derive = "PartialEq",
+    doc = "FormatPlugin declares a package-format handler for the artifact registry and \
+           where it comes from. The operator fetches, validates and publishes the plugin; \
+           hosts serve it once Ready is True at the current generation.",
+    printcolumn(name = "Format", type_ = "string", json_path = ".status.plugin.formatKey", description = "The package format this plugin handles"),
+    printcolumn(name = "Version", type_ = "string", json_path = ".status.plugin.version", description = "Version from the plugin manifest"),
+    printcolumn(name = "Enabled", type_ = "boolean", json_path = ".spec.enabled", description = "Whether hosts serve the format"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the plugin is published and servable"),
+    printcolumn(name = "Revision", type_ = "string", json_path = ".status.artifact.revision", description = "The source revision that is published"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Status", type_ = "string", priority = 1, json_path = ".status.conditions[?(@.type==\"Ready\")].message", description = "Why the plugin is or is not Ready"),
+)]
+#[x_kube(validation = Rule::new("!has(self.sha256) || !has(self.source.builtin)")
+    .message("sha256 cannot be set for a builtin source: a builtin format has no plugin.wasm to check"))]
+#[serde(rename_all = "camelCase")]
+pub struct FormatPluginSpec {
+    /// Where the plugin comes from. Set exactly one of git, url, local or builtin.
+    pub source: Source,
+
+    /// Whether hosts serve this format. Setting it to false stops new calls within
+    /// seconds (they answer "format unavailable") without deleting the object; calls
+    /// already running finish. Defaults to true.
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+
+    /// Expected SHA-256 digest of plugin.wasm: 64 lowercase hex digits, optionally
+    /// prefixed with "sha256:" (the form status.artifact.digest uses). A package whose
+    /// plugin.wasm has any other digest is rejected and nothing is published. Not
+    /// allowed with a builtin source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^(sha256:)?[a-f0-9]{64}$')")
+        .message("sha256 must be 64 lowercase hex digits, optionally prefixed with 'sha256:'"))]
+    #[schemars(length(max = 71))]
+    pub sha256: Option<String>,
+
+    /// Per-call limits for this plugin. Each may only lower the cluster-wide maximum
+    /// set when wasmplug was installed (and the plugin manifest's own request); a
+    /// larger value is capped to that maximum and reported in status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+
+    /// How often a mutable source (a Git branch, or a URL) is checked for a new
+    /// version, as a duration such as 5m or 1h. Defaults to 10m. Tags, commits, local
+    /// paths and builtins change only when this object changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = duration_rule("interval"))]
+    #[schemars(length(max = 32))]
+    pub interval: Option<Duration>,
+
+    /// Stops reconciling this object while true: nothing is fetched, and whatever was
+    /// published last keeps serving. Defaults to false.
+    #[serde(default)]
+    pub suspend: bool,
+
+    /// Longest time one fetch of the source may take, as a duration such as 30s or 2m.
+    /// A fetch that takes longer fails and leaves no partial files. Defaults to 60s.
+    #[serde(default = "default_fetch_timeout")]
+    #[x_kube(validation = duration_rule("timeout"))]
+    #[schemars(length(max = 32))]
+    pub timeout: Duration,
+}
+
+/// Where the plugin package comes from. Exactly one field is set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new(
+    "[has(self.git), has(self.url), has(self.local), has(self.builtin)].filter(set, set).size() == 1"
+).message("exactly one source must be set: git, url, local or builtin"))]
+#[serde(rename_all = "camelCase")]
+pub struct Source {
+    /// A Git repository at a branch, tag or commit; the package is a directory
+    /// (plugin.toml and plugin.wasm) or a ZIP file inside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitSource>,
+
+    /// A ZIP package (plugin.toml and plugin.wasm at its root) served over HTTP(S).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<UrlSource>,
+
+    /// A directory or ZIP package on the operator's own filesystem. Meant for plugin
+    /// development with a locally running operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalSource>,
+
+    /// A format compiled into the host (maven, npm, pypi, cargo, nuget, rubygems,
+    /// generic). Nothing is fetched; the object enables or disables that format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin: Option<BuiltinSource>,
+}
+
+/// A borrowed view of the one source kind a [`Source`] holds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SourceKind<'a> {
+    Git(&'a GitSource),
+    Url(&'a UrlSource),
+    Local(&'a LocalSource),
+    Builtin(&'a BuiltinSource),
+}
+
+impl SourceKind<'_> {
+    /// A stable, low-cardinality name for logs and metric labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SourceKind::Git(_) => "git",
+            SourceKind::Url(_) => "url",
+            SourceKind::Local(_) => "local",
+            SourceKind::Builtin(_) => "builtin",
+        }
+    }
+}
+
+impl Source {
+    /// The single source kind that is set, or `None` when zero or several are set
+    /// (which the API server's rule prevents for stored objects).
+    pub fn kind(&self) -> Option<SourceKind<'_>> {
+        let kinds = [
+            self.git.as_ref().map(SourceKind::Git),
+            self.url.as_ref().map(SourceKind::Url),
+            self.local.as_ref().map(SourceKind::Local),
+            self.builtin.as_ref().map(SourceKind::Builtin),
+        ];
+        let mut set = kinds.into_iter().flatten();
+        match (set.next(), set.next()) {
+            (Some(kind), None) => Some(kind),
+            _ => None,
+        }
+    }
+}
+
+/// A plugin package inside a Git repository.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GitSource {
+    /// Repository URL: https://, http://, ssh://, git:// or the scp-like
+    /// user@host:path form.
+    #[x_kube(validation = Rule::new(
+        "self.matches('^(https?|ssh|git)://[^/]+') || self.matches('^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:.+$')"
+    ).message("url must be an https://, http://, ssh:// or git:// URL, or user@host:path"))]
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+
+    /// Which revision to check out: one of branch, tag or commit. Defaults to the
+    /// repository's default branch.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<GitRef>,
+
+    /// Path inside the repository of the package: a directory holding plugin.toml and
+    /// plugin.wasm, or a ZIP file. Relative to the repository root; defaults to the
+    /// root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(
+        "!self.startsWith('/') && !self.matches('(^|/)[.][.](/|$)')"
+    ).message("path must be relative to the repository root and must not contain '..'"))]
+    #[schemars(length(max = 1024))]
+    pub path: Option<String>,
+
+    /// A Secret in this namespace with credentials for the repository: keys
+    /// username and password (HTTPS, password may be a token), or identity (an SSH
+    /// private key) and known_hosts (SSH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretReference>,
+}
+
+/// A Git revision. Exactly one field is set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new(
+    "[has(self.branch), has(self.tag), has(self.commit)].filter(set, set).size() == 1"
+).message("ref must set exactly one of branch, tag or commit"))]
+#[serde(rename_all = "camelCase")]
+pub struct GitRef {
+    /// A branch to follow; re-checked every interval, and a new commit is installed
+    /// as an update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub branch: Option<String>,
+
+    /// A tag, e.g. v1.2.0. The commit it points to is recorded in
+    /// status.artifact.revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub tag: Option<String>,
+
+    /// A full 40-character commit SHA-1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-f0-9]{40}$')")
+        .message("commit must be a full 40-character lowercase hex SHA-1"))]
+    #[schemars(length(max = 40))]
+    pub commit: Option<String>,
+}
+
+/// A ZIP package downloaded over HTTP(S).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UrlSource {
+    /// The http:// or https:// URL of the ZIP package.
+    #[x_kube(validation = Rule::new("self.matches('^https?://[^/]+')")
+        .message("url must start with http:// or https:// and name a host"))]
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+
+    /// A Secret in this namespace with credentials for the download: keys username
+    /// and password (basic authentication), or token (a bearer token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretReference>,
+}
+
+/// A package on the operator's filesystem.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalSource {
+    /// Absolute path of a package directory (plugin.toml and plugin.wasm) or ZIP file,
+    /// as the operator process sees it.
+    #[x_kube(validation = Rule::new("self.startsWith('/')")
+        .message("path must be absolute, e.g. /plugins/unity"))]
+    #[schemars(length(min = 1, max = 4096))]
+    pub path: String,
+}
+
+/// A format compiled into the host.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BuiltinSource {
+    /// The format key of the compiled-in format, e.g. npm or maven.
+    #[x_kube(validation = format_key_rule("format"))]
+    #[schemars(length(min = 1, max = 63))]
+    pub format: String,
+}
+
+/// A reference to a Secret in the FormatPlugin's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretReference {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Per-call limits. Unset fields use the plugin manifest's request or the cluster
+/// default (64Mi memory, 5s per call, no fuel metering).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    /// Most linear memory one call may grow to, in bytes with an optional Ki, Mi or
+    /// Gi suffix, e.g. 32Mi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[1-9][0-9]*(Ki|Mi|Gi)?$')")
+        .message("memory must be a whole number of bytes with an optional Ki, Mi or Gi suffix, e.g. 32Mi"))]
+    #[schemars(length(max = 24))]
+    pub memory: Option<String>,
+
+    /// Longest wall-clock time one call may run, as a duration such as 500ms or 2s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = duration_rule("timeout"))]
+    #[schemars(length(max = 32))]
+    pub timeout: Option<Duration>,
+
+    /// Fuel (roughly, WebAssembly instructions) one call may consume. Unset means no
+    /// fuel metering, which is faster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub fuel: Option<u64>,
+}
+
+impl Limits {
+    /// The memory limit in bytes, or `None` when unset or not of the documented form.
+    pub fn memory_bytes(&self) -> Option<u64> {
+        parse_memory(self.memory.as_deref()?)
+    }
+}
+
+/// Parses the `limits.memory` form: digits with an optional Ki, Mi or Gi suffix.
+fn parse_memory(text: &str) -> Option<u64> {
+    let (digits, unit) = match text.len().checked_sub(2).map(|at| text.split_at(at)) {
+        Some((digits, "Ki")) => (digits, 1 << 10),
+        Some((digits, "Mi")) => (digits, 1 << 20),
+        Some((digits, "Gi")) => (digits, 1 << 30),
+        _ => (text, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(unit)
+}
+
+/// A CEL rule accepting Go-style durations (what `time.ParseDuration` and
+/// [`Duration`] accept, without a sign): e.g. 90s, 1m30s, 500ms.
+fn duration_rule(field: &str) -> kube::core::Rule {
+    kube::core::Rule::new(r"self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')").message(kube::core::Message::Message(
+        format!("{field} must be a duration such as 30s, 5m or 1h30m (units: ms, s, m, h)"),
+    ))
+}
+
+/// A CEL rule for format keys; the same syntax the plugin manifest's `[format].key`
+/// has (see [`crate::is_valid_format_key`]).
+fn format_key_rule(field: &str) -> kube::core::Rule {
+    kube::core::Rule::new(format!("self.matches('{}')", crate::FORMAT_KEY_PATTERN)).message(kube::core::Message::Message(format!(
+        "{field} must be a format key: lowercase letters, digits and single hyphens, \
+         starting and ending with a letter or digit, e.g. npm or unity-package"
+    )))
+}
+
+fn default_enabled() -> bool {
+    true
+}
+
+fn default_fetch_timeout() -> Duration {
+    std::time::Duration::from_secs(60).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_accepts_the_documented_suffixes() {
+        assert_eq!(parse_memory("4096"), Some(4096));
+        assert_eq!(parse_memory("32Ki"), Some(32 << 10));
+        assert_eq!(parse_memory("64Mi"), Some(64 << 20));
+        assert_eq!(parse_memory("1Gi"), Some(1 << 30));
+    }
+
+    #[test]
+    fn memory_rejects_other_forms() {
+        for text in ["", "Mi", "32M", "1.5Gi", "-1", "64mi", "99999999999999999999Gi"] {
+            assert_eq!(parse_memory(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn source_kind_requires_exactly_one() {
+        let builtin = BuiltinSource { format: "npm".into() };
+        let local = LocalSource { path: "/plugins/unity".into() };
+        assert_eq!(Source::default().kind(), None);
+
+        let one = Source { builtin: Some(builtin.clone()), ..Source::default() };
+        assert_eq!(one.kind().map(|kind| kind.name()), Some("builtin"));
+
+        let two = Source { builtin: Some(builtin), local: Some(local), ..Source::default() };
+        assert_eq!(two.kind(), None);
+    }
+}

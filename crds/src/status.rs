@@ -1,0 +1,182 @@
+//! The observed state of a `FormatPlugin`, written by the operator and read by hosts,
+//! `kubectl wait`, Flux and Argo CD.
+//!
+//! The shape follows the kstatus conventions: `observedGeneration`, a `Ready`
+//! condition (plus `Reconciling` / `Stalled` only while true) and step conditions
+//! whose reasons are the words in [`crate::conditions`].
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{FormatPlugin, conditions::ConditionType};
+
+/// What the operator last observed and published for this plugin.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FormatPluginStatus {
+    /// The metadata.generation this status describes. A status is current only when
+    /// this equals metadata.generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Ready says whether the plugin is published and may be served. Reconciling and
+    /// Stalled appear only while true. Fetched and Validated report the steps of the
+    /// last attempt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+
+    /// The published plugin package that hosts load. After a failed update this
+    /// still describes the last good package, which keeps serving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<Artifact>,
+
+    /// What the published plugin's manifest declares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<PluginInfo>,
+}
+
+/// A plugin package published in the shared store.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Artifact {
+    /// SHA-256 of plugin.wasm, as sha256:<64 hex digits>. Hosts check the file on disk
+    /// against it before loading.
+    pub digest: String,
+
+    /// Directory of the package relative to the store root:
+    /// artifacts/sha256/<hex>.
+    pub path: String,
+
+    /// The source revision: <tag or branch>@sha1:<commit> for Git, the URL and its
+    /// digest for a URL, the path and its digest for a local package.
+    pub revision: String,
+
+    /// Size of plugin.wasm in bytes.
+    pub size: i64,
+
+    /// When this artifact was published.
+    pub last_update_time: Time,
+
+    /// The ahead-of-time compiled form, when the operator produced one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precompiled: Option<Precompiled>,
+}
+
+/// An ahead-of-time compiled plugin, valid only for one engine build.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Precompiled {
+    /// File name of the compiled module inside the artifact directory.
+    pub file: String,
+
+    /// Identifier of the engine (runtime version and configuration) it was compiled
+    /// for. A host with any other engine compiles plugin.wasm itself.
+    pub engine: String,
+}
+
+/// What the plugin manifest (plugin.toml) declares.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginInfo {
+    /// Plugin name from [plugin].name.
+    pub name: String,
+
+    /// Plugin version (semver) from [plugin].version.
+    pub version: String,
+
+    /// The format key the plugin handles, from [format].key.
+    pub format_key: String,
+
+    /// Human-readable format name from [format].display_name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+
+    /// File extensions the format uses, e.g. .unitypackage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<String>,
+
+    /// What the plugin can do.
+    pub capabilities: Capabilities,
+}
+
+/// The [capabilities] table of a plugin manifest.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Capabilities {
+    /// Extracts metadata from an artifact.
+    #[serde(default)]
+    pub parse_metadata: bool,
+    /// Validates an artifact and its path.
+    #[serde(default)]
+    pub validate_artifact: bool,
+    /// Generates repository index files.
+    #[serde(default)]
+    pub generate_index: bool,
+    /// Serves the format's native client protocol (format-plugin-v2).
+    #[serde(default)]
+    pub handle_request: bool,
+}
+
+impl FormatPlugin {
+    /// The condition of the given type, if the status has one.
+    pub fn condition(&self, kind: ConditionType) -> Option<&Condition> {
+        self.status.as_ref()?.conditions.iter().find(|c| c.type_ == kind.as_str())
+    }
+
+    /// True when the status describes the current spec (kstatus: observedGeneration
+    /// equals metadata.generation) and says Ready=True. This is the rule hosts use
+    /// before serving a plugin, and what `kubectl wait --for=condition=Ready` plus a
+    /// generation check mean.
+    pub fn is_ready_at_current_generation(&self) -> bool {
+        let observed = self.status.as_ref().and_then(|s| s.observed_generation);
+        let current = observed.is_some() && observed == self.metadata.generation;
+        current && self.condition(ConditionType::Ready).is_some_and(|c| c.status == "True")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FormatPluginSpec, Source, spec::BuiltinSource};
+
+    fn plugin(generation: i64, observed: i64, ready: &str) -> FormatPlugin {
+        let spec: FormatPluginSpec = serde_json::from_value(serde_json::json!({
+            "source": {"builtin": {"format": "npm"}}
+        }))
+        .expect("a minimal spec deserializes");
+        assert_eq!(spec.source, Source { builtin: Some(BuiltinSource { format: "npm".into() }), ..Source::default() });
+        let mut plugin = FormatPlugin::new("npm", spec);
+        plugin.metadata.generation = Some(generation);
+        plugin.status = Some(FormatPluginStatus {
+            observed_generation: Some(observed),
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: ready.into(),
+                reason: "Succeeded".into(),
+                message: String::new(),
+                last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                observed_generation: Some(observed),
+            }],
+            ..FormatPluginStatus::default()
+        });
+        plugin
+    }
+
+    #[test]
+    fn ready_only_at_the_current_generation() {
+        assert!(plugin(2, 2, "True").is_ready_at_current_generation());
+        assert!(!plugin(3, 2, "True").is_ready_at_current_generation());
+        assert!(!plugin(2, 2, "False").is_ready_at_current_generation());
+        assert!(!plugin(2, 2, "Unknown").is_ready_at_current_generation());
+    }
+
+    #[test]
+    fn defaults_apply_to_a_minimal_spec() {
+        let plugin = plugin(1, 1, "True");
+        assert!(plugin.spec.enabled);
+        assert!(!plugin.spec.suspend);
+        assert_eq!(std::time::Duration::from(plugin.spec.timeout), std::time::Duration::from_secs(60));
+    }
+}
