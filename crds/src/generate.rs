@@ -14,7 +14,8 @@ pub const REGENERATE_COMMAND: &str = "cargo run -p wasmplug-crds --bin crdgen";
 
 /// Where the generated YAML is written, relative to the repository root: the API's
 /// own copy and the copy the Helm chart installs.
-pub const OUTPUTS: [&str; 2] = ["crds/formatplugins.wasmplug.dev.yaml", "charts/wasmplug/crds/formatplugins.wasmplug.dev.yaml"];
+pub const OUTPUTS: [&str; 2] =
+    ["crds/formatplugins.wasmplug.dev.yaml", "charts/wasmplug/crds/formatplugins.wasmplug.dev.yaml"];
 
 /// Every CRD wasmplug defines.
 pub fn crds() -> Vec<CustomResourceDefinition> {

@@ -27,7 +27,9 @@ pub const FORMAT_KEY_MAX_LEN: usize = 63;
 /// Whether `key` is a valid format key (see [`FORMAT_KEY_PATTERN`]).
 pub fn is_valid_format_key(key: &str) -> bool {
     key.len() <= FORMAT_KEY_MAX_LEN
-        && key.split('-').all(|run| !run.is_empty() && run.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && key
+            .split('-')
+            .all(|run| !run.is_empty() && run.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ use crate::status::FormatPluginStatus;
 
 /// A format handler for the artifact registry, provided by a sandboxed WebAssembly
 /// plugin (from Git, a URL or a local path) or by a format compiled into the host.
+// clippy reads the repeated `type_ = "string"` of the printer columns as duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "wasmplug.dev",
@@ -27,13 +29,44 @@ use crate::status::FormatPluginStatus;
     doc = "FormatPlugin declares a package-format handler for the artifact registry and \
            where it comes from. The operator fetches, validates and publishes the plugin; \
            hosts serve it once Ready is True at the current generation.",
-    printcolumn(name = "Format", type_ = "string", json_path = ".status.plugin.formatKey", description = "The package format this plugin handles"),
-    printcolumn(name = "Version", type_ = "string", json_path = ".status.plugin.version", description = "Version from the plugin manifest"),
-    printcolumn(name = "Enabled", type_ = "boolean", json_path = ".spec.enabled", description = "Whether hosts serve the format"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the plugin is published and servable"),
-    printcolumn(name = "Revision", type_ = "string", json_path = ".status.artifact.revision", description = "The source revision that is published"),
+    printcolumn(
+        name = "Format",
+        type_ = "string",
+        json_path = ".status.plugin.formatKey",
+        description = "The package format this plugin handles"
+    ),
+    printcolumn(
+        name = "Version",
+        type_ = "string",
+        json_path = ".status.plugin.version",
+        description = "Version from the plugin manifest"
+    ),
+    printcolumn(
+        name = "Enabled",
+        type_ = "boolean",
+        json_path = ".spec.enabled",
+        description = "Whether hosts serve the format"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the plugin is published and servable"
+    ),
+    printcolumn(
+        name = "Revision",
+        type_ = "string",
+        json_path = ".status.artifact.revision",
+        description = "The source revision that is published"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Status", type_ = "string", priority = 1, json_path = ".status.conditions[?(@.type==\"Ready\")].message", description = "Why the plugin is or is not Ready"),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message",
+        description = "Why the plugin is or is not Ready"
+    )
 )]
 #[x_kube(validation = Rule::new("!has(self.sha256) || !has(self.source.builtin)")
     .message("sha256 cannot be set for a builtin source: a builtin format has no plugin.wasm to check"))]
@@ -309,18 +342,22 @@ fn parse_memory(text: &str) -> Option<u64> {
 /// A CEL rule accepting Go-style durations (what `time.ParseDuration` and
 /// [`Duration`] accept, without a sign): e.g. 90s, 1m30s, 500ms.
 fn duration_rule(field: &str) -> kube::core::Rule {
-    kube::core::Rule::new(r"self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')").message(kube::core::Message::Message(
-        format!("{field} must be a duration such as 30s, 5m or 1h30m (units: ms, s, m, h)"),
-    ))
+    kube::core::Rule::new(r"self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')").message(
+        kube::core::Message::Message(format!(
+            "{field} must be a duration such as 30s, 5m or 1h30m (units: ms, s, m, h)"
+        )),
+    )
 }
 
 /// A CEL rule for format keys; the same syntax the plugin manifest's `[format].key`
 /// has (see [`crate::is_valid_format_key`]).
 fn format_key_rule(field: &str) -> kube::core::Rule {
-    kube::core::Rule::new(format!("self.matches('{}')", crate::FORMAT_KEY_PATTERN)).message(kube::core::Message::Message(format!(
-        "{field} must be a format key: lowercase letters, digits and single hyphens, \
+    kube::core::Rule::new(format!("self.matches('{}')", crate::FORMAT_KEY_PATTERN)).message(
+        kube::core::Message::Message(format!(
+            "{field} must be a format key: lowercase letters, digits and single hyphens, \
          starting and ending with a letter or digit, e.g. npm or unity-package"
-    )))
+        )),
+    )
 }
 
 fn default_enabled() -> bool {

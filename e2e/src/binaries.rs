@@ -1,0 +1,57 @@
+//! Finds the control-plane programs: kube-apiserver and kubectl built by
+//! `e2e/scripts/control-plane.sh` (cached outside the repository), and etcd from the
+//! `etcd-bin-vendored` crate.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// Environment variable naming a directory that holds kube-apiserver and kubectl;
+/// when unset, the build script is run (it reuses its cache).
+pub const BIN_DIR_ENV: &str = "WASMPLUG_KUBE_BIN_DIR";
+
+#[derive(Clone, Debug)]
+pub struct Binaries {
+    pub kube_apiserver: PathBuf,
+    pub kubectl: PathBuf,
+    pub etcd: PathBuf,
+}
+
+impl Binaries {
+    pub fn locate() -> anyhow::Result<Self> {
+        let dir = match std::env::var_os(BIN_DIR_ENV) {
+            Some(dir) => PathBuf::from(dir),
+            None => build_or_reuse()?,
+        };
+        let etcd = etcd_bin_vendored::etcd_bin_path()
+            .map_err(|e| anyhow::anyhow!("failed to find an etcd binary for this platform: {e}"))?
+            .to_owned();
+        let binaries = Binaries { kube_apiserver: dir.join("kube-apiserver"), kubectl: dir.join("kubectl"), etcd };
+        for path in [&binaries.kube_apiserver, &binaries.kubectl, &binaries.etcd] {
+            if !path.is_file() {
+                bail!(
+                    "failed to find {}; run e2e/scripts/control-plane.sh or point {BIN_DIR_ENV} at a directory with kube-apiserver and kubectl",
+                    path.display()
+                );
+            }
+        }
+        Ok(binaries)
+    }
+}
+
+/// Runs the project's build script, which prints the binary directory last.
+fn build_or_reuse() -> anyhow::Result<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/control-plane.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("failed to run {}", script.display()))?;
+    if !output.status.success() {
+        bail!("failed to build the control plane: {} exited with {}", script.display(), output.status);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let dir = stdout.lines().last().context("the control-plane script printed no directory")?;
+    Ok(PathBuf::from(dir.trim()))
+}
