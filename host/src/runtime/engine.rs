@@ -1,0 +1,104 @@
+//! The wasmtime Engine: one per process, configured for untrusted plugins.
+//!
+//! Pooling allocator sized for the concurrency cap, epoch interruption for
+//! timeouts, optional fuel metering, and an identifier of the exact engine build
+//! and configuration, so that a precompiled plugin is only ever loaded by an
+//! engine that can run it.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances; timeouts are measured in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Engine settings that must be equal for a precompiled plugin to be usable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// The largest linear memory any plugin may have (the cluster maximum).
+    pub max_memory_bytes: u64,
+    /// How many calls may run at once; sizes the instance pool.
+    pub max_concurrent_calls: u32,
+    /// Whether calls are fuel-metered (needed for any fuel limit; costs speed).
+    pub fuel_metering: bool,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings { max_memory_bytes: 64 << 20, max_concurrent_calls: 64, fuel_metering: false }
+    }
+}
+
+/// Builds the engine. Precompilation and loading must use engines built from
+/// equal settings.
+pub fn build(settings: &EngineSettings) -> anyhow::Result<Engine> {
+    let max_memory = usize::try_from(settings.max_memory_bytes)?;
+    let calls = settings.max_concurrent_calls.max(1);
+    // A Rust wasm32-wasip2 component has a handful of core instances (the
+    // program and the WASI adapter's shims); leave room for more.
+    const CORE_INSTANCES_PER_CALL: u32 = 16;
+    const MEMORIES_PER_CALL: u32 = 4;
+    const TABLES_PER_CALL: u32 = 8;
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(calls)
+        .total_core_instances(calls * CORE_INSTANCES_PER_CALL)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_CALL)
+        .total_memories(calls * MEMORIES_PER_CALL)
+        .max_memories_per_component(MEMORIES_PER_CALL)
+        .total_tables(calls * TABLES_PER_CALL)
+        .max_tables_per_component(TABLES_PER_CALL)
+        .max_memory_size(max_memory)
+        .total_stacks(calls);
+
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .consume_fuel(settings.fuel_metering)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config).map_err(|e| anyhow::anyhow!("failed to build the wasmtime engine: {e:#}"))
+}
+
+/// Identifies the engine build and configuration, e.g.
+/// `wasmtime-x86_64-9c1e…` (the hash covers the wasmtime version and settings). Equal identifiers mean a component precompiled by
+/// one engine can be loaded by the other.
+pub fn identifier(engine: &Engine) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    format!("wasmtime-{}-{:016x}", std::env::consts::ARCH, hasher.finish())
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+#[derive(Debug)]
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    pub fn start(engine: &Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (engine, stopped) = (engine.clone(), stop.clone());
+        std::thread::Builder::new().name("wasmplug-epoch".into()).spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })?;
+        Ok(EpochTicker { stop })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The epoch deadline, in ticks, for a call that may take `timeout`.
+pub fn deadline_ticks(timeout: Duration) -> u64 {
+    let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+    u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+}

@@ -1,0 +1,85 @@
+//! Running plugins: one wasmtime engine, a deny-all WASI linker, and components
+//! compiled once into [`LoadedPlugin`]s that run each call in a fresh instance
+//! under its memory, time and fuel limits.
+
+mod bindings;
+mod check;
+mod engine;
+mod error;
+mod limits;
+mod output;
+mod plugin;
+mod state;
+
+pub use bindings::{HttpRequest, HttpResponse, Metadata, RepoContext};
+pub use check::World;
+pub use engine::{EPOCH_TICK, EngineSettings};
+pub use error::{CallError, LoadError};
+pub use limits::CallLimits;
+pub use plugin::LoadedPlugin;
+pub use state::MemoryLimitExceeded;
+
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+
+use crate::plugin::Package;
+use engine::EpochTicker;
+use state::CallState;
+
+/// The process's plugin runtime. Cheap to share behind an `Arc`.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    settings: EngineSettings,
+    engine_id: String,
+    _ticker: EpochTicker,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("settings", &self.settings).field("engine_id", &self.engine_id).finish()
+    }
+}
+
+impl Runtime {
+    pub fn new(settings: EngineSettings) -> anyhow::Result<Self> {
+        let engine = engine::build(&settings)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        let engine_id = engine::identifier(&engine);
+        let ticker = EpochTicker::start(&engine)?;
+        Ok(Runtime { engine, linker, settings, engine_id, _ticker: ticker })
+    }
+
+    /// Identifies this engine build and configuration (see [`EngineSettings`]).
+    pub fn engine_id(&self) -> &str {
+        &self.engine_id
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// Compiles `package`'s component and checks that it is a valid plugin for
+    /// its manifest: WASI-only imports, a plugin world, and a format key equal to
+    /// the manifest's. CPU-heavy: call it off the request path.
+    pub fn load(&self, package: &Package, limits: CallLimits) -> Result<LoadedPlugin, LoadError> {
+        let component = Component::new(&self.engine, &package.wasm)
+            .map_err(|e| LoadError::NotAComponent { reason: format!("{e:#}") })?;
+        self.link(component, package, limits)
+    }
+
+    fn link(&self, component: Component, package: &Package, limits: CallLimits) -> Result<LoadedPlugin, LoadError> {
+        let world = check::world_of(&self.engine, &component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::UnsatisfiedImport { reason: format!("{e:#}") })?;
+        let plugin = LoadedPlugin::new(pre, world, limits, self.settings.fuel_metering)?;
+        let key = plugin.format_key().map_err(LoadError::FormatKeyCall)?;
+        if key != package.manifest.format_key {
+            return Err(LoadError::FormatKeyMismatch { plugin: key, manifest: package.manifest.format_key.clone() });
+        }
+        Ok(plugin)
+    }
+}

@@ -1,0 +1,48 @@
+//! Shared by the host's integration tests: the example plugins built from
+//! `examples/` (built once per test binary) and real package files.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use wasmplug_host::plugin::Package;
+
+/// The package directory of the example plugin `name` (plugin.toml + plugin.wasm),
+/// built by `examples/build.sh` on first use.
+pub fn example_package(name: &str) -> PathBuf {
+    static PACKAGES: OnceLock<PathBuf> = OnceLock::new();
+    let packages = PACKAGES.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/build.sh");
+        let output = Command::new("bash").arg(&script).output().expect("examples/build.sh runs");
+        assert!(output.status.success(), "examples/build.sh failed:\n{}", String::from_utf8_lossy(&output.stderr));
+        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+    });
+    let dir = packages.join(name);
+    assert!(dir.is_dir(), "examples/build.sh built no package {name} in {}", packages.display());
+    dir
+}
+
+pub fn read_example(name: &str) -> Package {
+    Package::read_dir(&example_package(name)).expect("example packages are valid")
+}
+
+/// A real `.unitypackage`: a gzipped tar of `<guid>/asset`, `<guid>/asset.meta` and
+/// `<guid>/pathname` for each `(guid, pathname, contents)`.
+pub fn unity_package(assets: &[(&str, &str, &[u8])]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()));
+    let mut add = |path: String, data: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, path, data).expect("append to an in-memory tar");
+    };
+    for (guid, pathname, contents) in assets {
+        add(format!("{guid}/asset"), contents);
+        add(format!("{guid}/asset.meta"), format!("fileFormatVersion: 2\nguid: {guid}\n").as_bytes());
+        add(format!("{guid}/pathname"), format!("{pathname}\n").as_bytes());
+    }
+    tar.into_inner().expect("finish tar").finish().expect("finish gzip")
+}
