@@ -6,8 +6,6 @@
 //! engine that can run it.
 
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -71,30 +69,21 @@ pub fn identifier(engine: &Engine) -> String {
     format!("wasmtime-{}-{:016x}", std::env::consts::ARCH, hasher.finish())
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
-#[derive(Debug)]
-pub struct EpochTicker {
-    stop: Arc<AtomicBool>,
-}
-
-impl EpochTicker {
-    pub fn start(engine: &Engine) -> std::io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (engine, stopped) = (engine.clone(), stop.clone());
-        std::thread::Builder::new().name("wasmplug-epoch".into()).spawn(move || {
-            while !stopped.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
+/// Advances the engine's epoch every [`EPOCH_TICK`] for as long as the engine
+/// lives: the thread holds only a weak reference and ends with the last clone of
+/// the engine (plugins keep it alive, so their deadlines keep working).
+pub fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
+    let engine = engine.weak();
+    std::thread::Builder::new().name("wasmplug-epoch".into()).spawn(move || {
+        loop {
+            std::thread::sleep(EPOCH_TICK);
+            match engine.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => break,
             }
-        })?;
-        Ok(EpochTicker { stop })
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
+        }
+    })?;
+    Ok(())
 }
 
 /// The epoch deadline, in ticks, for a call that may take `timeout`.

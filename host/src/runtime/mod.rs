@@ -23,7 +23,6 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use crate::plugin::Package;
-use engine::EpochTicker;
 use state::CallState;
 
 /// The process's plugin runtime. Cheap to share behind an `Arc`.
@@ -32,7 +31,6 @@ pub struct Runtime {
     linker: Linker<CallState>,
     settings: EngineSettings,
     engine_id: String,
-    _ticker: EpochTicker,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -47,8 +45,8 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         let engine_id = engine::identifier(&engine);
-        let ticker = EpochTicker::start(&engine)?;
-        Ok(Runtime { engine, linker, settings, engine_id, _ticker: ticker })
+        engine::start_epoch_ticker(&engine)?;
+        Ok(Runtime { engine, linker, settings, engine_id })
     }
 
     /// Identifies this engine build and configuration (see [`EngineSettings`]).

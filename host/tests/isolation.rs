@@ -1,0 +1,127 @@
+//! A misbehaving plugin fails only its own call, with an error that names the
+//! limit or the cause, while calls to other plugins (and its own later calls)
+//! succeed. Broken components are rejected at load time, naming why.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmplug_host::runtime::{CallError, CallLimits, EngineSettings, LoadError, LoadedPlugin, Runtime};
+
+const TIGHT: CallLimits = CallLimits { memory_bytes: 16 << 20, timeout: Duration::from_millis(300), fuel: None };
+
+fn load(runtime: &Runtime, name: &str, limits: CallLimits) -> LoadedPlugin {
+    runtime.load(&support::read_example(name), limits).unwrap_or_else(|e| panic!("{name} loads: {e}"))
+}
+
+fn runtime() -> Runtime {
+    Runtime::new(EngineSettings::default()).expect("the engine builds")
+}
+
+#[test]
+fn a_trap_fails_the_call_and_reports_the_panic() {
+    let plugin = load(&runtime(), "misbehaving", TIGHT);
+    let error = plugin.validate("trap", b"").expect_err("the call traps");
+    let CallError::Crashed { message } = &error else { panic!("expected a crash, got {error:?}") };
+    assert!(message.contains("asked to trap"), "the guest's panic message is kept: {message}");
+    assert_eq!(plugin.validate("fine", b""), Ok(Ok(())), "the next call gets a fresh instance");
+}
+
+#[test]
+fn an_endless_loop_is_stopped_at_the_time_limit() {
+    let plugin = load(&runtime(), "misbehaving", TIGHT);
+    let started = Instant::now();
+    let error = plugin.validate("loop", b"").expect_err("the call is interrupted");
+    assert_eq!(error, CallError::Timeout { limit: Duration::from_millis(300) });
+    assert_eq!(error.to_string(), "plugin exceeded its time limit of 300ms");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(plugin.validate("fine", b""), Ok(Ok(())));
+}
+
+#[test]
+fn growing_past_the_memory_limit_fails_the_call() {
+    let plugin = load(&runtime(), "misbehaving", TIGHT);
+    let error = plugin.validate("alloc", b"").expect_err("the allocation is refused");
+    assert_eq!(error, CallError::MemoryLimit { limit_bytes: 16 << 20 });
+    assert_eq!(error.to_string(), "plugin exceeded its memory limit of 16777216 bytes");
+    assert!(error.is_limit());
+    assert_eq!(plugin.validate("fine", b""), Ok(Ok(())));
+}
+
+#[test]
+fn a_stack_overflow_fails_the_call() {
+    let plugin = load(&runtime(), "misbehaving", TIGHT);
+    let error = plugin.validate("stack", b"").expect_err("the stack overflows");
+    let CallError::Crashed { message } = &error else { panic!("expected a crash, got {error:?}") };
+    assert!(message.contains("call stack exhausted"), "{message}");
+    assert!(!error.is_limit(), "a stack overflow is a crash, not a resource limit");
+}
+
+#[test]
+fn fuel_metering_stops_a_loop_at_its_fuel_limit() {
+    let runtime = Runtime::new(EngineSettings { fuel_metering: true, ..EngineSettings::default() }).expect("engine");
+    let limits = CallLimits { fuel: Some(5_000_000), timeout: Duration::from_secs(30), ..TIGHT };
+    let plugin = load(&runtime, "misbehaving", limits);
+    assert_eq!(plugin.validate("loop", b"").expect_err("out of fuel"), CallError::FuelExhausted { limit: 5_000_000 });
+    assert_eq!(plugin.validate("fine", b""), Ok(Ok(())), "a cheap call fits in the same budget");
+}
+
+#[test]
+fn chatty_output_is_capped_not_fatal() {
+    let plugin = load(&runtime(), "misbehaving", TIGHT);
+    assert_eq!(plugin.validate("print", b""), Ok(Ok(())));
+}
+
+#[test]
+fn misbehaviour_does_not_disturb_concurrent_calls_to_other_plugins() {
+    let runtime = runtime();
+    let bad = Arc::new(load(&runtime, "misbehaving", TIGHT));
+    let good = Arc::new(load(&runtime, "unity-format", CallLimits::DEFAULT));
+    let package =
+        Arc::new(support::unity_package(&[("0123456789abcdef0123456789abcdef", "Assets/A.cs", b"class A {}")]));
+
+    let misbehaving: Vec<_> = ["loop", "alloc", "trap", "stack", "loop"]
+        .into_iter()
+        .map(|how| {
+            let bad = bad.clone();
+            std::thread::spawn(move || bad.validate(how, b"").expect_err("misbehaviour fails its call"))
+        })
+        .collect();
+    let healthy: Vec<_> = (0..4)
+        .map(|_| {
+            let (good, package) = (good.clone(), package.clone());
+            std::thread::spawn(move || {
+                (0..25).map(|_| good.validate("a-1.0.0.unitypackage", &package)).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+
+    for call in healthy {
+        for answer in call.join().expect("no healthy caller panics") {
+            assert_eq!(answer, Ok(Ok(())), "every call to the healthy plugin succeeds");
+        }
+    }
+    let kinds: Vec<&str> = misbehaving.into_iter().map(|t| t.join().expect("no panic").kind()).collect();
+    assert_eq!(kinds, ["time_limit", "memory_limit", "crashed", "crashed", "time_limit"]);
+}
+
+#[test]
+fn a_component_exporting_the_wrong_world_is_rejected() {
+    let error = runtime().load(&support::read_example("wrong-world"), CallLimits::DEFAULT).expect_err("wrong world");
+    assert!(matches!(error, LoadError::MissingHandler { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("does not export `artifact-keeper:format/handler@1.0.0`"), "{message}");
+    assert!(message.contains("it exports: greet"), "{message}");
+}
+
+#[test]
+fn an_import_outside_wasi_is_rejected_by_name() {
+    let error =
+        runtime().load(&support::read_example("forbidden-import"), CallLimits::DEFAULT).expect_err("forbidden import");
+    assert_eq!(
+        error.to_string(),
+        "plugin.wasm imports `wasmplug-test:forbidden/exfiltrate`, which is outside WASI 0.2 and the \
+         format-plugin worlds; plugins may import only wasi:* interfaces"
+    );
+}
