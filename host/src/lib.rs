@@ -4,5 +4,8 @@
 //! [`plugin`] is the single definition of a valid plugin package; the operator uses
 //! it too, so a package the operator publishes is one every host can load.
 
+pub mod builtin;
+pub mod handler;
 pub mod plugin;
+pub mod registry;
 pub mod runtime;

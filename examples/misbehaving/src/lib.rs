@@ -6,6 +6,7 @@
 //! - `alloc`: grows memory towards 1 GiB (the memory limit must stop it)
 //! - `stack`: recurses without end (the stack overflows)
 //! - `print`: writes 100 KiB to stdout, then succeeds (output is capped, not fatal)
+//! - `slow`: sleeps 300 ms, then succeeds (a call that is in flight for a while)
 //! - anything else: succeeds
 
 wit_bindgen::generate!({
@@ -47,6 +48,10 @@ impl Guest for Misbehaving {
                 Err(format!("allocated {} MiB without being stopped", blocks.len()))
             }
             "stack" => Err(format!("recursed to depth {} without overflowing", recurse(0))),
+            "slow" => {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                Ok(())
+            }
             "print" => {
                 for line in 0..1024 {
                     println!("{line:04}: {}", "x".repeat(94));

@@ -7,6 +7,7 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "format-plugin-v2",
+    additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
 });
 
 pub use exports::artifact_keeper::format::handler::{self, Metadata};

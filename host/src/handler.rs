@@ -1,0 +1,64 @@
+//! The one interface every format handler implements, builtin or WebAssembly:
+//! the HTTP layer and the registry cannot tell them apart.
+
+use std::sync::Arc;
+
+use crate::runtime::{CallError, HttpRequest, HttpResponse, LoadedPlugin, Metadata, RepoContext};
+
+/// Index files a handler generates: (file name, contents).
+pub type IndexFiles = Vec<(String, Vec<u8>)>;
+
+/// Why a handler did not answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HandlerError {
+    /// The handler looked at the input and refused it; the message says why.
+    #[error("{0}")]
+    Rejected(String),
+    /// The call itself failed (crash, exceeded limit, unsupported function).
+    #[error(transparent)]
+    Failed(#[from] CallError),
+}
+
+/// A format handler. Calls are blocking and CPU-bound; run them off the async
+/// executor.
+pub trait FormatHandler: Send + Sync + std::fmt::Debug {
+    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, HandlerError>;
+    fn validate(&self, path: &str, data: &[u8]) -> Result<(), HandlerError>;
+    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, HandlerError>;
+    fn handle_request(
+        &self,
+        request: &HttpRequest,
+        context: &RepoContext,
+        artifacts: &[Metadata],
+    ) -> Result<HttpResponse, HandlerError>;
+}
+
+/// A shareable handler.
+pub type SharedHandler = Arc<dyn FormatHandler>;
+
+fn flatten<T>(answer: Result<Result<T, String>, CallError>) -> Result<T, HandlerError> {
+    answer?.map_err(HandlerError::Rejected)
+}
+
+impl FormatHandler for LoadedPlugin {
+    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, HandlerError> {
+        flatten(LoadedPlugin::parse_metadata(self, path, data))
+    }
+
+    fn validate(&self, path: &str, data: &[u8]) -> Result<(), HandlerError> {
+        flatten(LoadedPlugin::validate(self, path, data))
+    }
+
+    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, HandlerError> {
+        flatten(LoadedPlugin::generate_index(self, artifacts))
+    }
+
+    fn handle_request(
+        &self,
+        request: &HttpRequest,
+        context: &RepoContext,
+        artifacts: &[Metadata],
+    ) -> Result<HttpResponse, HandlerError> {
+        flatten(LoadedPlugin::handle_request(self, request, context, artifacts))
+    }
+}
