@@ -12,7 +12,7 @@ mod status;
 
 pub use spec::{
     BuiltinSource, FormatPlugin, FormatPluginSpec, GitRef, GitSource, Limits, LocalSource, SecretReference, Source,
-    SourceKind, UrlSource,
+    SourceKind, UrlSource, parse_memory,
 };
 pub use status::{Artifact, Capabilities, FormatPluginStatus, PluginInfo, Precompiled};
 

@@ -326,7 +326,7 @@ impl Limits {
 }
 
 /// Parses the `limits.memory` form: digits with an optional Ki, Mi or Gi suffix.
-fn parse_memory(text: &str) -> Option<u64> {
+pub fn parse_memory(text: &str) -> Option<u64> {
     let (digits, unit) = match text.len().checked_sub(2).map(|at| text.split_at(at)) {
         Some((digits, "Ki")) => (digits, 1 << 10),
         Some((digits, "Mi")) => (digits, 1 << 20),

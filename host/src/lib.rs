@@ -6,6 +6,8 @@
 
 pub mod builtin;
 pub mod handler;
+pub mod local;
 pub mod plugin;
 pub mod registry;
 pub mod runtime;
+pub mod server;

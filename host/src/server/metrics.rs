@@ -1,0 +1,81 @@
+//! Prometheus metrics of the host: calls by format, operation and outcome, call
+//! latency, and the formats known by state.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry as PromRegistry;
+
+use crate::registry::{Registry, State};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    format: String,
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LatencyLabels {
+    format: String,
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: PromRegistry,
+    calls: Family<CallLabels, Counter>,
+    latency: Family<LatencyLabels, Histogram>,
+    formats: Family<StateLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = PromRegistry::with_prefix("wasmplug_host");
+        let calls = Family::<CallLabels, Counter>::default();
+        registry.register("calls", "Handler calls by format, operation and outcome", calls.clone());
+        let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0])
+        });
+        registry.register("call_duration_seconds", "Handler call latency, body read excluded", latency.clone());
+        let formats = Family::<StateLabels, Gauge>::default();
+        registry.register("formats", "Formats this host knows, by state", formats.clone());
+        Metrics { registry, calls, latency, formats }
+    }
+
+    /// Counts one call; `outcome` is "ok" or an error code.
+    pub fn observe_call(&self, format: &str, operation: &'static str, outcome: &'static str, took: Duration) {
+        let format = format.to_owned();
+        self.calls.get_or_create(&CallLabels { format: format.clone(), operation, outcome }).inc();
+        self.latency.get_or_create(&LatencyLabels { format, operation }).observe(took.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition, with the format gauges refreshed from `formats`.
+    pub fn render(&self, formats: &Registry) -> String {
+        let snapshot = formats.snapshot();
+        for state in [State::Active, State::Disabled, State::Failed, State::Quarantined] {
+            let count = snapshot.formats().filter(|f| f.state() == state).count();
+            self.formats.get_or_create(&StateLabels { state: state.as_str() }).set(count as i64);
+        }
+        let mut text = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(%error, "failed to encode metrics");
+        }
+        text
+    }
+}

@@ -1,0 +1,279 @@
+//! The HTTP API of PRODUCT.md, request by request. Routing and the mapping of
+//! answers to JSON live here; what a format does is the handler's business.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+
+use super::App;
+use super::error::ApiError;
+use crate::handler::{HandlerError, SharedHandler};
+use crate::registry::{Format, Origin};
+use crate::runtime::Metadata;
+
+type Answer = Result<Response<Full<Bytes>>, ApiError>;
+
+/// The operations a format handler offers over HTTP.
+#[derive(Clone, Copy, Debug)]
+enum Operation {
+    Metadata,
+    Validate,
+    Index,
+}
+
+impl Operation {
+    fn from_segment(segment: &str) -> Option<Self> {
+        match segment {
+            "metadata" => Some(Operation::Metadata),
+            "validate" => Some(Operation::Validate),
+            "index" => Some(Operation::Index),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Operation::Metadata => "metadata",
+            Operation::Validate => "validate",
+            Operation::Index => "index",
+        }
+    }
+}
+
+pub(super) async fn route<B>(app: Arc<App>, request: Request<B>) -> Response<Full<Bytes>>
+where
+    B: Body<Data = Bytes> + Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let path = request.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let answer = match (request.method(), segments.as_slice()) {
+        (&Method::GET, ["healthz"]) => Ok(text(StatusCode::OK, "ok\n")),
+        (&Method::GET, ["readyz"]) if app.is_ready() => Ok(text(StatusCode::OK, "ok\n")),
+        (&Method::GET, ["readyz"]) => Ok(text(StatusCode::SERVICE_UNAVAILABLE, "not ready: first sync not done\n")),
+        (&Method::GET, ["metrics"]) => Ok(metrics(&app)),
+        (&Method::GET, ["v1", "formats"]) => Ok(json(StatusCode::OK, &list_formats(&app))),
+        (&Method::POST, ["v1", "formats", key, operation]) => match Operation::from_segment(operation) {
+            Some(operation) => call(&app, key, operation, request).await,
+            None => {
+                Err(ApiError::not_found(format!("unknown operation {operation:?}; use metadata, validate or index")))
+            }
+        },
+        (_, ["v1", "formats", ..] | ["healthz" | "readyz" | "metrics"]) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{} is not allowed on {path}", request.method()),
+        )),
+        _ => Err(ApiError::not_found(format!("no such endpoint {path}; see GET /v1/formats"))),
+    };
+    answer.unwrap_or_else(|error| json(error.status, &error))
+}
+
+async fn call<B>(app: &App, key: &str, operation: Operation, request: Request<B>) -> Answer
+where
+    B: Body<Data = Bytes> + Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let serving = app.registry.serving(key)?;
+    let artifact_path = query_param(request.uri().query(), "path");
+    let body = read_body(request.into_body(), app.config.max_body_bytes).await?;
+    let missing_path = || ApiError::bad_request("missing ?path= (the artifact's path in its repository)");
+    let input = match operation {
+        Operation::Metadata => Input::Metadata { path: artifact_path.ok_or_else(missing_path)?, data: body },
+        Operation::Validate => Input::Validate { path: artifact_path.ok_or_else(missing_path)?, data: body },
+        Operation::Index => Input::Index(
+            serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("the body must be a JSON list of metadata objects: {e}")))?,
+        ),
+    };
+
+    let _permit =
+        app.calls.acquire().await.map_err(|_| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the host is shutting down")
+        })?;
+    let handler = serving.handler().clone();
+    let started = Instant::now();
+    let output = tokio::task::spawn_blocking(move || run(&handler, input))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "crashed", format!("the handler call panicked: {e}")))?;
+    let took = started.elapsed();
+
+    if app.registry.report(&serving, &output) {
+        tracing::warn!(format = key, "format quarantined after repeated limit failures");
+    }
+    let outcome = match &output {
+        Ok(_) => "ok",
+        Err(error) => ApiError::from(error.clone()).code,
+    };
+    app.metrics.observe_call(key, operation.name(), outcome, took);
+    let served_by = served_by(&serving.format);
+    let mut response = match output? {
+        Output::Metadata(metadata) => json(StatusCode::OK, &metadata),
+        Output::Valid => empty(StatusCode::NO_CONTENT),
+        Output::Index(None) => empty(StatusCode::NO_CONTENT),
+        Output::Index(Some(files)) => {
+            let files: Vec<IndexFile> = files
+                .into_iter()
+                .map(|(name, content)| IndexFile {
+                    name,
+                    content_base64: base64::engine::general_purpose::STANDARD.encode(content),
+                })
+                .collect();
+            json(StatusCode::OK, &IndexFiles { files })
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&served_by) {
+        response.headers_mut().insert(SERVED_BY, value);
+    }
+    Ok(response)
+}
+
+/// Response header naming the handler version that answered: `builtin` or
+/// `<plugin name>@<version>`, plus the digest for plugins.
+pub const SERVED_BY: &str = "wasmplug-served-by";
+
+fn served_by(format: &Format) -> String {
+    match (&format.origin, format.digest) {
+        (Origin::Builtin, _) => "builtin".to_owned(),
+        (Origin::Plugin { name, version }, Some(digest)) => format!("{name}@{version} {digest}"),
+        (Origin::Plugin { name, version }, None) => format!("{name}@{version}"),
+    }
+}
+
+enum Input {
+    Metadata { path: String, data: Bytes },
+    Validate { path: String, data: Bytes },
+    Index(Vec<Metadata>),
+}
+
+enum Output {
+    Metadata(Metadata),
+    Valid,
+    Index(Option<Vec<(String, Vec<u8>)>>),
+}
+
+fn run(handler: &SharedHandler, input: Input) -> Result<Output, HandlerError> {
+    match input {
+        Input::Metadata { path, data } => handler.parse_metadata(&path, &data).map(Output::Metadata),
+        Input::Validate { path, data } => handler.validate(&path, &data).map(|()| Output::Valid),
+        Input::Index(artifacts) => handler.generate_index(&artifacts).map(Output::Index),
+    }
+}
+
+#[derive(Serialize)]
+struct IndexFiles {
+    files: Vec<IndexFile>,
+}
+
+#[derive(Serialize)]
+struct IndexFile {
+    name: String,
+    content_base64: String,
+}
+
+async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, ApiError>
+where
+    B: Body<Data = Bytes> + Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(ApiError::body_too_large(limit)),
+        Err(error) => Err(ApiError::bad_request(format!("failed to read the request body: {error}"))),
+    }
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
+}
+
+#[derive(Serialize)]
+struct FormatView<'a> {
+    key: &'a str,
+    origin: OriginView<'a>,
+    state: &'static str,
+    enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limits: Option<LimitsView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum OriginView<'a> {
+    Builtin,
+    Plugin { name: &'a str, version: &'a str },
+}
+
+#[derive(Serialize)]
+struct LimitsView {
+    memory_bytes: u64,
+    timeout_ms: u128,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fuel: Option<u64>,
+}
+
+fn list_formats(app: &App) -> serde_json::Value {
+    let snapshot = app.registry.snapshot();
+    let formats: Vec<FormatView> = snapshot.formats().map(|format| view(format)).collect();
+    serde_json::json!({ "formats": formats })
+}
+
+fn view(format: &Format) -> FormatView<'_> {
+    FormatView {
+        key: &format.key,
+        origin: match &format.origin {
+            Origin::Builtin => OriginView::Builtin,
+            Origin::Plugin { name, version } => OriginView::Plugin { name, version },
+        },
+        state: format.state().as_str(),
+        enabled: format.enabled,
+        digest: format.digest.map(|d| d.to_string()),
+        limits: format.limits.map(|l| LimitsView {
+            memory_bytes: l.memory_bytes,
+            timeout_ms: l.timeout.as_millis(),
+            fuel: l.fuel,
+        }),
+        last_error: format.last_error.as_deref(),
+    }
+}
+
+fn metrics(app: &App) -> Response<Full<Bytes>> {
+    let mut response = text(StatusCode::OK, app.metrics.render(&app.registry));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    response
+}
+
+fn json(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(value)
+        .unwrap_or_else(|e| format!("{{\"code\":\"internal\",\"message\":\"{e}\"}}").into_bytes());
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.into())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+fn empty(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
+}

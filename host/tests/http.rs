@@ -1,0 +1,361 @@
+//! The HTTP API as a registry calls it: a real server on 127.0.0.1, real plugin
+//! packages in a watched directory, real HTTP requests.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use wasmplug_host::local::LocalSource;
+use wasmplug_host::registry::Registry;
+use wasmplug_host::runtime::{CallLimits, EngineSettings, Runtime};
+use wasmplug_host::server::{App, SERVED_BY, ServerConfig, serve};
+
+const GUID: &str = "0123456789abcdef0123456789abcdef";
+
+/// A host serving the packages in `dir` (polled every 50 ms) and the builtins.
+struct Host {
+    addr: std::net::SocketAddr,
+    registry: Arc<Registry>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start_host(dir: &Path, limits: CallLimits, config: ServerConfig) -> Host {
+    let runtime = Arc::new(Runtime::new(EngineSettings::default()).expect("engine"));
+    let registry = Arc::new(Registry::new());
+    let app = App::new(registry.clone(), config);
+    let source = LocalSource::new(dir.to_owned(), &["all".to_owned()], runtime, registry.clone(), limits)
+        .expect("builtins exist");
+    let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
+    let ready = app.clone();
+    tokio::spawn(source.run(Duration::from_millis(50), move || {
+        ready.set_ready();
+        let _ = synced_tx.send(());
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, app, async {
+        let _ = stop.await;
+    }));
+    synced_rx.await.expect("the first sync completes");
+    Host { addr, registry, _shutdown: shutdown }
+}
+
+struct Answer {
+    status: StatusCode,
+    served_by: Option<String>,
+    body: Bytes,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+async fn call(addr: std::net::SocketAddr, method: Method, path: &str, body: impl Into<Bytes>) -> Answer {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(connection);
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost")
+        .body(Full::new(body.into()))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    let status = response.status();
+    let served_by = response.headers().get(SERVED_BY).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body = response.into_body().collect().await.expect("body").to_bytes();
+    Answer { status, served_by, body }
+}
+
+async fn post(host: &Host, path: &str, body: impl Into<Bytes>) -> Answer {
+    call(host.addr, Method::POST, path, body).await
+}
+
+fn copy_package(name: &str, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for file in ["plugin.toml", "plugin.wasm"] {
+        std::fs::copy(support::example_package(name).join(file), to.join(file)).expect("copy package file");
+    }
+}
+
+/// Rewrites `version = "…"` in a package's manifest, as a plugin release would.
+fn set_version(package: &Path, version: &str) {
+    let manifest = std::fs::read_to_string(package.join("plugin.toml")).expect("read manifest");
+    let manifest: String = manifest
+        .lines()
+        .map(|line| if line.starts_with("version = ") { format!("version = \"{version}\"") } else { line.to_owned() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    // Write under a temporary name and rename, as a deployment would.
+    std::fs::write(package.join("plugin.toml.tmp"), manifest).expect("write manifest");
+    std::fs::rename(package.join("plugin.toml.tmp"), package.join("plugin.toml")).expect("rename manifest");
+}
+
+async fn wait_for(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serves_builtin_and_plugin_formats() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_package("unity-format", &dir.path().join("unity"));
+    let host = start_host(dir.path(), CallLimits::DEFAULT, ServerConfig::default()).await;
+
+    let formats = call(host.addr, Method::GET, "/v1/formats", "").await.json();
+    let keys: Vec<&str> =
+        formats["formats"].as_array().expect("list").iter().filter_map(|f| f["key"].as_str()).collect();
+    assert_eq!(keys, ["generic", "unity"]);
+    let unity = &formats["formats"][1];
+    assert_eq!(unity["origin"], serde_json::json!({"kind": "plugin", "name": "unity-format", "version": "0.1.0"}));
+    assert_eq!(unity["state"], "active");
+    assert_eq!(unity["limits"]["memory_bytes"], 32 << 20);
+    assert!(unity["digest"].as_str().is_some_and(|d| d.starts_with("sha256:")));
+
+    let package = support::unity_package(&[(GUID, "Assets/A.cs", b"class A {}")]);
+    let answer = post(&host, "/v1/formats/unity/metadata?path=pkgs/Tools-2.0.1.unitypackage", package.clone()).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json()["version"], "2.0.1");
+    assert!(answer.served_by.as_deref().is_some_and(|s| s.starts_with("unity-format@0.1.0 sha256:")));
+
+    let answer = post(&host, "/v1/formats/unity/validate?path=a%20b.unitypackage", package).await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT);
+
+    let answer = post(&host, "/v1/formats/generic/metadata?path=docs/readme.txt", "hello").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json()["content_type"], "text/plain");
+    assert_eq!(answer.served_by.as_deref(), Some("builtin"));
+
+    let metadata = serde_json::json!([{"path": "a-1.0.unitypackage", "version": "1.0", "content_type": "x/y", "size_bytes": 3, "checksum_sha256": null}]);
+    let answer = post(&host, "/v1/formats/unity/index", metadata.to_string()).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json()["files"][0]["name"], "index.json");
+    assert_eq!(post(&host, "/v1/formats/generic/index", "[]").await.status, StatusCode::NO_CONTENT);
+
+    let health = call(host.addr, Method::GET, "/healthz", "").await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(call(host.addr, Method::GET, "/readyz", "").await.status, StatusCode::OK);
+    let metrics = call(host.addr, Method::GET, "/metrics", "").await;
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        metrics.contains(r#"wasmplug_host_calls_total{format="unity",operation="metadata",outcome="ok"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"wasmplug_host_formats{state="active"} 2"#), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_failure_has_its_status_and_stable_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_package("unity-format", &dir.path().join("unity"));
+    copy_package("misbehaving", &dir.path().join("misbehaving"));
+    let limits = CallLimits { memory_bytes: 16 << 20, timeout: Duration::from_millis(200), fuel: None };
+    let host =
+        start_host(dir.path(), limits, ServerConfig { max_body_bytes: 64 << 10, ..ServerConfig::default() }).await;
+
+    let cases: [(&str, Bytes, StatusCode, &str, &str); 9] = [
+        (
+            "/v1/formats/npm/metadata?path=a",
+            Bytes::new(),
+            StatusCode::NOT_FOUND,
+            "unknown_format",
+            "unknown format \"npm\"",
+        ),
+        (
+            "/v1/formats/unity/validate?path=a.zip",
+            Bytes::new(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "rejected",
+            "must end with .unitypackage",
+        ),
+        (
+            "/v1/formats/misbehaving/validate?path=trap",
+            Bytes::new(),
+            StatusCode::BAD_GATEWAY,
+            "crashed",
+            "asked to trap",
+        ),
+        (
+            "/v1/formats/misbehaving/validate?path=alloc",
+            Bytes::new(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "memory_limit",
+            "memory limit of 16777216 bytes",
+        ),
+        (
+            "/v1/formats/misbehaving/validate?path=loop",
+            Bytes::new(),
+            StatusCode::GATEWAY_TIMEOUT,
+            "time_limit",
+            "time limit of 200ms",
+        ),
+        (
+            "/v1/formats/unity/validate?path=a",
+            Bytes::from(vec![0u8; 65 << 10]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "limit of 65536 bytes",
+        ),
+        ("/v1/formats/unity/validate", Bytes::new(), StatusCode::BAD_REQUEST, "bad_request", "missing ?path="),
+        (
+            "/v1/formats/unity/index",
+            Bytes::from("not json"),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "JSON list of metadata",
+        ),
+        (
+            "/v1/formats/unity/frobnicate",
+            Bytes::new(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "use metadata, validate or index",
+        ),
+    ];
+    for (path, body, status, code, message) in cases {
+        let answer = post(&host, path, body).await;
+        assert_eq!((answer.status, answer.code().as_str()), (status, code), "{path}: {:?}", answer.body);
+        let text = answer.json()["message"].as_str().unwrap_or_default().to_owned();
+        assert!(text.contains(message), "{path}: expected {message:?} in {text:?}");
+    }
+
+    assert!(host.registry.set_enabled("unity", false));
+    let answer = post(&host, "/v1/formats/unity/validate?path=a.unitypackage", "").await;
+    assert_eq!((answer.status, answer.code().as_str()), (StatusCode::CONFLICT, "format_unavailable"));
+    assert_eq!(answer.json()["message"], "format \"unity\" is unavailable: it is disabled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_runaway_plugin_does_not_slow_down_or_fail_other_formats() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_package("unity-format", &dir.path().join("unity"));
+    copy_package("misbehaving", &dir.path().join("misbehaving"));
+    let limits = CallLimits { timeout: Duration::from_millis(500), ..CallLimits::DEFAULT };
+    let host = Arc::new(start_host(dir.path(), limits, ServerConfig::default()).await);
+
+    let runaway: Vec<_> = (0..3)
+        .map(|_| {
+            let host = host.clone();
+            tokio::spawn(async move { post(&host, "/v1/formats/misbehaving/validate?path=loop", "").await.status })
+        })
+        .collect();
+    let package = Bytes::from(support::unity_package(&[(GUID, "Assets/A.cs", b"class A {}")]));
+    for _ in 0..50 {
+        let answer = post(&host, "/v1/formats/unity/validate?path=a-1.0.0.unitypackage", package.clone()).await;
+        assert_eq!(answer.status, StatusCode::NO_CONTENT, "{:?}", answer.body);
+    }
+    for call in runaway {
+        assert_eq!(call.await.expect("runaway call task"), StatusCode::GATEWAY_TIMEOUT);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hot_swap_under_load_loses_no_request_and_in_flight_calls_finish_on_v1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let package = dir.path().join("misbehaving");
+    copy_package("misbehaving", &package);
+    let host = Arc::new(start_host(dir.path(), CallLimits::DEFAULT, ServerConfig::default()).await);
+
+    // Continuous load for the whole swap.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (host, stop) = (host.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut served_by = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let answer = post(&host, "/v1/formats/misbehaving/validate?path=fine", "").await;
+                    assert_eq!(answer.status, StatusCode::NO_CONTENT, "a request failed during the swap");
+                    served_by.push(answer.served_by.unwrap_or_default());
+                }
+                served_by
+            })
+        })
+        .collect();
+    let in_flight = {
+        let host = host.clone();
+        tokio::spawn(async move { post(&host, "/v1/formats/misbehaving/validate?path=slow", "").await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    set_version(&package, "0.2.0");
+    wait_for("v2 to be listed", async || {
+        let formats = call(host.addr, Method::GET, "/v1/formats", "").await.json();
+        formats["formats"].as_array().into_iter().flatten().any(|f| f["origin"]["version"] == "0.2.0")
+    })
+    .await;
+    let first_after = post(&host, "/v1/formats/misbehaving/validate?path=fine", "").await;
+    assert!(first_after.served_by.as_deref().is_some_and(|s| s.starts_with("misbehaving@0.2.0")));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let slow = in_flight.await.expect("in-flight task");
+    assert_eq!(slow.status, StatusCode::NO_CONTENT);
+    assert!(slow.served_by.as_deref().is_some_and(|s| s.starts_with("misbehaving@0.1.0")), "{:?}", slow.served_by);
+    let mut versions = std::collections::BTreeSet::new();
+    for task in load {
+        for served in task.await.expect("load task completes without a failed request") {
+            versions.insert(served.split(' ').next().unwrap_or_default().to_owned());
+        }
+    }
+    assert_eq!(versions.into_iter().collect::<Vec<_>>(), ["misbehaving@0.1.0", "misbehaving@0.2.0"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn packages_are_unloaded_when_removed_and_a_broken_update_keeps_the_old_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let package = dir.path().join("unity");
+    copy_package("unity-format", &package);
+    let host = start_host(dir.path(), CallLimits::DEFAULT, ServerConfig::default()).await;
+    let validate = async || post(&host, "/v1/formats/unity/validate?path=a.zip", "").await;
+    assert_eq!(validate().await.status, StatusCode::UNPROCESSABLE_ENTITY, "the plugin answers");
+
+    // A broken update: plugin.wasm is not a component.
+    std::fs::write(package.join("plugin.wasm"), b"\0asm\x01\0\0\0").expect("break the package");
+    wait_for("the failed update to be reported", async || {
+        let formats = call(host.addr, Method::GET, "/v1/formats", "").await.json();
+        formats["formats"][1]["last_error"].as_str().is_some_and(|e| e.contains("not a valid WebAssembly component"))
+    })
+    .await;
+    assert_eq!(validate().await.status, StatusCode::UNPROCESSABLE_ENTITY, "the last good version keeps serving");
+
+    std::fs::remove_dir_all(&package).expect("remove the package");
+    wait_for("the format to be unloaded", async || validate().await.status == StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repeated_limit_failures_quarantine_over_http() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_package("misbehaving", &dir.path().join("misbehaving"));
+    let limits = CallLimits { timeout: Duration::from_millis(20), ..CallLimits::DEFAULT };
+    let host = start_host(dir.path(), limits, ServerConfig::default()).await;
+    for _ in 0..wasmplug_host::registry::QUARANTINE_AFTER {
+        assert_eq!(
+            post(&host, "/v1/formats/misbehaving/validate?path=loop", "").await.status,
+            StatusCode::GATEWAY_TIMEOUT
+        );
+    }
+    let answer = post(&host, "/v1/formats/misbehaving/validate?path=fine", "").await;
+    assert_eq!((answer.status, answer.code().as_str()), (StatusCode::CONFLICT, "format_unavailable"));
+    assert!(answer.json()["message"].as_str().is_some_and(|m| m.contains("quarantined")));
+    let formats = call(host.addr, Method::GET, "/v1/formats", "").await.json();
+    assert_eq!(formats["formats"][1]["state"], "quarantined");
+}
