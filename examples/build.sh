@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds every example plugin for wasm32-wasip2 and packages each as
-# target/packages/<name>/{plugin.toml,plugin.wasm}: the layout the operator
-# installs and the host loads. Prints the packages directory.
+# <dir>/<name>/{plugin.toml,plugin.wasm}, the layout the operator installs and
+# the host loads:
+#   target/packages/         the working examples (what the quickstart serves)
+#   target/broken-packages/  the broken plugins the tests use (examples/broken/)
+# Prints the directory of the working packages.
 #
 #   examples/build.sh
 set -euo pipefail
@@ -9,13 +12,18 @@ cd "$(dirname "$0")"
 
 cargo build --release --locked --target wasm32-wasip2 --quiet >&2
 
-out=target/packages
-for manifest in */plugin.toml; do
-  crate=$(dirname "$manifest")
-  wasm="target/wasm32-wasip2/release/${crate//-/_}.wasm"
+package() { # <crate dir> <output dir>
+  local crate=$1 out=$2 name
+  name=$(basename "$crate")
+  local wasm="target/wasm32-wasip2/release/${name//-/_}.wasm"
   [[ -f "$wasm" ]] || { echo "build.sh: $crate did not produce $wasm" >&2; exit 1; }
-  mkdir -p "$out/$crate"
-  cp "$manifest" "$out/$crate/plugin.toml"
-  cp "$wasm" "$out/$crate/plugin.wasm"
-done
-echo "$(pwd)/$out"
+  mkdir -p "$out/$name"
+  cp "$crate/plugin.toml" "$out/$name/plugin.toml.tmp"
+  cp "$wasm" "$out/$name/plugin.wasm.tmp"
+  mv "$out/$name/plugin.wasm.tmp" "$out/$name/plugin.wasm"
+  mv "$out/$name/plugin.toml.tmp" "$out/$name/plugin.toml"
+}
+
+for manifest in */plugin.toml; do package "$(dirname "$manifest")" target/packages; done
+for manifest in broken/*/plugin.toml; do package "$(dirname "$manifest")" target/broken-packages; done
+echo "$(pwd)/target/packages"

@@ -26,6 +26,9 @@ pub fn read(data: &[u8]) -> Result<BTreeMap<String, Asset>, String> {
         let mut entry = entry.map_err(|e| format!("not a Unity package: corrupt tar entry: {e}"))?;
         let name = entry.path().map_err(|e| format!("bad entry name: {e}"))?.to_string_lossy().into_owned();
         let name = name.trim_start_matches("./").trim_end_matches('/');
+        if name.is_empty() || name == "." {
+            continue; // the archive's root directory entry
+        }
         let (guid, file) = name.split_once('/').unwrap_or((name, ""));
         if !is_guid(guid) {
             return Err(format!("entry {name:?} is not inside a <guid>/ directory (32 hex digits)"));

@@ -2,7 +2,7 @@
 //! must refuse to load (and name the import).
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../../wit",
     inline: "
         package wasmplug-test:forbidden;
         interface exfiltrate {

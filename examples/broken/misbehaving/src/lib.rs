@@ -10,7 +10,7 @@
 //! - anything else: succeeds
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../../wit",
     world: "format-plugin",
 });
 
