@@ -1,0 +1,83 @@
+//! `nuget`: `.nupkg` packages (zips with `<id>.nuspec` at the root). Reads id
+//! and version from the nuspec and checks them against the file name; the index
+//! is the flat container's `index.json` per package id.
+
+use std::collections::BTreeMap;
+
+use super::{archive, common, path, xml};
+use crate::handler::{FormatHandler, HandlerError, IndexFiles};
+use crate::runtime::{CallError, HttpRequest, HttpResponse, Metadata, RepoContext};
+
+const CONTENT_TYPE: &str = "application/octet-stream";
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Nuget;
+
+/// Id and version from the nuspec inside `data`.
+fn nuspec(data: &[u8]) -> Result<(String, String), String> {
+    let (name, bytes) = archive::zip_member(data, |p| p.ends_with(".nuspec") && !p.contains('/'))
+        .map_err(|e| format!("not a NuGet package: {e}"))?
+        .ok_or("not a NuGet package: no <id>.nuspec at the root of the archive")?;
+    let text = String::from_utf8_lossy(&bytes);
+    let text = text.trim_start_matches('\u{feff}');
+    let (_, found) = xml::read(text, &[&["package", "metadata", "id"], &["package", "metadata", "version"]])
+        .map_err(|e| format!("{name} is not valid XML: {e}"))?;
+    match (&found[0], &found[1]) {
+        (Some(id), Some(version)) => Ok((id.clone(), version.clone())),
+        _ => Err(format!("{name} must have <metadata><id> and <version>")),
+    }
+}
+
+fn check(artifact_path: &str, data: &[u8]) -> Result<(String, String), String> {
+    path::check(artifact_path)?;
+    let file = artifact_path.rsplit('/').next().unwrap_or(artifact_path);
+    if !file.ends_with(".nupkg") {
+        return Err(format!("NuGet package path {artifact_path:?} must end with .nupkg"));
+    }
+    let (id, version) = nuspec(data)?;
+    let expected = format!("{id}.{version}.nupkg");
+    if !file.eq_ignore_ascii_case(&expected) {
+        return Err(format!("the file is named {file} but its nuspec says {id} {version} (expected {expected})"));
+    }
+    Ok((id, version))
+}
+
+impl FormatHandler for Nuget {
+    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, HandlerError> {
+        let (_, version) = check(path, data).map_err(HandlerError::Rejected)?;
+        Ok(common::metadata(path, Some(version), CONTENT_TYPE, data))
+    }
+
+    fn validate(&self, path: &str, data: &[u8]) -> Result<(), HandlerError> {
+        check(path, data).map(drop).map_err(HandlerError::Rejected)
+    }
+
+    /// `v3-flatcontainer/<id>/index.json` listing each package's versions,
+    /// lowercased as the flat container protocol requires.
+    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, HandlerError> {
+        let mut packages: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for artifact in artifacts {
+            let file = artifact.path.rsplit('/').next().unwrap_or(&artifact.path).to_ascii_lowercase();
+            let Some(version) = artifact.version.as_deref().map(str::to_ascii_lowercase) else { continue };
+            if let Some(id) = file.strip_suffix(&format!(".{version}.nupkg")) {
+                let versions = packages.entry(id.to_owned()).or_default();
+                if !versions.contains(&version) {
+                    versions.push(version);
+                }
+            }
+        }
+        let files = packages
+            .into_iter()
+            .map(|(id, mut versions)| {
+                versions.sort_by(|a, b| common::compare_versions(a, b));
+                let body = serde_json::json!({ "versions": versions });
+                (format!("v3-flatcontainer/{id}/index.json"), body.to_string().into_bytes())
+            })
+            .collect();
+        Ok(Some(files))
+    }
+
+    fn handle_request(&self, _: &HttpRequest, _: &RepoContext, _: &[Metadata]) -> Result<HttpResponse, HandlerError> {
+        Err(CallError::Unsupported { function: "handle-request" }.into())
+    }
+}
