@@ -19,7 +19,7 @@ use wasmplug_host::server::{App, SERVED_BY, ServerConfig, serve};
 
 const GUID: &str = "0123456789abcdef0123456789abcdef";
 
-/// A host serving the packages in `dir` (polled every 50 ms) and the builtins.
+/// A host serving the packages in `dir` (polled every 50 ms) and the generic builtin.
 struct Host {
     addr: std::net::SocketAddr,
     registry: Arc<Registry>,
@@ -30,7 +30,7 @@ async fn start_host(dir: &Path, limits: CallLimits, config: ServerConfig) -> Hos
     let runtime = Arc::new(Runtime::new(EngineSettings::default()).expect("engine"));
     let registry = Arc::new(Registry::new());
     let app = App::new(registry.clone(), config);
-    let source = LocalSource::new(dir.to_owned(), &["all".to_owned()], runtime, registry.clone(), limits)
+    let source = LocalSource::new(dir.to_owned(), &["generic".to_owned()], runtime, registry.clone(), limits)
         .expect("builtins exist");
     let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
     let ready = app.clone();
