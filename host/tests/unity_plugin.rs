@@ -91,3 +91,24 @@ fn bytes_that_are_not_a_component_are_rejected() {
     let error = runtime().load(&package, CallLimits::DEFAULT).expect_err("a core module is no component");
     assert!(error.to_string().starts_with("failed to compile plugin.wasm: it is not a valid WebAssembly component"));
 }
+
+#[test]
+fn a_precompiled_plugin_loads_on_the_same_engine_and_falls_back_elsewhere() {
+    let package = support::read_example("unity-format");
+    let runtime = runtime();
+    let precompiled = runtime.precompile(&package.wasm).expect("precompiles");
+    assert_ne!(precompiled, package.wasm);
+
+    let plugin = runtime
+        .load_precompiled(&package, &precompiled, runtime.engine_id(), CallLimits::DEFAULT)
+        .expect("loads from the precompiled bytes");
+    assert_eq!(plugin.format_key(), Ok("unity".to_owned()));
+
+    // Another engine configuration has another identifier; its artifact is ignored.
+    let fuel = Runtime::new(EngineSettings { fuel_metering: true, ..EngineSettings::default() }).expect("engine");
+    assert_ne!(fuel.engine_id(), runtime.engine_id());
+    let plugin = fuel
+        .load_precompiled(&package, &precompiled, runtime.engine_id(), CallLimits::DEFAULT)
+        .expect("compiles plugin.wasm instead");
+    assert_eq!(plugin.format_key(), Ok("unity".to_owned()));
+}

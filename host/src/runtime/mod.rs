@@ -67,6 +67,43 @@ impl Runtime {
         self.link(component, package, limits)
     }
 
+    /// Compiles `wasm` ahead of time for this engine. The result is valid only for
+    /// engines whose [`engine_id`](Self::engine_id) equals this one's.
+    pub fn precompile(&self, wasm: &[u8]) -> Result<Vec<u8>, LoadError> {
+        self.engine.precompile_component(wasm).map_err(|e| LoadError::NotAComponent { reason: format!("{e:#}") })
+    }
+
+    /// Like [`load`](Self::load), but from `precompiled` bytes made by
+    /// [`precompile`](Self::precompile) on an engine identified by `engine_id`.
+    /// When that is not this engine, `plugin.wasm` is compiled instead, so a
+    /// stale or foreign artifact costs time, never correctness.
+    ///
+    /// The precompiled bytes must come from a trusted writer (the operator, via
+    /// the read-only store): native code in them is not verified.
+    pub fn load_precompiled(
+        &self,
+        package: &Package,
+        precompiled: &[u8],
+        engine_id: &str,
+        limits: CallLimits,
+    ) -> Result<LoadedPlugin, LoadError> {
+        if engine_id != self.engine_id {
+            tracing::info!(
+                ours = %self.engine_id, theirs = engine_id,
+                "precompiled plugin is for another engine; compiling plugin.wasm"
+            );
+            return self.load(package, limits);
+        }
+        // SAFETY: wasmtime requires that the bytes were produced by a compatible
+        // `Engine::precompile_component`; it checks the engine compatibility
+        // header itself. The caller guarantees the writer is trusted (the
+        // operator publishing into the store that hosts mount read-only).
+        #[allow(unsafe_code)]
+        let component = unsafe { Component::deserialize(&self.engine, precompiled) }
+            .map_err(|e| LoadError::NotAComponent { reason: format!("precompiled artifact: {e:#}") })?;
+        self.link(component, package, limits)
+    }
+
     fn link(&self, component: Component, package: &Package, limits: CallLimits) -> Result<LoadedPlugin, LoadError> {
         let world = check::world_of(&self.engine, &component)?;
         let pre = self
