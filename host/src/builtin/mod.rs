@@ -1,56 +1,61 @@
-//! Formats compiled into the host. They implement the same
-//! [`FormatHandler`](crate::handler::FormatHandler) trait as WebAssembly plugins,
-//! so the registry and the HTTP layer cannot tell them apart.
-
-mod archive;
-mod cargo;
-mod common;
-mod generic;
-mod maven;
-mod npm;
-mod nuget;
-mod path;
-mod pypi;
-mod rubygems;
-mod xml;
-
-pub use cargo::Cargo;
-pub use generic::Generic;
-pub use maven::Maven;
-pub use npm::Npm;
-pub use nuget::Nuget;
-pub use pypi::Pypi;
-pub use rubygems::Rubygems;
+//! Formats compiled into the host: the formats of `wasmplug-formats` behind the
+//! same [`FormatHandler`] trait as WebAssembly plugins, so the registry and the
+//! HTTP layer cannot tell them apart.
 
 use std::sync::Arc;
 
-use crate::handler::SharedHandler;
+use wasmplug_formats::Format;
+
+use crate::handler::{FormatHandler, HandlerError, IndexFiles, SharedHandler};
+use crate::runtime::{CallError, HttpRequest, HttpResponse, Metadata, RepoContext};
 
 /// The keys of every builtin format.
-pub const KEYS: [&str; 7] = ["cargo", "generic", "maven", "npm", "nuget", "pypi", "rubygems"];
+pub const KEYS: [&str; 7] = wasmplug_formats::KEYS;
 
 /// The builtin handler for `key`, if there is one.
 pub fn handler(key: &str) -> Option<SharedHandler> {
-    let handler: SharedHandler = match key {
-        "cargo" => Arc::new(Cargo),
-        "generic" => Arc::new(Generic),
-        "maven" => Arc::new(Maven),
-        "npm" => Arc::new(Npm),
-        "nuget" => Arc::new(Nuget),
-        "pypi" => Arc::new(Pypi),
-        "rubygems" => Arc::new(Rubygems),
-        _ => return None,
-    };
-    Some(handler)
+    wasmplug_formats::by_key(key).map(|format| Arc::new(Builtin(format)) as SharedHandler)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_key_has_a_handler() {
-        for key in super::KEYS {
-            assert!(super::handler(key).is_some(), "{key}");
-        }
-        assert!(super::handler("unity").is_none());
+/// A compiled-in format.
+#[derive(Debug)]
+pub struct Builtin(&'static dyn Format);
+
+fn to_abi(metadata: wasmplug_formats::Metadata) -> Metadata {
+    Metadata {
+        path: metadata.path,
+        version: metadata.version,
+        content_type: metadata.content_type,
+        size_bytes: metadata.size_bytes,
+        checksum_sha256: metadata.checksum_sha256,
+    }
+}
+
+fn from_abi(metadata: &Metadata) -> wasmplug_formats::Metadata {
+    wasmplug_formats::Metadata {
+        path: metadata.path.clone(),
+        version: metadata.version.clone(),
+        content_type: metadata.content_type.clone(),
+        size_bytes: metadata.size_bytes,
+        checksum_sha256: metadata.checksum_sha256.clone(),
+    }
+}
+
+impl FormatHandler for Builtin {
+    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, HandlerError> {
+        self.0.parse_metadata(path, data).map(to_abi).map_err(HandlerError::Rejected)
+    }
+
+    fn validate(&self, path: &str, data: &[u8]) -> Result<(), HandlerError> {
+        self.0.validate(path, data).map_err(HandlerError::Rejected)
+    }
+
+    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, HandlerError> {
+        let artifacts: Vec<_> = artifacts.iter().map(from_abi).collect();
+        self.0.generate_index(&artifacts).map_err(HandlerError::Rejected)
+    }
+
+    fn handle_request(&self, _: &HttpRequest, _: &RepoContext, _: &[Metadata]) -> Result<HttpResponse, HandlerError> {
+        Err(CallError::Unsupported { function: "handle-request" }.into())
     }
 }

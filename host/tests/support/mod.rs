@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use wasmplug_formats::test_support::{gzip, tar};
 use wasmplug_host::plugin::Package;
 
 /// The package directory of the example plugin `name` (plugin.toml + plugin.wasm),
@@ -40,36 +41,4 @@ pub fn unity_package(assets: &[(&str, &str, &[u8])]) -> Vec<u8> {
         files.push((format!("{guid}/pathname"), format!("{pathname}\n").into_bytes()));
     }
     gzip(&tar(&files))
-}
-
-/// A tar archive of `(path, contents)` entries.
-pub fn tar<P: AsRef<str>, D: AsRef<[u8]>>(files: &[(P, D)]) -> Vec<u8> {
-    let mut tar = tar::Builder::new(Vec::new());
-    for (path, data) in files {
-        let data = data.as_ref();
-        let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(&mut header, path.as_ref(), data).expect("append to an in-memory tar");
-    }
-    tar.into_inner().expect("finish tar")
-}
-
-pub fn gzip(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(data).expect("gzip in memory");
-    encoder.finish().expect("finish gzip")
-}
-
-/// A zip archive of `(path, contents)` entries.
-pub fn zip<P: AsRef<str>, D: AsRef<[u8]>>(files: &[(P, D)]) -> Vec<u8> {
-    use std::io::Write;
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (path, data) in files {
-        zip.start_file(path.as_ref(), zip::write::SimpleFileOptions::default()).expect("zip entry");
-        zip.write_all(data.as_ref()).expect("zip write");
-    }
-    zip.finish().expect("finish zip").into_inner()
 }

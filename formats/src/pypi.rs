@@ -4,9 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{archive, common, path};
-use crate::handler::{FormatHandler, HandlerError, IndexFiles};
-use crate::runtime::{CallError, HttpRequest, HttpResponse, Metadata, RepoContext};
+use crate::{Format, IndexFiles, Metadata};
+use crate::{archive, common, path};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Pypi;
@@ -80,9 +79,9 @@ fn check(artifact_path: &str, data: &[u8]) -> Result<(Kind, String), String> {
     Ok((kind, version))
 }
 
-impl FormatHandler for Pypi {
-    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, HandlerError> {
-        let (kind, version) = check(path, data).map_err(HandlerError::Rejected)?;
+impl Format for Pypi {
+    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, String> {
+        let (kind, version) = check(path, data)?;
         let content_type = match kind {
             Kind::Wheel => "application/zip",
             Kind::Sdist => "application/gzip",
@@ -90,13 +89,13 @@ impl FormatHandler for Pypi {
         Ok(common::metadata(path, Some(version), content_type, data))
     }
 
-    fn validate(&self, path: &str, data: &[u8]) -> Result<(), HandlerError> {
-        check(path, data).map(drop).map_err(HandlerError::Rejected)
+    fn validate(&self, path: &str, data: &[u8]) -> Result<(), String> {
+        check(path, data).map(drop)
     }
 
     /// `simple/index.html` and `simple/<project>/index.html` (PEP 503), each file
     /// linked with its `#sha256=` fragment.
-    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, HandlerError> {
+    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, String> {
         let mut projects: BTreeMap<String, Vec<&Metadata>> = BTreeMap::new();
         for artifact in artifacts {
             let file = artifact.path.rsplit('/').next().unwrap_or(&artifact.path);
@@ -130,10 +129,6 @@ impl FormatHandler for Pypi {
             ));
         }
         Ok(Some(files))
-    }
-
-    fn handle_request(&self, _: &HttpRequest, _: &RepoContext, _: &[Metadata]) -> Result<HttpResponse, HandlerError> {
-        Err(CallError::Unsupported { function: "handle-request" }.into())
     }
 }
 

@@ -3,15 +3,14 @@
 
 use sha2::{Digest as _, Sha256};
 
-use super::path;
-use crate::handler::{FormatHandler, HandlerError, IndexFiles};
-use crate::runtime::{CallError, HttpRequest, HttpResponse, Metadata, RepoContext};
+use crate::path;
+use crate::{Format, IndexFiles, Metadata};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Generic;
 
-impl FormatHandler for Generic {
-    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, HandlerError> {
+impl Format for Generic {
+    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, String> {
         self.validate(path, data)?;
         Ok(Metadata {
             path: path.to_owned(),
@@ -22,16 +21,12 @@ impl FormatHandler for Generic {
         })
     }
 
-    fn validate(&self, path: &str, _data: &[u8]) -> Result<(), HandlerError> {
-        path::check(path).map_err(HandlerError::Rejected)
+    fn validate(&self, path: &str, _data: &[u8]) -> Result<(), String> {
+        path::check(path)
     }
 
-    fn generate_index(&self, _artifacts: &[Metadata]) -> Result<Option<IndexFiles>, HandlerError> {
+    fn generate_index(&self, _artifacts: &[Metadata]) -> Result<Option<IndexFiles>, String> {
         Ok(None)
-    }
-
-    fn handle_request(&self, _: &HttpRequest, _: &RepoContext, _: &[Metadata]) -> Result<HttpResponse, HandlerError> {
-        Err(CallError::Unsupported { function: "handle-request" }.into())
     }
 }
 
@@ -53,6 +48,6 @@ mod tests {
     #[test]
     fn rejects_unsafe_paths() {
         let error = Generic.validate("../secrets", b"").expect_err("rejected");
-        assert!(matches!(error, HandlerError::Rejected(message) if message.contains("must not contain ..")));
+        assert!(error.contains("must not contain .."), "{error}");
     }
 }

@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::{archive, common, path};
-use crate::handler::{FormatHandler, HandlerError, IndexFiles};
-use crate::runtime::{CallError, HttpRequest, HttpResponse, Metadata, RepoContext};
+use crate::{Format, IndexFiles, Metadata};
+use crate::{archive, common, path};
 
 const CONTENT_TYPE: &str = "application/gzip";
 
@@ -60,19 +59,19 @@ fn check(artifact_path: &str, data: &[u8]) -> Result<String, String> {
     }
 }
 
-impl FormatHandler for Cargo {
-    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, HandlerError> {
-        let version = check(path, data).map_err(HandlerError::Rejected)?;
+impl Format for Cargo {
+    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, String> {
+        let version = check(path, data)?;
         Ok(common::metadata(path, Some(version), CONTENT_TYPE, data))
     }
 
-    fn validate(&self, path: &str, data: &[u8]) -> Result<(), HandlerError> {
-        check(path, data).map(drop).map_err(HandlerError::Rejected)
+    fn validate(&self, path: &str, data: &[u8]) -> Result<(), String> {
+        check(path, data).map(drop)
     }
 
     /// One sparse-index file per crate. Dependencies and features are not part of
     /// the stored metadata, so entries list none.
-    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, HandlerError> {
+    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, String> {
         let mut crates: BTreeMap<String, Vec<(String, &Metadata)>> = BTreeMap::new();
         for artifact in artifacts {
             let file = artifact.path.rsplit('/').next().unwrap_or(&artifact.path);
@@ -98,10 +97,6 @@ impl FormatHandler for Cargo {
             })
             .collect();
         Ok(Some(files))
-    }
-
-    fn handle_request(&self, _: &HttpRequest, _: &RepoContext, _: &[Metadata]) -> Result<HttpResponse, HandlerError> {
-        Err(CallError::Unsupported { function: "handle-request" }.into())
     }
 }
 

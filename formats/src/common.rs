@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::runtime::Metadata;
+use crate::Metadata;
 
 pub fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()

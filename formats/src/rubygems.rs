@@ -7,9 +7,8 @@ use std::io::Read;
 
 use serde::Deserialize;
 
-use super::{archive, common, path};
-use crate::handler::{FormatHandler, HandlerError, IndexFiles};
-use crate::runtime::{CallError, HttpRequest, HttpResponse, Metadata, RepoContext};
+use crate::{Format, IndexFiles, Metadata};
+use crate::{archive, common, path};
 
 const CONTENT_TYPE: &str = "application/octet-stream";
 
@@ -55,19 +54,19 @@ fn check(artifact_path: &str, data: &[u8]) -> Result<(String, String), String> {
     Ok((name, version))
 }
 
-impl FormatHandler for Rubygems {
-    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, HandlerError> {
-        let (_, version) = check(path, data).map_err(HandlerError::Rejected)?;
+impl Format for Rubygems {
+    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, String> {
+        let (_, version) = check(path, data)?;
         Ok(common::metadata(path, Some(version), CONTENT_TYPE, data))
     }
 
-    fn validate(&self, path: &str, data: &[u8]) -> Result<(), HandlerError> {
-        check(path, data).map(drop).map_err(HandlerError::Rejected)
+    fn validate(&self, path: &str, data: &[u8]) -> Result<(), String> {
+        check(path, data).map(drop)
     }
 
     /// The compact index: `names`, and `info/<gem>` with one line per version
     /// and its SHA-256.
-    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, HandlerError> {
+    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, String> {
         let mut gems: BTreeMap<String, Vec<(&str, &str)>> = BTreeMap::new();
         for artifact in artifacts {
             let file = artifact.path.rsplit('/').next().unwrap_or(&artifact.path);
@@ -88,9 +87,5 @@ impl FormatHandler for Rubygems {
             files.push((format!("info/{name}"), format!("---\n{lines}").into_bytes()));
         }
         Ok(Some(files))
-    }
-
-    fn handle_request(&self, _: &HttpRequest, _: &RepoContext, _: &[Metadata]) -> Result<HttpResponse, HandlerError> {
-        Err(CallError::Unsupported { function: "handle-request" }.into())
     }
 }

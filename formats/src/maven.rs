@@ -5,9 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{archive, common, path, xml};
-use crate::handler::{FormatHandler, HandlerError, IndexFiles};
-use crate::runtime::{CallError, HttpRequest, HttpResponse, Metadata, RepoContext};
+use crate::{Format, IndexFiles, Metadata};
+use crate::{archive, common, path, xml};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Maven;
@@ -82,18 +81,18 @@ fn check_pom(data: &[u8], expected: &Coordinates) -> Result<(), String> {
     Ok(())
 }
 
-impl FormatHandler for Maven {
-    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, HandlerError> {
-        let coordinates = check(path, data).map_err(HandlerError::Rejected)?;
+impl Format for Maven {
+    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, String> {
+        let coordinates = check(path, data)?;
         Ok(common::metadata(path, Some(coordinates.version), content_type(&coordinates.extension), data))
     }
 
-    fn validate(&self, path: &str, data: &[u8]) -> Result<(), HandlerError> {
-        check(path, data).map(drop).map_err(HandlerError::Rejected)
+    fn validate(&self, path: &str, data: &[u8]) -> Result<(), String> {
+        check(path, data).map(drop)
     }
 
     /// `maven-metadata.xml` for every groupId:artifactId, listing its versions.
-    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, HandlerError> {
+    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, String> {
         let mut by_artifact: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
         for artifact in artifacts {
             if let Ok(c) = coordinates(&artifact.path) {
@@ -126,10 +125,6 @@ impl FormatHandler for Maven {
             })
             .collect();
         Ok(Some(files))
-    }
-
-    fn handle_request(&self, _: &HttpRequest, _: &RepoContext, _: &[Metadata]) -> Result<HttpResponse, HandlerError> {
-        Err(CallError::Unsupported { function: "handle-request" }.into())
     }
 }
 

@@ -1,16 +1,11 @@
-//! Every builtin format on real package files built here: metadata, validation
+//! Every format on real package files built here: metadata, validation
 //! with readable reasons, and the index each format's clients read.
 
-mod support;
+use wasmplug_formats::test_support::{gzip, npm_tarball, tar, zip};
+use wasmplug_formats::{Format, Metadata};
 
-use wasmplug_host::builtin;
-use wasmplug_host::handler::{HandlerError, SharedHandler};
-use wasmplug_host::runtime::Metadata;
-
-use support::{gzip, tar, zip};
-
-fn handler(key: &str) -> SharedHandler {
-    builtin::handler(key).unwrap_or_else(|| panic!("{key} is builtin"))
+fn handler(key: &str) -> &'static dyn Format {
+    wasmplug_formats::by_key(key).unwrap_or_else(|| panic!("{key} is a format"))
 }
 
 fn accepted(key: &str, path: &str, data: &[u8]) -> Metadata {
@@ -21,19 +16,14 @@ fn accepted(key: &str, path: &str, data: &[u8]) -> Metadata {
 
 fn rejected(key: &str, path: &str, data: &[u8]) -> String {
     match handler(key).validate(path, data) {
-        Err(HandlerError::Rejected(reason)) => reason,
-        other => panic!("{key} {path}: expected a rejection, got {other:?}"),
+        Err(reason) => reason,
+        Ok(()) => panic!("{key} {path}: expected a rejection"),
     }
 }
 
 fn index(key: &str, artifacts: &[Metadata]) -> Vec<(String, String)> {
     let files = handler(key).generate_index(artifacts).expect("index").expect("the format has an index");
     files.into_iter().map(|(name, bytes)| (name, String::from_utf8(bytes).expect("text index"))).collect()
-}
-
-fn npm_tarball(name: &str, version: &str) -> Vec<u8> {
-    let json = format!(r#"{{"name":"{name}","version":"{version}","main":"index.js"}}"#);
-    gzip(&tar(&[("package/package.json", json.as_bytes()), ("package/index.js", b"module.exports = 1;")]))
 }
 
 #[test]

@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::{archive, common, path};
-use crate::handler::{FormatHandler, HandlerError, IndexFiles};
-use crate::runtime::{CallError, HttpRequest, HttpResponse, Metadata, RepoContext};
+use crate::{Format, IndexFiles, Metadata};
+use crate::{archive, common, path};
 
 const CONTENT_TYPE: &str = "application/gzip";
 
@@ -56,18 +55,18 @@ fn check(artifact_path: &str, data: &[u8]) -> Result<(String, String), String> {
     Ok((name, version))
 }
 
-impl FormatHandler for Npm {
-    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, HandlerError> {
-        let (_, version) = check(path, data).map_err(HandlerError::Rejected)?;
+impl Format for Npm {
+    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, String> {
+        let (_, version) = check(path, data)?;
         Ok(common::metadata(path, Some(version), CONTENT_TYPE, data))
     }
 
-    fn validate(&self, path: &str, data: &[u8]) -> Result<(), HandlerError> {
-        check(path, data).map(drop).map_err(HandlerError::Rejected)
+    fn validate(&self, path: &str, data: &[u8]) -> Result<(), String> {
+        check(path, data).map(drop)
     }
 
     /// One packument per package name, at the path npm clients ask for.
-    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, HandlerError> {
+    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, String> {
         let mut packages: BTreeMap<String, Vec<(&str, &Metadata)>> = BTreeMap::new();
         for artifact in artifacts {
             if let Some((name, _)) = from_path(&artifact.path) {
@@ -94,10 +93,6 @@ impl FormatHandler for Npm {
             })
             .collect();
         Ok(Some(files))
-    }
-
-    fn handle_request(&self, _: &HttpRequest, _: &RepoContext, _: &[Metadata]) -> Result<HttpResponse, HandlerError> {
-        Err(CallError::Unsupported { function: "handle-request" }.into())
     }
 }
 

@@ -4,9 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{archive, common, path, xml};
-use crate::handler::{FormatHandler, HandlerError, IndexFiles};
-use crate::runtime::{CallError, HttpRequest, HttpResponse, Metadata, RepoContext};
+use crate::{Format, IndexFiles, Metadata};
+use crate::{archive, common, path, xml};
 
 const CONTENT_TYPE: &str = "application/octet-stream";
 
@@ -42,19 +41,19 @@ fn check(artifact_path: &str, data: &[u8]) -> Result<(String, String), String> {
     Ok((id, version))
 }
 
-impl FormatHandler for Nuget {
-    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, HandlerError> {
-        let (_, version) = check(path, data).map_err(HandlerError::Rejected)?;
+impl Format for Nuget {
+    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, String> {
+        let (_, version) = check(path, data)?;
         Ok(common::metadata(path, Some(version), CONTENT_TYPE, data))
     }
 
-    fn validate(&self, path: &str, data: &[u8]) -> Result<(), HandlerError> {
-        check(path, data).map(drop).map_err(HandlerError::Rejected)
+    fn validate(&self, path: &str, data: &[u8]) -> Result<(), String> {
+        check(path, data).map(drop)
     }
 
     /// `v3-flatcontainer/<id>/index.json` listing each package's versions,
     /// lowercased as the flat container protocol requires.
-    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, HandlerError> {
+    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, String> {
         let mut packages: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for artifact in artifacts {
             let file = artifact.path.rsplit('/').next().unwrap_or(&artifact.path).to_ascii_lowercase();
@@ -75,9 +74,5 @@ impl FormatHandler for Nuget {
             })
             .collect();
         Ok(Some(files))
-    }
-
-    fn handle_request(&self, _: &HttpRequest, _: &RepoContext, _: &[Metadata]) -> Result<HttpResponse, HandlerError> {
-        Err(CallError::Unsupported { function: "handle-request" }.into())
     }
 }

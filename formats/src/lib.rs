@@ -1,0 +1,82 @@
+//! Package-format knowledge with no runtime attached: for each format, how to
+//! validate an artifact and its path, extract its metadata, and generate the
+//! index its clients read.
+//!
+//! Pure functions of bytes, with no IO and no host dependencies, so the same
+//! source compiles into the host (the builtin formats) and into a WebAssembly
+//! plugin (`examples/npm-format`), which lets benchmarks compare the two on
+//! identical work.
+
+mod archive;
+mod cargo;
+mod common;
+mod generic;
+mod maven;
+mod npm;
+mod nuget;
+mod path;
+mod pypi;
+mod rubygems;
+#[cfg(feature = "test-support")]
+pub mod test_support;
+mod xml;
+
+pub use cargo::Cargo;
+pub use generic::Generic;
+pub use maven::Maven;
+pub use npm::Npm;
+pub use nuget::Nuget;
+pub use pypi::Pypi;
+pub use rubygems::Rubygems;
+
+use serde::{Deserialize, Serialize};
+
+/// What a registry stores about one artifact; the same fields as the plugin ABI's
+/// `metadata` record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub path: String,
+    pub version: Option<String>,
+    pub content_type: String,
+    pub size_bytes: u64,
+    pub checksum_sha256: Option<String>,
+}
+
+/// Index files: (path, contents).
+pub type IndexFiles = Vec<(String, Vec<u8>)>;
+
+/// One package format. An `Err` is a rejection whose text says what is wrong.
+pub trait Format: Send + Sync + std::fmt::Debug {
+    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, String>;
+    fn validate(&self, path: &str, data: &[u8]) -> Result<(), String>;
+    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, String>;
+}
+
+/// The keys of every format this crate knows.
+pub const KEYS: [&str; 7] = ["cargo", "generic", "maven", "npm", "nuget", "pypi", "rubygems"];
+
+/// The format with key `key`.
+pub fn by_key(key: &str) -> Option<&'static dyn Format> {
+    let format: &'static dyn Format = match key {
+        "cargo" => &Cargo,
+        "generic" => &Generic,
+        "maven" => &Maven,
+        "npm" => &Npm,
+        "nuget" => &Nuget,
+        "pypi" => &Pypi,
+        "rubygems" => &Rubygems,
+        _ => return None,
+    };
+    Some(format)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_key_has_a_format() {
+        for key in super::KEYS {
+            assert!(super::by_key(key).is_some(), "{key}");
+        }
+        assert!(super::by_key("unity").is_none());
+    }
+}
