@@ -1,0 +1,55 @@
+//! The host's builtin npm format as a `format-plugin` component: the same
+//! `wasmplug-formats` source, compiled for wasm32-wasip2. It serves under the key
+//! `npm-wasm` so that it can run beside the builtin `npm`, and the benchmarks can
+//! compare native and WebAssembly on identical work.
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "format-plugin",
+});
+
+use exports::artifact_keeper::format::handler::{Guest, Metadata};
+use wasmplug_formats::{Format, Npm};
+
+struct NpmFormat;
+
+fn to_abi(metadata: wasmplug_formats::Metadata) -> Metadata {
+    Metadata {
+        path: metadata.path,
+        version: metadata.version,
+        content_type: metadata.content_type,
+        size_bytes: metadata.size_bytes,
+        checksum_sha256: metadata.checksum_sha256,
+    }
+}
+
+fn from_abi(metadata: Metadata) -> wasmplug_formats::Metadata {
+    wasmplug_formats::Metadata {
+        path: metadata.path,
+        version: metadata.version,
+        content_type: metadata.content_type,
+        size_bytes: metadata.size_bytes,
+        checksum_sha256: metadata.checksum_sha256,
+    }
+}
+
+impl Guest for NpmFormat {
+    fn format_key() -> String {
+        "npm-wasm".to_owned()
+    }
+
+    fn parse_metadata(path: String, data: Vec<u8>) -> Result<Metadata, String> {
+        Npm.parse_metadata(&path, &data).map(to_abi)
+    }
+
+    fn validate(path: String, data: Vec<u8>) -> Result<(), String> {
+        Npm.validate(&path, &data)
+    }
+
+    fn generate_index(artifacts: Vec<Metadata>) -> Result<Option<Vec<(String, Vec<u8>)>>, String> {
+        let artifacts: Vec<_> = artifacts.into_iter().map(from_abi).collect();
+        Npm.generate_index(&artifacts)
+    }
+}
+
+export!(NpmFormat);
