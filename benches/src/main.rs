@@ -1,0 +1,256 @@
+//! Host benchmarks. Every figure is reported with a baseline measured in the same
+//! run (native code, bare wasmtime, compiling from scratch), never checked against
+//! a fixed time. Run in release:
+//!
+//!     cargo run --release -p wasmplug-benches
+//!
+//! The output is a Markdown table (see docs/performance.md).
+
+mod http_load;
+mod raw;
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use stats::{Summary, format, measure};
+use wasmplug_formats::test_support::{gzip, tar};
+use wasmplug_host::builtin;
+use wasmplug_host::handler::SharedHandler;
+use wasmplug_host::local::LocalSource;
+use wasmplug_host::plugin::Package;
+use wasmplug_host::registry::{Install, Origin, Registry};
+use wasmplug_host::runtime::{CallLimits, EngineSettings, Runtime};
+use wasmplug_host::server::{App, ServerConfig, serve};
+
+struct Report(Vec<[String; 4]>);
+
+impl Report {
+    fn row(&mut self, what: &str, measured: String, baseline: String, ratio: String) {
+        println!("measured: {what}: {measured} (baseline {baseline}, {ratio})");
+        self.0.push([what.to_owned(), measured, baseline, ratio]);
+    }
+
+    fn print(&self) {
+        println!("\n| what | measured | baseline (same run) | ratio |\n| --- | --- | --- | --- |");
+        for [what, measured, baseline, ratio] in &self.0 {
+            println!("| {what} | {measured} | {baseline} | {ratio} |");
+        }
+    }
+}
+
+fn summary(s: &Summary) -> String {
+    format!("median {} (p95 {})", format(s.median), format(s.p95))
+}
+
+fn main() -> anyhow::Result<()> {
+    let packages = build_examples()?;
+    let read = |name: &str| -> anyhow::Result<Package> {
+        let dir = [packages.join(name), packages.with_file_name("broken-packages").join(name)]
+            .into_iter()
+            .find(|dir| dir.is_dir())
+            .with_context(|| format!("no example package {name}"))?;
+        Ok(Package::read_dir(&dir)?)
+    };
+    let runtime = Arc::new(Runtime::new(EngineSettings::default())?);
+    let mut report = Report(Vec::new());
+
+    // Native builtin vs the same source as a plugin, on one real ~4 KiB package.
+    let (npm_path, tarball) = npm_package(4096);
+    let native = builtin::handler("npm").context("npm is builtin")?;
+    let wasm: SharedHandler = Arc::new(runtime.load(&read("npm-format")?, CallLimits::DEFAULT)?);
+    let native_time = measure(200, 3000, || drop(native.parse_metadata(&npm_path, &tarball).expect("accepted")));
+    let wasm_time = measure(200, 3000, || drop(wasm.parse_metadata(&npm_path, &tarball).expect("accepted")));
+    report.row(
+        &format!("npm metadata, {} B tarball: plugin vs native builtin", tarball.len()),
+        summary(&wasm_time),
+        summary(&native_time),
+        format!("{:.2}×", wasm_time.ratio_to(&native_time)),
+    );
+
+    // Host per-call path (registry lookup + fresh instance + call) vs bare wasmtime.
+    let misbehaving = read("misbehaving")?;
+    let registry = Registry::new();
+    registry.install(install("misbehaving", Arc::new(runtime.load(&misbehaving, CallLimits::DEFAULT)?)));
+    let host_time = measure(500, 5000, || {
+        let serving = registry.serving("misbehaving").expect("serving");
+        serving.handler().validate("fine", b"").expect("valid");
+    });
+    let raw = raw::Raw::new(&misbehaving.wasm)?;
+    let raw_time = measure(500, 5000, || raw.validate("fine", b"").expect("valid"));
+    report.row(
+        "per call: host (lookup + fresh instance + call) vs bare wasmtime instantiate + call",
+        summary(&host_time),
+        summary(&raw_time),
+        format!("{:.2}×", host_time.ratio_to(&raw_time)),
+    );
+
+    // Loading: compiling plugin.wasm vs loading the precompiled artifact.
+    let unity = read("unity-format")?;
+    let compile_time = measure(1, 7, || drop(runtime.load(&unity, CallLimits::DEFAULT).expect("loads")));
+    let precompiled = runtime.precompile(&unity.wasm)?;
+    let engine = runtime.engine_id().to_owned();
+    let precompiled_time = measure(3, 30, || {
+        drop(runtime.load_precompiled(&unity, &precompiled, &engine, CallLimits::DEFAULT).expect("loads"))
+    });
+    report.row(
+        &format!("load the {} KiB unity plugin: precompiled vs compile", unity.wasm.len() / 1024),
+        summary(&precompiled_time),
+        summary(&compile_time),
+        format!("{:.0}× faster", compile_time.median.as_secs_f64() / precompiled_time.median.as_secs_f64()),
+    );
+
+    // Swap: new package in place → first call served by it.
+    let (compiled_swap, precompiled_swap) = swap_times(&runtime, &misbehaving)?;
+    report.row(
+        "swap, new package in place → first call served by it (local mode, compiling)",
+        summary(&compiled_swap),
+        "—".into(),
+        "excludes the poll interval (500 ms default)".into(),
+    );
+    report.row(
+        "swap, precompiled artifact in place → first call served by it",
+        summary(&precompiled_swap),
+        "—".into(),
+        "zero failed calls: see host/tests/http.rs".into(),
+    );
+
+    // HTTP throughput with the load generator on the same machine.
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (native_rate, wasm_rate, failures) = tokio.block_on(http_rates(wasm.clone(), &npm_path, &tarball))?;
+    report.row(
+        &format!("HTTP metadata calls/s, {} B npm tarball, 16 connections, same machine", tarball.len()),
+        format!("plugin: {wasm_rate:.0}/s"),
+        format!("builtin: {native_rate:.0}/s"),
+        format!("{:.2}× ({failures} failed)", wasm_rate / native_rate),
+    );
+
+    // Memory of an idle host with 50 plugins loaded.
+    let before = rss_mib()?;
+    let many = Registry::new();
+    for i in 0..50 {
+        many.install(install(&format!("unity-{i}"), Arc::new(runtime.load(&unity, CallLimits::DEFAULT)?)));
+    }
+    let after = rss_mib()?;
+    report.row(
+        "resident memory, 50 plugins loaded (process total)",
+        format!("{after:.0} MiB"),
+        format!("{before:.0} MiB before loading them"),
+        format!("{:.1} MiB per plugin", (after - before) / 50.0),
+    );
+    drop(many);
+
+    report.print();
+    Ok(())
+}
+
+fn install(key: &str, handler: SharedHandler) -> Install {
+    Install {
+        key: key.to_owned(),
+        origin: Origin::Plugin { name: key.to_owned(), version: "0.1.0".to_owned() },
+        digest: None,
+        limits: None,
+        enabled: true,
+        handler,
+    }
+}
+
+/// An npm tarball of about `size` bytes (incompressible contents).
+fn npm_package(size: usize) -> (String, Vec<u8>) {
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let noise: String = (0..size)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            char::from(b'!' + (seed % 90) as u8)
+        })
+        .collect();
+    let json = r#"{"name":"bench-pkg","version":"1.2.3"}"#;
+    let tarball = gzip(&tar(&[("package/package.json", json.as_bytes()), ("package/data.txt", noise.as_bytes())]));
+    ("bench-pkg/-/bench-pkg-1.2.3.tgz".to_owned(), tarball)
+}
+
+fn swap_times(runtime: &Arc<Runtime>, package: &Package) -> anyhow::Result<(Summary, Summary)> {
+    let dir = tempfile::tempdir()?;
+    let plugin_dir = dir.path().join("misbehaving");
+    std::fs::create_dir_all(&plugin_dir)?;
+    std::fs::write(plugin_dir.join("plugin.wasm"), &package.wasm)?;
+    let manifest = |version: usize| {
+        format!("[plugin]\nname = \"misbehaving\"\nversion = \"0.{version}.0\"\n[format]\nkey = \"misbehaving\"\n")
+    };
+    std::fs::write(plugin_dir.join("plugin.toml"), manifest(0))?;
+    let registry = Arc::new(Registry::new());
+    let mut source =
+        LocalSource::new(dir.path().to_owned(), &[], runtime.clone(), registry.clone(), CallLimits::DEFAULT)
+            .map_err(anyhow::Error::msg)?;
+    source.sync();
+
+    let mut version = 0;
+    let compiled = measure(1, 10, || {
+        version += 1;
+        std::fs::write(plugin_dir.join("plugin.toml"), manifest(version)).expect("write manifest");
+        source.sync();
+        let serving = registry.serving("misbehaving").expect("serving");
+        assert!(matches!(&serving.format.origin, Origin::Plugin { version: v, .. } if *v == format!("0.{version}.0")));
+        serving.handler().validate("fine", b"").expect("valid");
+    });
+
+    let precompiled = runtime.precompile(&package.wasm)?;
+    let engine = runtime.engine_id().to_owned();
+    let swapped = measure(3, 30, || {
+        let plugin = runtime.load_precompiled(package, &precompiled, &engine, CallLimits::DEFAULT).expect("loads");
+        registry.install(install("misbehaving", Arc::new(plugin)));
+        registry.serving("misbehaving").expect("serving").handler().validate("fine", b"").expect("valid");
+    });
+    Ok((compiled, swapped))
+}
+
+async fn http_rates(wasm: SharedHandler, path: &str, tarball: &[u8]) -> anyhow::Result<(f64, f64, usize)> {
+    let registry = Arc::new(Registry::new());
+    registry.install(Install { origin: Origin::Builtin, ..install("npm", builtin::handler("npm").context("npm")?) });
+    registry.install(install("npm-wasm", wasm));
+    let app = App::new(registry, ServerConfig::default());
+    app.set_ready();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, app, async {
+        let _ = stopped.await;
+    }));
+    let body = Bytes::copy_from_slice(tarball);
+    let seconds = Duration::from_secs(3);
+    let (native, native_failed) =
+        http_load::run(addr, &format!("/v1/formats/npm/metadata?path={path}"), body.clone(), 16, seconds).await;
+    let (plugin, plugin_failed) =
+        http_load::run(addr, &format!("/v1/formats/npm-wasm/metadata?path={path}"), body, 16, seconds).await;
+    let _ = stop.send(());
+    let _ = server.await;
+    Ok((native, plugin, native_failed + plugin_failed))
+}
+
+fn rss_mib() -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .context("no VmRSS in /proc/self/status")?;
+    Ok(kib / 1024.0)
+}
+
+fn build_examples() -> anyhow::Result<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/build.sh");
+    let started = Instant::now();
+    let output = Command::new("bash").arg(&script).output().context("run examples/build.sh")?;
+    if !output.status.success() {
+        bail!("examples/build.sh failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    eprintln!("examples built in {:.1?}", started.elapsed());
+    Ok(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
+}

@@ -1,0 +1,37 @@
+//! Timing: run a closure many times and summarize the durations.
+
+use std::time::{Duration, Instant};
+
+/// Median and 95th percentile of repeated runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Summary {
+    pub median: Duration,
+    pub p95: Duration,
+}
+
+impl Summary {
+    pub fn ratio_to(&self, baseline: &Summary) -> f64 {
+        self.median.as_secs_f64() / baseline.median.as_secs_f64()
+    }
+}
+
+/// Runs `f` `warmup` times untimed, then `runs` times timed.
+pub fn measure(warmup: usize, runs: usize, mut f: impl FnMut()) -> Summary {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            f();
+            started.elapsed()
+        })
+        .collect();
+    times.sort();
+    Summary { median: times[times.len() / 2], p95: times[(times.len() * 95 / 100).min(times.len() - 1)] }
+}
+
+pub fn format(duration: Duration) -> String {
+    let micros = duration.as_secs_f64() * 1e6;
+    if micros < 1000.0 { format!("{micros:.1} µs") } else { format!("{:.2} ms", micros / 1000.0) }
+}
