@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use crate::{Format, IndexFiles, Metadata};
+use crate::{Format, IndexFiles, Inspection, Metadata};
 use crate::{archive, common, path};
 
 const CONTENT_TYPE: &str = "application/gzip";
@@ -60,13 +60,9 @@ fn check(artifact_path: &str, data: &[u8]) -> Result<String, String> {
 }
 
 impl Format for Cargo {
-    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, String> {
+    fn inspect(&self, path: &str, data: &[u8]) -> Result<Inspection, String> {
         let version = check(path, data)?;
-        Ok(common::metadata(path, Some(version), CONTENT_TYPE, data))
-    }
-
-    fn validate(&self, path: &str, data: &[u8]) -> Result<(), String> {
-        check(path, data).map(drop)
+        Ok(Inspection { version: Some(version), content_type: CONTENT_TYPE })
     }
 
     /// One sparse-index file per crate. Dependencies and features are not part of

@@ -1,28 +1,17 @@
 //! `generic`: any file, stored as it is. Checks the path, guesses the content type
 //! from the extension, and records the size and SHA-256. No version, no index.
 
-use sha2::{Digest as _, Sha256};
-
 use crate::path;
-use crate::{Format, IndexFiles, Metadata};
+use crate::{Format, IndexFiles, Inspection, Metadata};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Generic;
 
 impl Format for Generic {
-    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, String> {
-        self.validate(path, data)?;
-        Ok(Metadata {
-            path: path.to_owned(),
-            version: None,
-            content_type: mime_guess::from_path(path).first_or_octet_stream().essence_str().to_owned(),
-            size_bytes: data.len() as u64,
-            checksum_sha256: Some(Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()),
-        })
-    }
-
-    fn validate(&self, path: &str, _data: &[u8]) -> Result<(), String> {
-        path::check(path)
+    fn inspect(&self, path: &str, _data: &[u8]) -> Result<Inspection, String> {
+        path::check(path)?;
+        let content_type = mime_guess::from_path(path).first_raw().unwrap_or("application/octet-stream");
+        Ok(Inspection { version: None, content_type })
     }
 
     fn generate_index(&self, _artifacts: &[Metadata]) -> Result<Option<IndexFiles>, String> {

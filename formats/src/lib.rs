@@ -45,11 +45,30 @@ pub struct Metadata {
 /// Index files: (path, contents).
 pub type IndexFiles = Vec<(String, Vec<u8>)>;
 
+/// What a format found out about an accepted artifact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inspection {
+    pub version: Option<String>,
+    pub content_type: &'static str,
+}
+
 /// One package format. An `Err` is a rejection whose text says what is wrong.
 pub trait Format: Send + Sync + std::fmt::Debug {
-    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, String>;
-    fn validate(&self, path: &str, data: &[u8]) -> Result<(), String>;
+    /// Checks an artifact and its path, and says what it is. Validation and
+    /// metadata extraction are both this one check.
+    fn inspect(&self, path: &str, data: &[u8]) -> Result<Inspection, String>;
+
+    /// The index files the format's clients read, or `None` when it has none.
     fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, String>;
+
+    fn validate(&self, path: &str, data: &[u8]) -> Result<(), String> {
+        self.inspect(path, data).map(drop)
+    }
+
+    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, String> {
+        let Inspection { version, content_type } = self.inspect(path, data)?;
+        Ok(common::metadata(path, version, content_type, data))
+    }
 }
 
 /// The keys of every format this crate knows.

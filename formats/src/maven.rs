@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::{Format, IndexFiles, Metadata};
+use crate::{Format, IndexFiles, Inspection, Metadata};
 use crate::{archive, common, path, xml};
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -82,13 +82,9 @@ fn check_pom(data: &[u8], expected: &Coordinates) -> Result<(), String> {
 }
 
 impl Format for Maven {
-    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, String> {
+    fn inspect(&self, path: &str, data: &[u8]) -> Result<Inspection, String> {
         let coordinates = check(path, data)?;
-        Ok(common::metadata(path, Some(coordinates.version), content_type(&coordinates.extension), data))
-    }
-
-    fn validate(&self, path: &str, data: &[u8]) -> Result<(), String> {
-        check(path, data).map(drop)
+        Ok(Inspection { version: Some(coordinates.version), content_type: content_type(&coordinates.extension) })
     }
 
     /// `maven-metadata.xml` for every groupId:artifactId, listing its versions.

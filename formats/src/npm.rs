@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::{Format, IndexFiles, Metadata};
+use crate::{Format, IndexFiles, Inspection, Metadata};
 use crate::{archive, common, path};
 
 const CONTENT_TYPE: &str = "application/gzip";
@@ -56,13 +56,9 @@ fn check(artifact_path: &str, data: &[u8]) -> Result<(String, String), String> {
 }
 
 impl Format for Npm {
-    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, String> {
+    fn inspect(&self, path: &str, data: &[u8]) -> Result<Inspection, String> {
         let (_, version) = check(path, data)?;
-        Ok(common::metadata(path, Some(version), CONTENT_TYPE, data))
-    }
-
-    fn validate(&self, path: &str, data: &[u8]) -> Result<(), String> {
-        check(path, data).map(drop)
+        Ok(Inspection { version: Some(version), content_type: CONTENT_TYPE })
     }
 
     /// One packument per package name, at the path npm clients ask for.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::{Format, IndexFiles, Metadata};
+use crate::{Format, IndexFiles, Inspection, Metadata};
 use crate::{archive, common, path, xml};
 
 const CONTENT_TYPE: &str = "application/octet-stream";
@@ -42,13 +42,9 @@ fn check(artifact_path: &str, data: &[u8]) -> Result<(String, String), String> {
 }
 
 impl Format for Nuget {
-    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, String> {
+    fn inspect(&self, path: &str, data: &[u8]) -> Result<Inspection, String> {
         let (_, version) = check(path, data)?;
-        Ok(common::metadata(path, Some(version), CONTENT_TYPE, data))
-    }
-
-    fn validate(&self, path: &str, data: &[u8]) -> Result<(), String> {
-        check(path, data).map(drop)
+        Ok(Inspection { version: Some(version), content_type: CONTENT_TYPE })
     }
 
     /// `v3-flatcontainer/<id>/index.json` listing each package's versions,

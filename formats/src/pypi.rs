@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::{Format, IndexFiles, Metadata};
+use crate::{Format, IndexFiles, Inspection, Metadata};
 use crate::{archive, common, path};
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -80,17 +80,13 @@ fn check(artifact_path: &str, data: &[u8]) -> Result<(Kind, String), String> {
 }
 
 impl Format for Pypi {
-    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, String> {
+    fn inspect(&self, path: &str, data: &[u8]) -> Result<Inspection, String> {
         let (kind, version) = check(path, data)?;
         let content_type = match kind {
             Kind::Wheel => "application/zip",
             Kind::Sdist => "application/gzip",
         };
-        Ok(common::metadata(path, Some(version), content_type, data))
-    }
-
-    fn validate(&self, path: &str, data: &[u8]) -> Result<(), String> {
-        check(path, data).map(drop)
+        Ok(Inspection { version: Some(version), content_type })
     }
 
     /// `simple/index.html` and `simple/<project>/index.html` (PEP 503), each file

@@ -7,7 +7,7 @@ use std::io::Read;
 
 use serde::Deserialize;
 
-use crate::{Format, IndexFiles, Metadata};
+use crate::{Format, IndexFiles, Inspection, Metadata};
 use crate::{archive, common, path};
 
 const CONTENT_TYPE: &str = "application/octet-stream";
@@ -55,13 +55,9 @@ fn check(artifact_path: &str, data: &[u8]) -> Result<(String, String), String> {
 }
 
 impl Format for Rubygems {
-    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, String> {
+    fn inspect(&self, path: &str, data: &[u8]) -> Result<Inspection, String> {
         let (_, version) = check(path, data)?;
-        Ok(common::metadata(path, Some(version), CONTENT_TYPE, data))
-    }
-
-    fn validate(&self, path: &str, data: &[u8]) -> Result<(), String> {
-        check(path, data).map(drop)
+        Ok(Inspection { version: Some(version), content_type: CONTENT_TYPE })
     }
 
     /// The compact index: `names`, and `info/<gem>` with one line per version
