@@ -227,7 +227,7 @@ async fn every_failure_has_its_status_and_stable_code() {
             Bytes::new(),
             StatusCode::NOT_FOUND,
             "not_found",
-            "use metadata, validate or index",
+            "use metadata, validate, index or request",
         ),
     ];
     for (path, body, status, code, message) in cases {
@@ -358,4 +358,58 @@ async fn repeated_limit_failures_quarantine_over_http() {
     assert!(answer.json()["message"].as_str().is_some_and(|m| m.contains("quarantined")));
     let formats = call(host.addr, Method::GET, "/v1/formats", "").await.json();
     assert_eq!(formats["formats"][1]["state"], "quarantined");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_v2_plugin_serves_the_npm_registry_protocol() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_package("npm-registry", &dir.path().join("npm-registry"));
+    copy_package("unity-format", &dir.path().join("unity"));
+    let host = start_host(dir.path(), CallLimits::DEFAULT, ServerConfig::default()).await;
+
+    let tarball = wasmplug_formats::test_support::npm_tarball("@acme/left-pad", "1.3.0");
+    let metadata =
+        post(&host, "/v1/formats/npm-registry/metadata?path=@acme/left-pad/-/left-pad-1.3.0.tgz", tarball).await;
+    assert_eq!(metadata.status, StatusCode::OK, "{:?}", metadata.body);
+    let artifacts = serde_json::json!([metadata.json()]);
+    let client_request = |path: &str| {
+        serde_json::json!({
+            "request": {"method": "GET", "path": path, "headers": [["accept", "application/json"]]},
+            "context": {"repo_key": "npm-local", "base_url": "https://reg.example/npm", "download_base_url": "https://dl.example/npm"},
+            "artifacts": artifacts,
+        })
+        .to_string()
+    };
+
+    let answer = post(&host, "/v1/formats/npm-registry/request", client_request("/@acme%2fleft-pad")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    let response = answer.json();
+    assert_eq!(response["status"], 200);
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(response["body_base64"].as_str().unwrap_or_default())
+        .expect("base64");
+    let packument: Value = serde_json::from_slice(&body).expect("a packument");
+    assert_eq!(packument["dist-tags"]["latest"], "1.3.0");
+    assert_eq!(
+        packument["versions"]["1.3.0"]["dist"]["tarball"],
+        "https://dl.example/npm/@acme/left-pad/-/left-pad-1.3.0.tgz"
+    );
+
+    let download =
+        post(&host, "/v1/formats/npm-registry/request", client_request("/@acme/left-pad/-/left-pad-1.3.0.tgz"))
+            .await
+            .json();
+    assert_eq!(download["status"], 302);
+    assert_eq!(
+        download["headers"][0],
+        serde_json::json!(["location", "https://dl.example/npm/@acme/left-pad/-/left-pad-1.3.0.tgz"])
+    );
+    let missing = post(&host, "/v1/formats/npm-registry/request", client_request("/nope")).await.json();
+    assert_eq!(missing["status"], 404);
+
+    let v1 = post(&host, "/v1/formats/unity/request", client_request("/x")).await;
+    assert_eq!((v1.status, v1.code().as_str()), (StatusCode::NOT_IMPLEMENTED, "unsupported"));
+    let malformed = post(&host, "/v1/formats/npm-registry/request", "{}").await;
+    assert_eq!((malformed.status, malformed.code().as_str()), (StatusCode::BAD_REQUEST, "bad_request"));
 }

@@ -10,13 +10,13 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::App;
 use super::error::ApiError;
 use crate::handler::{HandlerError, SharedHandler};
 use crate::registry::{Format, Origin};
-use crate::runtime::Metadata;
+use crate::runtime::{HttpRequest, HttpResponse, Metadata, RepoContext};
 
 type Answer = Result<Response<Full<Bytes>>, ApiError>;
 
@@ -26,6 +26,7 @@ enum Operation {
     Metadata,
     Validate,
     Index,
+    Request,
 }
 
 impl Operation {
@@ -34,6 +35,7 @@ impl Operation {
             "metadata" => Some(Operation::Metadata),
             "validate" => Some(Operation::Validate),
             "index" => Some(Operation::Index),
+            "request" => Some(Operation::Request),
             _ => None,
         }
     }
@@ -43,6 +45,7 @@ impl Operation {
             Operation::Metadata => "metadata",
             Operation::Validate => "validate",
             Operation::Index => "index",
+            Operation::Request => "request",
         }
     }
 }
@@ -62,9 +65,9 @@ where
         (&Method::GET, ["v1", "formats"]) => Ok(json(StatusCode::OK, &list_formats(&app))),
         (&Method::POST, ["v1", "formats", key, operation]) => match Operation::from_segment(operation) {
             Some(operation) => call(&app, key, operation, request).await,
-            None => {
-                Err(ApiError::not_found(format!("unknown operation {operation:?}; use metadata, validate or index")))
-            }
+            None => Err(ApiError::not_found(format!(
+                "unknown operation {operation:?}; use metadata, validate, index or request"
+            ))),
         },
         (_, ["v1", "formats", ..] | ["healthz" | "readyz" | "metrics"]) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -92,6 +95,7 @@ where
             serde_json::from_slice(&body)
                 .map_err(|e| ApiError::bad_request(format!("the body must be a JSON list of metadata objects: {e}")))?,
         ),
+        Operation::Request => Input::Request(Box::new(RequestCall::parse(&body)?)),
     };
 
     let _permit =
@@ -128,6 +132,14 @@ where
                 .collect();
             json(StatusCode::OK, &IndexFiles { files })
         }
+        Output::Response(response) => json(
+            StatusCode::OK,
+            &WireResponse {
+                status: response.status,
+                headers: response.headers,
+                body_base64: base64::engine::general_purpose::STANDARD.encode(response.body),
+            },
+        ),
     };
     if let Ok(value) = HeaderValue::from_str(&served_by) {
         response.headers_mut().insert(SERVED_BY, value);
@@ -151,12 +163,65 @@ enum Input {
     Metadata { path: String, data: Bytes },
     Validate { path: String, data: Bytes },
     Index(Vec<Metadata>),
+    Request(Box<(HttpRequest, RepoContext, Vec<Metadata>)>),
 }
 
 enum Output {
     Metadata(Metadata),
     Valid,
     Index(Option<Vec<(String, Vec<u8>)>>),
+    Response(HttpResponse),
+}
+
+/// The body of `POST /v1/formats/{key}/request`: the client's request as the
+/// registry received it, the repository, and the artifacts it holds.
+#[derive(Deserialize)]
+struct RequestCall {
+    request: WireRequest,
+    context: RepoContext,
+    #[serde(default)]
+    artifacts: Vec<Metadata>,
+}
+
+#[derive(Deserialize)]
+struct WireRequest {
+    method: String,
+    path: String,
+    #[serde(default)]
+    query: String,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    body_base64: String,
+}
+
+/// The handler's answer, for the registry to send to its client.
+#[derive(Serialize)]
+struct WireResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body_base64: String,
+}
+
+impl RequestCall {
+    fn parse(body: &[u8]) -> Result<(HttpRequest, RepoContext, Vec<Metadata>), ApiError> {
+        let call: RequestCall = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body must be JSON {{\"request\": {{method, path, query, headers, body_base64}}, \"context\": {{repo_key, base_url, download_base_url}}, \"artifacts\": [...]}}: {e}"
+            ))
+        })?;
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(&call.request.body_base64)
+            .map_err(|e| ApiError::bad_request(format!("request.body_base64 is not base64: {e}")))?;
+        let request = HttpRequest {
+            method: call.request.method,
+            path: call.request.path,
+            query: call.request.query,
+            headers: call.request.headers,
+            body,
+        };
+        Ok((request, call.context, call.artifacts))
+    }
 }
 
 fn run(handler: &SharedHandler, input: Input) -> Result<Output, HandlerError> {
@@ -164,6 +229,10 @@ fn run(handler: &SharedHandler, input: Input) -> Result<Output, HandlerError> {
         Input::Metadata { path, data } => handler.parse_metadata(&path, &data).map(Output::Metadata),
         Input::Validate { path, data } => handler.validate(&path, &data).map(|()| Output::Valid),
         Input::Index(artifacts) => handler.generate_index(&artifacts).map(Output::Index),
+        Input::Request(call) => {
+            let (request, context, artifacts) = *call;
+            handler.handle_request(&request, &context, &artifacts).map(Output::Response)
+        }
     }
 }
 
