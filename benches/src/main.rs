@@ -185,9 +185,7 @@ fn swap_times(runtime: &Arc<Runtime>, package: &Package) -> anyhow::Result<(Summ
     };
     std::fs::write(plugin_dir.join("plugin.toml"), manifest(0))?;
     let registry = Arc::new(Registry::new());
-    let mut source =
-        LocalSource::new(dir.path().to_owned(), &[], runtime.clone(), registry.clone(), CallLimits::DEFAULT)
-            .map_err(anyhow::Error::msg)?;
+    let mut source = LocalSource::new(dir.path().to_owned(), runtime.clone(), registry.clone(), CallLimits::DEFAULT);
     source.sync();
 
     let mut version = 0;

@@ -1,6 +1,5 @@
 //! Local mode: a directory of plugin packages (one subdirectory each, holding
-//! plugin.toml and plugin.wasm) plus a list of builtin formats, kept in sync with
-//! the registry without Kubernetes.
+//! plugin.toml and plugin.wasm) kept in sync with the registry without Kubernetes.
 //!
 //! The directory is polled: a package whose files changed is loaded again and
 //! swapped in, a new one is added, a removed one is unloaded. A package that fails
@@ -12,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::builtin;
 use crate::plugin::{MANIFEST_FILE, Package, WASM_FILE};
 use crate::registry::{Install, Origin, Registry};
 use crate::runtime::{CallLimits, Runtime};
@@ -32,7 +30,7 @@ fn fingerprint(dir: &Path) -> Option<Fingerprint> {
     Some(Fingerprint { manifest: stat(MANIFEST_FILE)?, wasm: stat(WASM_FILE)? })
 }
 
-/// Keeps a registry in step with a package directory and a set of builtins.
+/// Keeps a registry in step with a package directory.
 #[derive(Debug)]
 pub struct LocalSource {
     dir: PathBuf,
@@ -44,32 +42,8 @@ pub struct LocalSource {
 }
 
 impl LocalSource {
-    /// Installs the builtin formats named in `builtins` (all of them for "all").
-    pub fn new(
-        dir: PathBuf,
-        builtins: &[String],
-        runtime: Arc<Runtime>,
-        registry: Arc<Registry>,
-        max_limits: CallLimits,
-    ) -> Result<Self, String> {
-        let keys: Vec<&str> = if builtins.iter().any(|b| b == "all") {
-            builtin::KEYS.to_vec()
-        } else {
-            builtins.iter().map(String::as_str).collect()
-        };
-        for key in keys {
-            let handler = builtin::handler(key)
-                .ok_or_else(|| format!("unknown builtin format {key:?}; builtins are: {}", builtin::KEYS.join(", ")))?;
-            registry.install(Install {
-                key: key.to_owned(),
-                origin: Origin::Builtin,
-                digest: None,
-                limits: None,
-                enabled: true,
-                handler,
-            });
-        }
-        Ok(LocalSource { dir, runtime, registry, max_limits, packages: HashMap::new() })
+    pub fn new(dir: PathBuf, runtime: Arc<Runtime>, registry: Arc<Registry>, max_limits: CallLimits) -> Self {
+        LocalSource { dir, runtime, registry, max_limits, packages: HashMap::new() }
     }
 
     /// One pass: load new and changed packages, unload removed ones. Blocking

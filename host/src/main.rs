@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+use wasmplug_host::builtin;
 use wasmplug_host::local::LocalSource;
 use wasmplug_host::registry::Registry;
 use wasmplug_host::runtime::{CallLimits, EngineSettings, Runtime};
@@ -116,17 +117,11 @@ async fn main() -> anyhow::Result<()> {
         },
     );
 
-    let source = LocalSource::new(
-        args.plugins_dir.clone().unwrap_or_default(),
-        &builtins,
-        runtime.clone(),
-        registry.clone(),
-        max_limits,
-    )
-    .map_err(anyhow::Error::msg)?;
+    builtin::install(&registry, &builtins).map_err(anyhow::Error::msg)?;
     if let Some(dir) = &args.plugins_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("failed to create the plugin directory {}", dir.display()))?;
+        let source = LocalSource::new(dir.clone(), runtime.clone(), registry.clone(), max_limits);
         let ready = app.clone();
         tokio::spawn(source.run(Duration::from_millis(args.poll_ms), move || ready.set_ready()));
     } else {

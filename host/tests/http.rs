@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
+use wasmplug_host::builtin;
 use wasmplug_host::local::LocalSource;
 use wasmplug_host::registry::Registry;
 use wasmplug_host::runtime::{CallLimits, EngineSettings, Runtime};
@@ -30,8 +31,8 @@ async fn start_host(dir: &Path, limits: CallLimits, config: ServerConfig) -> Hos
     let runtime = Arc::new(Runtime::new(EngineSettings::default()).expect("engine"));
     let registry = Arc::new(Registry::new());
     let app = App::new(registry.clone(), config);
-    let source = LocalSource::new(dir.to_owned(), &["generic".to_owned()], runtime, registry.clone(), limits)
-        .expect("builtins exist");
+    builtin::install(&registry, &["generic".to_owned()]).expect("generic is builtin");
+    let source = LocalSource::new(dir.to_owned(), runtime, registry.clone(), limits);
     let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
     let ready = app.clone();
     tokio::spawn(source.run(Duration::from_millis(50), move || {

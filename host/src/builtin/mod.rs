@@ -7,6 +7,7 @@ use std::sync::Arc;
 use wasmplug_formats::Format;
 
 use crate::handler::{FormatHandler, HandlerError, IndexFiles, SharedHandler};
+use crate::registry::{Install, Origin, Registry};
 use crate::runtime::{CallError, HttpRequest, HttpResponse, Metadata, RepoContext};
 
 /// The keys of every builtin format.
@@ -15,6 +16,26 @@ pub const KEYS: [&str; 7] = wasmplug_formats::KEYS;
 /// The builtin handler for `key`, if there is one.
 pub fn handler(key: &str) -> Option<SharedHandler> {
     wasmplug_formats::by_key(key).map(|format| Arc::new(Builtin(format)) as SharedHandler)
+}
+
+/// Installs the builtin formats named in `keys` ("all" for every one) into
+/// `registry`, enabled.
+pub fn install(registry: &Registry, keys: &[String]) -> Result<(), String> {
+    let keys: Vec<&str> =
+        if keys.iter().any(|k| k == "all") { KEYS.to_vec() } else { keys.iter().map(String::as_str).collect() };
+    for key in keys {
+        let handler =
+            handler(key).ok_or_else(|| format!("unknown builtin format {key:?}; builtins are: {}", KEYS.join(", ")))?;
+        registry.install(Install {
+            key: key.to_owned(),
+            origin: Origin::Builtin,
+            digest: None,
+            limits: None,
+            enabled: true,
+            handler,
+        });
+    }
+    Ok(())
 }
 
 /// A compiled-in format.
