@@ -7,6 +7,7 @@
 mod error;
 mod metrics;
 mod routes;
+mod wire;
 
 pub use error::ApiError;
 pub use metrics::Metrics;

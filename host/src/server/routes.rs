@@ -4,16 +4,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::App;
 use super::error::ApiError;
+use super::wire::{IndexFiles, RequestCall, WireResponse, list_formats};
 use crate::handler::{HandlerError, SharedHandler};
 use crate::registry::{Format, Origin};
 use crate::runtime::{HttpRequest, HttpResponse, Metadata, RepoContext};
@@ -62,7 +62,7 @@ where
         (&Method::GET, ["readyz"]) if app.is_ready() => Ok(text(StatusCode::OK, "ok\n")),
         (&Method::GET, ["readyz"]) => Ok(text(StatusCode::SERVICE_UNAVAILABLE, "not ready: first sync not done\n")),
         (&Method::GET, ["metrics"]) => Ok(metrics(&app)),
-        (&Method::GET, ["v1", "formats"]) => Ok(json(StatusCode::OK, &list_formats(&app))),
+        (&Method::GET, ["v1", "formats"]) => Ok(json(StatusCode::OK, &list_formats(&app.registry.snapshot()))),
         (&Method::POST, ["v1", "formats", key, operation]) => match Operation::from_segment(operation) {
             Some(operation) => call(&app, key, operation, request).await,
             None => Err(ApiError::not_found(format!(
@@ -122,24 +122,8 @@ where
         Output::Metadata(metadata) => json(StatusCode::OK, &metadata),
         Output::Valid => empty(StatusCode::NO_CONTENT),
         Output::Index(None) => empty(StatusCode::NO_CONTENT),
-        Output::Index(Some(files)) => {
-            let files: Vec<IndexFile> = files
-                .into_iter()
-                .map(|(name, content)| IndexFile {
-                    name,
-                    content_base64: base64::engine::general_purpose::STANDARD.encode(content),
-                })
-                .collect();
-            json(StatusCode::OK, &IndexFiles { files })
-        }
-        Output::Response(response) => json(
-            StatusCode::OK,
-            &WireResponse {
-                status: response.status,
-                headers: response.headers,
-                body_base64: base64::engine::general_purpose::STANDARD.encode(response.body),
-            },
-        ),
+        Output::Index(Some(files)) => json(StatusCode::OK, &IndexFiles::new(files)),
+        Output::Response(response) => json(StatusCode::OK, &WireResponse::from(response)),
     };
     if let Ok(value) = HeaderValue::from_str(&served_by) {
         response.headers_mut().insert(SERVED_BY, value);
@@ -173,57 +157,6 @@ enum Output {
     Response(HttpResponse),
 }
 
-/// The body of `POST /v1/formats/{key}/request`: the client's request as the
-/// registry received it, the repository, and the artifacts it holds.
-#[derive(Deserialize)]
-struct RequestCall {
-    request: WireRequest,
-    context: RepoContext,
-    #[serde(default)]
-    artifacts: Vec<Metadata>,
-}
-
-#[derive(Deserialize)]
-struct WireRequest {
-    method: String,
-    path: String,
-    #[serde(default)]
-    query: String,
-    #[serde(default)]
-    headers: Vec<(String, String)>,
-    #[serde(default)]
-    body_base64: String,
-}
-
-/// The handler's answer, for the registry to send to its client.
-#[derive(Serialize)]
-struct WireResponse {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body_base64: String,
-}
-
-impl RequestCall {
-    fn parse(body: &[u8]) -> Result<(HttpRequest, RepoContext, Vec<Metadata>), ApiError> {
-        let call: RequestCall = serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "the body must be JSON {{\"request\": {{method, path, query, headers, body_base64}}, \"context\": {{repo_key, base_url, download_base_url}}, \"artifacts\": [...]}}: {e}"
-            ))
-        })?;
-        let body = base64::engine::general_purpose::STANDARD
-            .decode(&call.request.body_base64)
-            .map_err(|e| ApiError::bad_request(format!("request.body_base64 is not base64: {e}")))?;
-        let request = HttpRequest {
-            method: call.request.method,
-            path: call.request.path,
-            query: call.request.query,
-            headers: call.request.headers,
-            body,
-        };
-        Ok((request, call.context, call.artifacts))
-    }
-}
-
 fn run(handler: &SharedHandler, input: Input) -> Result<Output, HandlerError> {
     match input {
         Input::Metadata { path, data } => handler.parse_metadata(&path, &data).map(Output::Metadata),
@@ -234,17 +167,6 @@ fn run(handler: &SharedHandler, input: Input) -> Result<Output, HandlerError> {
             handler.handle_request(&request, &context, &artifacts).map(Output::Response)
         }
     }
-}
-
-#[derive(Serialize)]
-struct IndexFiles {
-    files: Vec<IndexFile>,
-}
-
-#[derive(Serialize)]
-struct IndexFile {
-    name: String,
-    content_base64: String,
 }
 
 async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, ApiError>
@@ -261,60 +183,6 @@ where
 
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     form_urlencoded::parse(query?.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
-}
-
-#[derive(Serialize)]
-struct FormatView<'a> {
-    key: &'a str,
-    origin: OriginView<'a>,
-    state: &'static str,
-    enabled: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    digest: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    limits: Option<LimitsView>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    last_error: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-enum OriginView<'a> {
-    Builtin,
-    Plugin { name: &'a str, version: &'a str },
-}
-
-#[derive(Serialize)]
-struct LimitsView {
-    memory_bytes: u64,
-    timeout_ms: u128,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fuel: Option<u64>,
-}
-
-fn list_formats(app: &App) -> serde_json::Value {
-    let snapshot = app.registry.snapshot();
-    let formats: Vec<FormatView> = snapshot.formats().map(|format| view(format)).collect();
-    serde_json::json!({ "formats": formats })
-}
-
-fn view(format: &Format) -> FormatView<'_> {
-    FormatView {
-        key: &format.key,
-        origin: match &format.origin {
-            Origin::Builtin => OriginView::Builtin,
-            Origin::Plugin { name, version } => OriginView::Plugin { name, version },
-        },
-        state: format.state().as_str(),
-        enabled: format.enabled,
-        digest: format.digest.map(|d| d.to_string()),
-        limits: format.limits.map(|l| LimitsView {
-            memory_bytes: l.memory_bytes,
-            timeout_ms: l.timeout.as_millis(),
-            fuel: l.fuel,
-        }),
-        last_error: format.last_error.as_deref(),
-    }
 }
 
 fn metrics(app: &App) -> Response<Full<Bytes>> {

@@ -1,0 +1,149 @@
+//! The JSON shapes of the HTTP API that are not plain handler types: the format
+//! list, index files, and the `request` call of format-plugin-v2 handlers.
+//! Binary contents travel as base64.
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use crate::registry::{Format, Origin, Snapshot};
+use crate::runtime::{HttpRequest, HttpResponse, Metadata, RepoContext};
+
+/// The body of `POST /v1/formats/{key}/request`: the client's request as the
+/// registry received it, the repository, and the artifacts it holds.
+#[derive(Deserialize)]
+pub(super) struct RequestCall {
+    request: WireRequest,
+    context: RepoContext,
+    #[serde(default)]
+    artifacts: Vec<Metadata>,
+}
+
+#[derive(Deserialize)]
+struct WireRequest {
+    method: String,
+    path: String,
+    #[serde(default)]
+    query: String,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    body_base64: String,
+}
+
+/// The handler's answer, for the registry to send to its client.
+#[derive(Serialize)]
+pub(super) struct WireResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body_base64: String,
+}
+
+impl RequestCall {
+    pub(super) fn parse(body: &[u8]) -> Result<(HttpRequest, RepoContext, Vec<Metadata>), ApiError> {
+        let call: RequestCall = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body must be JSON {{\"request\": {{method, path, query, headers, body_base64}}, \"context\": {{repo_key, base_url, download_base_url}}, \"artifacts\": [...]}}: {e}"
+            ))
+        })?;
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(&call.request.body_base64)
+            .map_err(|e| ApiError::bad_request(format!("request.body_base64 is not base64: {e}")))?;
+        let request = HttpRequest {
+            method: call.request.method,
+            path: call.request.path,
+            query: call.request.query,
+            headers: call.request.headers,
+            body,
+        };
+        Ok((request, call.context, call.artifacts))
+    }
+}
+
+impl From<HttpResponse> for WireResponse {
+    fn from(response: HttpResponse) -> Self {
+        WireResponse {
+            status: response.status,
+            headers: response.headers,
+            body_base64: base64::engine::general_purpose::STANDARD.encode(response.body),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(super) struct IndexFiles {
+    files: Vec<IndexFile>,
+}
+
+#[derive(Serialize)]
+struct IndexFile {
+    name: String,
+    content_base64: String,
+}
+
+impl IndexFiles {
+    pub(super) fn new(files: Vec<(String, Vec<u8>)>) -> Self {
+        let files = files
+            .into_iter()
+            .map(|(name, content)| IndexFile {
+                name,
+                content_base64: base64::engine::general_purpose::STANDARD.encode(content),
+            })
+            .collect();
+        IndexFiles { files }
+    }
+}
+
+#[derive(Serialize)]
+struct FormatView<'a> {
+    key: &'a str,
+    origin: OriginView<'a>,
+    state: &'static str,
+    enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limits: Option<LimitsView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum OriginView<'a> {
+    Builtin,
+    Plugin { name: &'a str, version: &'a str },
+}
+
+#[derive(Serialize)]
+struct LimitsView {
+    memory_bytes: u64,
+    timeout_ms: u128,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fuel: Option<u64>,
+}
+
+/// The body of `GET /v1/formats`.
+pub(super) fn list_formats(snapshot: &Snapshot) -> serde_json::Value {
+    let formats: Vec<FormatView> = snapshot.formats().map(|format| view(format)).collect();
+    serde_json::json!({ "formats": formats })
+}
+
+fn view(format: &Format) -> FormatView<'_> {
+    FormatView {
+        key: &format.key,
+        origin: match &format.origin {
+            Origin::Builtin => OriginView::Builtin,
+            Origin::Plugin { name, version } => OriginView::Plugin { name, version },
+        },
+        state: format.state().as_str(),
+        enabled: format.enabled,
+        digest: format.digest.map(|d| d.to_string()),
+        limits: format.limits.map(|l| LimitsView {
+            memory_bytes: l.memory_bytes,
+            timeout_ms: l.timeout.as_millis(),
+            fuel: l.fuel,
+        }),
+        last_error: format.last_error.as_deref(),
+    }
+}
