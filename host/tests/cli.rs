@@ -1,0 +1,69 @@
+//! The `wasmplug-host` binary as the README's quickstart runs it: local mode on the
+//! example packages, asked over HTTP, stopped with SIGTERM.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+#[test]
+fn the_quickstart_runs_serves_and_stops_cleanly() {
+    let packages = support::example_package("unity-format").parent().expect("packages dir").to_owned();
+    let mut host = Command::new(env!("CARGO_BIN_EXE_wasmplug-host"))
+        .args(["--listen", "127.0.0.1:0", "--plugins-dir"])
+        .arg(&packages)
+        .env("WASMPLUG_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the host starts");
+    let mut log = BufReader::new(host.stdout.take().expect("stdout"));
+
+    // A log line says where it listens.
+    let listen = loop {
+        let mut line = String::new();
+        assert!(log.read_line(&mut line).expect("a log line") > 0, "the host exited before listening");
+        let record: serde_json::Value = serde_json::from_str(&line).expect("JSON logs");
+        if let Some(listen) = record["fields"]["listen"].as_str() {
+            break listen.to_owned();
+        }
+    };
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let formats = runtime.block_on(async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = get(&listen, "/v1/formats").await;
+            if answer.contains("\"unity\"") || std::time::Instant::now() > deadline {
+                break answer;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    for key in ["\"unity\"", "\"npm-wasm\"", "\"npm-registry\"", "\"maven\"", "\"pypi\""] {
+        assert!(formats.contains(key), "{key} is served: {formats}");
+    }
+
+    let status = Command::new("kill").args(["-TERM", &host.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let exit = host.wait().expect("the host exits");
+    assert!(exit.success(), "SIGTERM is a clean shutdown, got {exit}");
+    let rest: Vec<String> = log.lines().map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("shutting down")), "the shutdown is logged: {rest:?}");
+}
+
+async fn get(addr: &str, path: &str) -> String {
+    use http_body_util::BodyExt;
+    let Ok(stream) = tokio::net::TcpStream::connect(addr).await else { return String::new() };
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.expect("handshake");
+    tokio::spawn(connection);
+    let request = hyper::Request::get(path)
+        .header("host", "localhost")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    let body = response.into_body().collect().await.expect("body").to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
+}
