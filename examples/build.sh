@@ -10,6 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  rustup target add wasm32-wasip2 >&2
+fi
 cargo build --release --locked --target wasm32-wasip2 --quiet >&2
 
 package() { # <crate dir> <output dir>
