@@ -15,13 +15,16 @@ if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx w
 fi
 cargo build --release --locked --target wasm32-wasip2 --quiet >&2
 
-package() { # <crate dir> <output dir>
-  local crate=$1 out=$2 name
-  name=$(basename "$crate")
-  local wasm="target/wasm32-wasip2/release/${name//-/_}.wasm"
-  [[ -f "$wasm" ]] || { echo "build.sh: $crate did not produce $wasm" >&2; exit 1; }
+package() { # <package dir> <output dir>
+  local dir=$1 out=$2 name component
+  name=$(basename "$dir")
+  # A package directory without a crate names the crate whose component it ships.
+  component=$name
+  [[ -f "$dir/component" ]] && component=$(tr -d '[:space:]' < "$dir/component")
+  local wasm="target/wasm32-wasip2/release/${component//-/_}.wasm"
+  [[ -f "$wasm" ]] || { echo "build.sh: no $wasm for $dir" >&2; exit 1; }
   mkdir -p "$out/$name"
-  cp "$crate/plugin.toml" "$out/$name/plugin.toml.tmp"
+  cp "$dir/plugin.toml" "$out/$name/plugin.toml.tmp"
   cp "$wasm" "$out/$name/plugin.wasm.tmp"
   mv "$out/$name/plugin.wasm.tmp" "$out/$name/plugin.wasm"
   mv "$out/$name/plugin.toml.tmp" "$out/$name/plugin.toml"

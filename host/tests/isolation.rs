@@ -125,3 +125,13 @@ fn an_import_outside_wasi_is_rejected_by_name() {
          format-plugin worlds; plugins may import only wasi:* interfaces"
     );
 }
+
+#[test]
+fn a_package_whose_manifest_claims_another_key_is_rejected() {
+    let error = runtime().load(&support::read_example("key-mismatch"), CallLimits::DEFAULT).expect_err("mismatch");
+    assert!(matches!(error, LoadError::FormatKeyMismatch { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "plugin.wasm says its format key is \"misbehaving\" but plugin.toml says \"not-misbehaving\"; make them equal"
+    );
+}
