@@ -112,10 +112,8 @@ where
     if app.registry.report(&serving, &output) {
         tracing::warn!(format = key, "format quarantined after repeated limit failures");
     }
-    let outcome = match &output {
-        Ok(_) => "ok",
-        Err(error) => ApiError::from(error.clone()).code,
-    };
+    let output = output.map_err(ApiError::from);
+    let outcome = output.as_ref().map_or_else(|error| error.code, |_| "ok");
     app.metrics.observe_call(key, operation.name(), outcome, took);
     let served_by = served_by(&serving.format);
     let mut response = match output? {
