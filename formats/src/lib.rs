@@ -42,6 +42,29 @@ pub struct Metadata {
     pub checksum_sha256: Option<String>,
 }
 
+/// Defines `to_abi(Metadata) -> $abi` and `from_abi(&$abi) -> Metadata`, where
+/// `$abi` is the `metadata` record that WIT bindings generate (on the host or in a
+/// guest): the one place that maps the ABI record's fields.
+#[macro_export]
+macro_rules! metadata_conversions {
+    ($abi:path) => {
+        fn to_abi(metadata: $crate::Metadata) -> $abi {
+            let $crate::Metadata { path, version, content_type, size_bytes, checksum_sha256 } = metadata;
+            $abi { path, version, content_type, size_bytes, checksum_sha256 }
+        }
+
+        fn from_abi(metadata: &$abi) -> $crate::Metadata {
+            $crate::Metadata {
+                path: metadata.path.clone(),
+                version: metadata.version.clone(),
+                content_type: metadata.content_type.clone(),
+                size_bytes: metadata.size_bytes,
+                checksum_sha256: metadata.checksum_sha256.clone(),
+            }
+        }
+    };
+}
+
 /// Index files: (path, contents).
 pub type IndexFiles = Vec<(String, Vec<u8>)>;
 

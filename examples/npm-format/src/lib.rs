@@ -13,25 +13,7 @@ use wasmplug_formats::{Format, Npm};
 
 struct NpmFormat;
 
-fn to_abi(metadata: wasmplug_formats::Metadata) -> Metadata {
-    Metadata {
-        path: metadata.path,
-        version: metadata.version,
-        content_type: metadata.content_type,
-        size_bytes: metadata.size_bytes,
-        checksum_sha256: metadata.checksum_sha256,
-    }
-}
-
-fn from_abi(metadata: Metadata) -> wasmplug_formats::Metadata {
-    wasmplug_formats::Metadata {
-        path: metadata.path,
-        version: metadata.version,
-        content_type: metadata.content_type,
-        size_bytes: metadata.size_bytes,
-        checksum_sha256: metadata.checksum_sha256,
-    }
-}
+wasmplug_formats::metadata_conversions!(Metadata);
 
 impl Guest for NpmFormat {
     fn format_key() -> String {
@@ -47,7 +29,7 @@ impl Guest for NpmFormat {
     }
 
     fn generate_index(artifacts: Vec<Metadata>) -> Result<Option<Vec<(String, Vec<u8>)>>, String> {
-        let artifacts: Vec<_> = artifacts.into_iter().map(from_abi).collect();
+        let artifacts: Vec<_> = artifacts.iter().map(from_abi).collect();
         Npm.generate_index(&artifacts)
     }
 }

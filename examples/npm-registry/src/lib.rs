@@ -20,25 +20,7 @@ use wasmplug_formats::{Format, Npm};
 
 struct NpmRegistry;
 
-fn to_abi(m: wasmplug_formats::Metadata) -> Metadata {
-    Metadata {
-        path: m.path,
-        version: m.version,
-        content_type: m.content_type,
-        size_bytes: m.size_bytes,
-        checksum_sha256: m.checksum_sha256,
-    }
-}
-
-fn from_abi(m: &Metadata) -> wasmplug_formats::Metadata {
-    wasmplug_formats::Metadata {
-        path: m.path.clone(),
-        version: m.version.clone(),
-        content_type: m.content_type.clone(),
-        size_bytes: m.size_bytes,
-        checksum_sha256: m.checksum_sha256.clone(),
-    }
-}
+wasmplug_formats::metadata_conversions!(Metadata);
 
 impl Handler for NpmRegistry {
     fn format_key() -> String {

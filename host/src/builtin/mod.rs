@@ -42,25 +42,7 @@ pub fn install(registry: &Registry, keys: &[String]) -> Result<(), String> {
 #[derive(Debug)]
 pub struct Builtin(&'static dyn Format);
 
-fn to_abi(metadata: wasmplug_formats::Metadata) -> Metadata {
-    Metadata {
-        path: metadata.path,
-        version: metadata.version,
-        content_type: metadata.content_type,
-        size_bytes: metadata.size_bytes,
-        checksum_sha256: metadata.checksum_sha256,
-    }
-}
-
-fn from_abi(metadata: &Metadata) -> wasmplug_formats::Metadata {
-    wasmplug_formats::Metadata {
-        path: metadata.path.clone(),
-        version: metadata.version.clone(),
-        content_type: metadata.content_type.clone(),
-        size_bytes: metadata.size_bytes,
-        checksum_sha256: metadata.checksum_sha256.clone(),
-    }
-}
+wasmplug_formats::metadata_conversions!(Metadata);
 
 impl FormatHandler for Builtin {
     fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, HandlerError> {
