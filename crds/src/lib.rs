@@ -7,6 +7,7 @@
 
 pub mod conditions;
 pub mod generate;
+pub mod ownership;
 mod spec;
 mod status;
 

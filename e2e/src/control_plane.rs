@@ -43,7 +43,7 @@ pub struct ControlPlane {
     namespaces: AtomicUsize,
     /// The write end of the watchdog's pipe; never written after start, closed only
     /// when the process exits.
-    _watchdog: Mutex<ChildStdin>,
+    watchdog: Mutex<ChildStdin>,
 }
 
 static CONTROL_PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
@@ -132,7 +132,7 @@ impl ControlPlane {
             kubectl: binaries.kubectl,
             started_in: began.elapsed(),
             namespaces: AtomicUsize::new(0),
-            _watchdog: Mutex::new(watchdog.into_pipe()),
+            watchdog: Mutex::new(watchdog.into_pipe()),
         };
         runtime.block_on(control_plane.install_crds()).with_context(|| log_tails(&control_plane.dir))?;
         eprintln!(
@@ -194,9 +194,21 @@ impl ControlPlane {
         Kubectl::new(self.kubectl.clone(), self.kubeconfig.clone())
     }
 
+    /// The kubectl program (for synchronous use, e.g. dumping state on failure).
+    pub fn kubectl_program(&self) -> &Path {
+        &self.kubectl
+    }
+
     /// The kubeconfig file (cluster admin), for tools and processes under test.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// Makes the watchdog stop process `pid` when this test binary ends, however
+    /// it ends (for processes a test starts: operators, hosts, git daemons).
+    pub fn guard(&self, pid: u32) {
+        let mut pipe = self.watchdog.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(pipe, "{pid}");
     }
 
     /// The API server's URL.
@@ -266,7 +278,7 @@ fn spawn_logged(command: &mut Command, log: &Path) -> anyhow::Result<Child> {
 }
 
 /// Distinct free ports on 127.0.0.1, all held open until each is known.
-fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+pub(crate) fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
     let listeners = (0..N)
         .map(|_| TcpListener::bind("127.0.0.1:0").context("failed to find a free port on 127.0.0.1"))
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -1,17 +1,26 @@
 //! Test harness that behaves like a user of wasmplug: a real Kubernetes API server
 //! (etcd + kube-apiserver on loopback, one per test binary), kubectl, a fresh
-//! namespace per test, and later the operator, hosts and plugin sources.
+//! namespace per test, the operator and host binaries as processes, and plugin
+//! sources (Git repositories behind `git daemon`, an HTTP file server).
 //!
 //! See e2e/README.md for running it by hand and for what it costs.
 
 mod binaries;
 mod certs;
 mod control_plane;
+mod examples;
+mod files;
+mod git;
 mod kubectl;
 mod namespace;
+mod wasmplug;
 
 pub use binaries::{BIN_DIR_ENV, Binaries};
 pub use certs::{Certificates, ClientCredentials};
 pub use control_plane::{ControlPlane, KEEP_ENV, control_plane, repository_root};
 pub use kubectl::{Kubectl, KubectlOutput};
+pub use examples::{example_files, example_package, with_custom_section, with_version};
+pub use files::{FileServer, Served, zip};
+pub use git::{GitServer, Repo};
 pub use namespace::TestNamespace;
+pub use wasmplug::{HostAnswer, Process, Stack, eventually, workspace_binary};

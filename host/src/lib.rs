@@ -5,9 +5,11 @@
 //! it too, so a package the operator publishes is one every host can load.
 
 pub mod builtin;
+pub mod cli;
 pub mod handler;
 pub mod local;
 pub mod plugin;
 pub mod registry;
 pub mod runtime;
 pub mod server;
+pub mod watch;

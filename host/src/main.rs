@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 use wasmplug_host::builtin;
+use wasmplug_host::cli::{EngineArgs, LogFormat, init_logging, parse_size};
 use wasmplug_host::local::LocalSource;
 use wasmplug_host::registry::Registry;
-use wasmplug_host::runtime::{CallLimits, EngineSettings, Runtime};
+use wasmplug_host::runtime::Runtime;
 use wasmplug_host::server::{App, ServerConfig, serve};
+use wasmplug_host::watch::{self, ClusterSource};
 
 /// Serve artifact-registry format handlers (builtin and WebAssembly plugins) over HTTP.
 #[derive(Debug, Parser)]
@@ -30,29 +31,30 @@ struct Args {
     #[arg(long, env = "WASMPLUG_PLUGINS_DIR")]
     plugins_dir: Option<PathBuf>,
 
-    /// Builtin formats to serve, comma-separated, or "all", or "" for none.
-    #[arg(long, env = "WASMPLUG_BUILTINS", value_delimiter = ',', default_value = "all")]
-    builtin: Vec<String>,
+    /// Cluster mode: serve what the FormatPlugins' status says, loading plugins
+    /// from --store-dir (read-only). Builtin formats are then enabled by
+    /// FormatPlugins with a builtin source, not by --builtin.
+    #[arg(long, env = "WASMPLUG_WATCH", conflicts_with_all = ["plugins_dir", "builtin"], requires = "store_dir")]
+    watch: bool,
 
-    /// Most memory one call may use, with an optional Ki, Mi or Gi suffix. The
-    /// cluster maximum: plugins may ask for less, never more.
-    #[arg(long, env = "WASMPLUG_MAX_MEMORY", default_value = "64Mi", value_parser = parse_memory)]
-    max_memory: u64,
+    /// Cluster mode: follow FormatPlugins in this namespace only; every namespace when unset.
+    #[arg(long, env = "WASMPLUG_WATCH_NAMESPACE", requires = "watch")]
+    watch_namespace: Option<String>,
 
-    /// Longest time one call may take, in milliseconds.
-    #[arg(long, env = "WASMPLUG_MAX_CALL_MS", default_value_t = 5000)]
-    max_call_ms: u64,
+    /// Cluster mode: the shared store's root, as the operator publishes it.
+    #[arg(long, env = "WASMPLUG_STORE_DIR")]
+    store_dir: Option<PathBuf>,
 
-    /// Fuel for one call; setting it turns on fuel metering (slower).
-    #[arg(long, env = "WASMPLUG_MAX_FUEL")]
-    max_fuel: Option<u64>,
+    /// Local mode: builtin formats to serve, comma-separated, "all" (the default),
+    /// or "" for none.
+    #[arg(long, env = "WASMPLUG_BUILTINS", value_delimiter = ',')]
+    builtin: Option<Vec<String>>,
 
-    /// Handler calls running at once; more wait for a turn.
-    #[arg(long, env = "WASMPLUG_MAX_CONCURRENT_CALLS", default_value_t = 64)]
-    max_concurrent_calls: u32,
+    #[command(flatten)]
+    engine: EngineArgs,
 
     /// Largest request body, in bytes with an optional Ki, Mi or Gi suffix.
-    #[arg(long, env = "WASMPLUG_MAX_BODY", default_value = "64Mi", value_parser = parse_memory)]
+    #[arg(long, env = "WASMPLUG_MAX_BODY", default_value = "64Mi", value_parser = parse_size)]
     max_body: u64,
 
     /// How often the plugin directory is checked for changes, in milliseconds.
@@ -64,61 +66,35 @@ struct Args {
     log_format: LogFormat,
 }
 
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum LogFormat {
-    Auto,
-    Json,
-    Pretty,
-}
-
-fn parse_memory(text: &str) -> Result<u64, String> {
-    wasmplug_crds::parse_memory(text).ok_or_else(|| format!("{text:?} is not a size such as 64Mi, 1Gi or 1048576"))
-}
-
-fn init_logging(format: LogFormat) {
-    use std::io::IsTerminal;
-    let filter = EnvFilter::try_from_env("WASMPLUG_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = match format {
-        LogFormat::Json => true,
-        LogFormat::Pretty => false,
-        LogFormat::Auto => !std::io::stdout().is_terminal(),
-    };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(args.log_format);
 
-    let max_limits = CallLimits {
-        memory_bytes: args.max_memory,
-        timeout: Duration::from_millis(args.max_call_ms),
-        fuel: args.max_fuel,
-    };
-    let settings = EngineSettings {
-        max_memory_bytes: args.max_memory,
-        max_concurrent_calls: args.max_concurrent_calls,
-        fuel_metering: args.max_fuel.is_some(),
-    };
-    let runtime = Arc::new(Runtime::new(settings).context("failed to start the WebAssembly runtime")?);
+    let max_limits = args.engine.max_limits();
+    let runtime = Arc::new(Runtime::new(args.engine.settings()).context("failed to start the WebAssembly runtime")?);
     let registry = Arc::new(Registry::new());
-    let builtins: Vec<String> = args.builtin.into_iter().filter(|b| !b.is_empty()).collect();
+    let builtins: Vec<String> = match args.builtin {
+        Some(keys) => keys.into_iter().filter(|b| !b.is_empty()).collect(),
+        None if args.watch => Vec::new(),
+        None => vec!["all".to_owned()],
+    };
     let app = App::new(
         registry.clone(),
         ServerConfig {
             max_body_bytes: usize::try_from(args.max_body)?,
-            max_concurrent_calls: args.max_concurrent_calls as usize,
+            max_concurrent_calls: args.engine.max_concurrent_calls as usize,
         },
     );
 
     builtin::install(&registry, &builtins).map_err(anyhow::Error::msg)?;
-    if let Some(dir) = &args.plugins_dir {
+    if let (true, Some(store_dir)) = (args.watch, &args.store_dir) {
+        let client = kube::Client::try_default().await.context("failed to configure the Kubernetes client")?;
+        let api = watch::api(client, args.watch_namespace.as_deref());
+        let source = ClusterSource::new(api, store_dir.clone(), runtime.clone(), registry.clone(), max_limits);
+        let ready = app.clone();
+        tokio::spawn(source.run(move || ready.set_ready()));
+    } else if let Some(dir) = &args.plugins_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("failed to create the plugin directory {}", dir.display()))?;
         let source = LocalSource::new(dir.clone(), runtime.clone(), registry.clone(), max_limits);

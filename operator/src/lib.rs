@@ -1,6 +1,14 @@
 //! The wasmplug operator: reconciles `FormatPlugin`s by fetching the plugin
-//! package, validating it with the host's own rules (`wasmplug_host::plugin` and
-//! `wasmplug_host::runtime`), publishing it into the shared store, and reporting
-//! status. It grows module by module: [`store`] first.
+//! package ([`fetch`]), validating it with the host's own rules ([`validate`]),
+//! publishing it into the shared store ([`store`]) and reporting status
+//! ([`status`]). [`controller`] drives those steps; [`leader`] makes sure only one
+//! replica does; [`serve`] exposes metrics and health.
 
+pub mod controller;
+pub mod fetch;
+pub mod leader;
+pub mod metrics;
+pub mod serve;
+pub mod status;
 pub mod store;
+pub mod validate;

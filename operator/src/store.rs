@@ -62,6 +62,35 @@ impl Store {
         self.root.join(Self::relative_path(digest))
     }
 
+    /// The file name of a component precompiled for `engine` inside an entry.
+    pub fn precompiled_file(engine: &str) -> String {
+        format!("{engine}.cwasm")
+    }
+
+    /// How many entries are published.
+    pub fn count(&self) -> usize {
+        let entries = fs::read_dir(self.root.join(ARTIFACTS_DIR));
+        entries.map(|entries| entries.flatten().count()).unwrap_or(0)
+    }
+
+    /// Adds `name` to the published entry for `digest` unless it is already there:
+    /// written beside it under a temporary name and renamed, so a reader sees the
+    /// whole file or none. Existing files are never touched; this is how a
+    /// component precompiled for another engine joins an entry.
+    pub fn add_file(&self, digest: &Digest, name: &str, contents: &[u8]) -> Result<Published, StoreError> {
+        let entry = self.path_of(digest);
+        let target = entry.join(name);
+        if target.exists() {
+            return Ok(Published::AlreadyPresent);
+        }
+        let staging = self.root.join(STAGING_DIR).join(format!("{}-{name}-{}", digest.hex(), std::process::id()));
+        let written = self.stage(&staging, &[(name, contents)]).and_then(|()| {
+            fs::rename(staging.join(name), &target).map_err(io("rename into place", &target))
+        });
+        let _ = fs::remove_dir_all(&staging);
+        written.map(|()| Published::Written)
+    }
+
     /// Publishes `files` (name, contents) as the entry for `digest`, the digest of
     /// the plugin.wasm among them. Writes into a staging directory, syncs, and
     /// renames; an entry that already exists is left untouched.

@@ -21,10 +21,10 @@ pub struct Package {
 pub enum PackageError {
     #[error("failed to read {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("the package at {} has no {file}; a package holds {MANIFEST_FILE} and {WASM_FILE}", dir.display())]
-    Missing { dir: PathBuf, file: &'static str },
-    #[error("{}: {source}", dir.display())]
-    Manifest { dir: PathBuf, source: ManifestError },
+    #[error("the package at {at} has no {file}; a package holds {MANIFEST_FILE} and {WASM_FILE}")]
+    Missing { at: String, file: &'static str },
+    #[error("{at}: {source}")]
+    Manifest { at: String, source: ManifestError },
 }
 
 impl Package {
@@ -33,21 +33,31 @@ impl Package {
     pub fn read_dir(dir: &Path) -> Result<Self, PackageError> {
         let manifest_path = dir.join(MANIFEST_FILE);
         let wasm_path = dir.join(WASM_FILE);
+        let at = || dir.display().to_string();
         for (path, file) in [(&manifest_path, MANIFEST_FILE), (&wasm_path, WASM_FILE)] {
             if !path.is_file() {
-                return Err(PackageError::Missing { dir: dir.to_owned(), file });
+                return Err(PackageError::Missing { at: at(), file });
             }
         }
         let read =
             |path: &Path| std::fs::read(path).map_err(|source| PackageError::Read { path: path.to_owned(), source });
-        let text = String::from_utf8(read(&manifest_path)?).map_err(|e| PackageError::Manifest {
-            dir: dir.to_owned(),
-            source: ManifestError::Syntax(format!("the file is not UTF-8 ({e})")),
-        })?;
-        let manifest =
-            Manifest::parse(&text).map_err(|source| PackageError::Manifest { dir: dir.to_owned(), source })?;
+        let manifest = Self::check_manifest(&at(), &read(&manifest_path)?)?;
         let wasm = read(&wasm_path)?;
         Ok(Package { digest: Digest::of(&wasm), manifest, wasm })
+    }
+
+    /// Checks a package whose files were read from elsewhere (an archive, a Git
+    /// tree, a download); `at` says where, for error messages.
+    pub fn from_files(at: &str, manifest: &[u8], wasm: Vec<u8>) -> Result<Self, PackageError> {
+        let manifest = Self::check_manifest(at, manifest)?;
+        Ok(Package { digest: Digest::of(&wasm), manifest, wasm })
+    }
+
+    fn check_manifest(at: &str, bytes: &[u8]) -> Result<Manifest, PackageError> {
+        let manifest_error = |source| PackageError::Manifest { at: at.to_owned(), source };
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| manifest_error(ManifestError::Syntax(format!("the file is not UTF-8 ({e})"))))?;
+        Manifest::parse(text).map_err(manifest_error)
     }
 }
 

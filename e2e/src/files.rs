@@ -1,0 +1,104 @@
+//! A real HTTP server on 127.0.0.1 serving files a test puts there: ZIP packages
+//! for URL sources, and downloads that trickle (to catch a fetch in the act).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::Frame;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+/// How a path answers.
+#[derive(Clone, Debug)]
+pub enum Served {
+    /// The bytes, at once.
+    File(Vec<u8>),
+    /// The bytes, one chunk of `chunk` bytes every `every`.
+    Trickle { bytes: Vec<u8>, chunk: usize, every: Duration },
+    /// Only a status code.
+    Status(u16),
+}
+
+/// A file server for one test; stops when dropped.
+#[derive(Debug)]
+pub struct FileServer {
+    addr: SocketAddr,
+    files: Arc<Mutex<HashMap<String, Served>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FileServer {
+    pub async fn start() -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let files: Arc<Mutex<HashMap<String, Served>>> = Arc::default();
+        let served = files.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let files = served.clone();
+                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let answer = files.lock().unwrap_or_else(|p| p.into_inner()).get(request.uri().path()).cloned();
+                    async move { Ok::<_, Infallible>(respond(answer)) }
+                });
+                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+            }
+        });
+        Ok(FileServer { addr, files, task })
+    }
+
+    /// Serves `served` at `path` (e.g. "/unity.zip") and returns its URL.
+    pub fn put(&self, path: &str, served: Served) -> String {
+        self.files.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_owned(), served);
+        self.url(path)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn respond(answer: Option<Served>) -> Response<BoxBody<Bytes, Infallible>> {
+    let (status, body) = match answer {
+        None => (StatusCode::NOT_FOUND, Full::new(Bytes::from_static(b"not found")).boxed()),
+        Some(Served::Status(code)) => {
+            (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Full::new(Bytes::new()).boxed())
+        }
+        Some(Served::File(bytes)) => (StatusCode::OK, Full::new(Bytes::from(bytes)).boxed()),
+        Some(Served::Trickle { bytes, chunk, every }) => {
+            let chunks: Vec<Bytes> = bytes.chunks(chunk.max(1)).map(Bytes::copy_from_slice).collect();
+            let stream = futures::stream::iter(chunks).then(move |chunk| async move {
+                tokio::time::sleep(every).await;
+                Ok::<_, Infallible>(Frame::data(chunk))
+            });
+            (StatusCode::OK, BodyExt::boxed(StreamBody::new(stream)))
+        }
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+}
+
+/// A ZIP archive of `entries` (name, contents), as a release tool makes one.
+pub fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default();
+    for (name, contents) in entries {
+        writer.start_file(*name, options).expect("a ZIP entry can be started");
+        writer.write_all(contents).expect("a ZIP entry can be written");
+    }
+    writer.finish().expect("a ZIP archive can be finished").into_inner()
+}

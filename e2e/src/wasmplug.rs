@@ -1,0 +1,253 @@
+//! wasmplug itself under test: the operator and host binaries of this workspace
+//! started as real processes against the test control plane, each following one
+//! test namespace and sharing one store directory, as the chart deploys them.
+//!
+//! A [`Stack`] dumps the namespace's FormatPlugins, Events and both processes'
+//! logs when the test that owns it panics.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::control_plane::{control_plane, free_ports};
+
+/// A workspace binary (built by `cargo test --workspace` / `cargo build`).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    // Test executables live in target/<profile>/deps; binaries one level up.
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    let dir = exe.parent().and_then(Path::parent).expect("the test binary is inside target/<profile>/deps");
+    let binary = dir.join(name);
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it with `cargo build -p {name}` (`.ci/test` builds every binary)",
+        binary.display()
+    );
+    binary
+}
+
+/// A process started by a test; killed when dropped.
+#[derive(Debug)]
+pub struct Process {
+    name: String,
+    child: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl Process {
+    fn start(name: &str, program: &Path, args: &[String], log: PathBuf) -> anyhow::Result<Self> {
+        let file = std::fs::File::create(&log).with_context(|| format!("failed to create {}", log.display()))?;
+        let child = tokio::process::Command::new(program)
+            .args(args)
+            .env("KUBECONFIG", control_plane().kubeconfig())
+            .env("WASMPLUG_LOG", "info,wasmplug_operator=debug,wasmplug_host=debug")
+            .env("WASMPLUG_LOG_FORMAT", "pretty")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("failed to start {}", program.display()))?;
+        if let Some(pid) = child.id() {
+            control_plane().guard(pid);
+        }
+        Ok(Process { name: name.to_owned(), child, log })
+    }
+
+    /// Kills the process at once (SIGKILL), as a node failure would.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Asks the process to stop (SIGTERM), as Kubernetes does, and waits.
+    pub async fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id()?;
+        let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+        tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.ok()?.ok()
+    }
+
+    /// Everything the process has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// The operator, a host and their shared store, following one namespace.
+#[derive(Debug)]
+pub struct Stack {
+    pub namespace: String,
+    pub operator: Process,
+    pub host: Process,
+    /// The host's HTTP API, e.g. `http://127.0.0.1:41234`.
+    pub host_url: String,
+    pub operator_url: String,
+    operator_runs: usize,
+    dir: tempfile::TempDir,
+}
+
+impl Stack {
+    /// Starts both processes for `namespace`; returns once the host is ready.
+    /// `operator_args` are added to the operator's command line.
+    pub async fn start(namespace: &str, operator_args: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("wasmplug-stack-").tempdir()?;
+        std::fs::create_dir_all(dir.path().join("store"))?;
+        std::fs::create_dir_all(dir.path().join("scratch"))?;
+        let [metrics_port, host_port] = free_ports::<2>()?;
+        let operator = Self::start_operator(dir.path(), namespace, metrics_port, operator_args, 0)?;
+        let host = Self::start_host(dir.path(), namespace, host_port)?;
+        let stack = Stack {
+            namespace: namespace.to_owned(),
+            operator,
+            host,
+            host_url: format!("http://127.0.0.1:{host_port}"),
+            operator_url: format!("http://127.0.0.1:{metrics_port}"),
+            operator_runs: 0,
+            dir,
+        };
+        stack.wait_for_host().await?;
+        Ok(stack)
+    }
+
+    fn start_operator(dir: &Path, namespace: &str, port: u16, extra: &[&str], run: usize) -> anyhow::Result<Process> {
+        let mut args: Vec<String> = vec![
+            format!("--store-dir={}", dir.join("store").display()),
+            format!("--scratch-dir={}", dir.join("scratch").display()),
+            format!("--watch-namespace={namespace}"),
+            format!("--lease-namespace={namespace}"),
+            format!("--metrics-listen=127.0.0.1:{port}"),
+            "--lease-duration=3s".into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let log = dir.join(format!("operator-{run}.log"));
+        Process::start("operator", &workspace_binary("wasmplug-operator"), &args, log)
+    }
+
+    fn start_host(dir: &Path, namespace: &str, port: u16) -> anyhow::Result<Process> {
+        let args = [
+            "--watch".to_owned(),
+            format!("--watch-namespace={namespace}"),
+            format!("--store-dir={}", dir.join("store").display()),
+            format!("--listen=127.0.0.1:{port}"),
+        ];
+        Process::start("host", &workspace_binary("wasmplug-host"), &args, dir.join("host.log"))
+    }
+
+    /// Replaces the operator with a fresh process (after [`Process::kill`]).
+    pub fn restart_operator(&mut self, extra: &[&str]) -> anyhow::Result<()> {
+        let [port] = free_ports::<1>()?;
+        self.operator_runs += 1;
+        self.operator = Self::start_operator(self.dir.path(), &self.namespace, port, extra, self.operator_runs)?;
+        self.operator_url = format!("http://127.0.0.1:{port}");
+        Ok(())
+    }
+
+    /// Replaces the host with a fresh process and waits until it is ready.
+    pub async fn restart_host(&mut self) -> anyhow::Result<()> {
+        self.host.kill().await;
+        let [port] = free_ports::<1>()?;
+        self.host = Self::start_host(self.dir.path(), &self.namespace, port)?;
+        self.host_url = format!("http://127.0.0.1:{port}");
+        self.wait_for_host().await
+    }
+
+    /// The store directory the operator writes and the host reads.
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// The operator's scratch directory (where fetches write temporary files).
+    pub fn scratch(&self) -> PathBuf {
+        self.dir.path().join("scratch")
+    }
+
+    async fn wait_for_host(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = format!("{}/readyz", self.host_url);
+        loop {
+            if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the host was not ready within 30 s; its log:\n{}", self.host.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// One answer of the host's HTTP API.
+#[derive(Debug, Clone)]
+pub struct HostAnswer {
+    pub status: u16,
+    /// The `wasmplug-served-by` header: `builtin` or `<name>@<version> <digest>`.
+    pub served_by: Option<String>,
+    pub body: String,
+}
+
+impl Stack {
+    /// `GET /v1/formats`: every format the host knows, by key.
+    pub async fn formats(&self) -> anyhow::Result<std::collections::BTreeMap<String, serde_json::Value>> {
+        let text = reqwest::get(format!("{}/v1/formats", self.host_url)).await?.text().await?;
+        let body: serde_json::Value = serde_json::from_str(&text)?;
+        let formats = body["formats"].as_array().cloned().unwrap_or_default();
+        Ok(formats.into_iter().map(|f| (f["key"].as_str().unwrap_or_default().to_owned(), f)).collect())
+    }
+
+    /// `POST /v1/formats/{key}/validate?path={path}` with `body`.
+    pub async fn validate(&self, key: &str, path: &str, body: &[u8]) -> anyhow::Result<HostAnswer> {
+        let url = format!("{}/v1/formats/{key}/validate?path={path}", self.host_url);
+        let response = reqwest::Client::new().post(url).body(body.to_vec()).send().await?;
+        let status = response.status().as_u16();
+        let served_by = response.headers().get("wasmplug-served-by").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Ok(HostAnswer { status, served_by, body: response.text().await? })
+    }
+
+    /// The operator's `/metrics` text.
+    pub async fn operator_metrics(&self) -> anyhow::Result<String> {
+        Ok(reqwest::get(format!("{}/metrics", self.operator_url)).await?.text().await?)
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or fails after `timeout`
+/// with `what` and the last value seen.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) if Instant::now() > deadline => panic!("timed out after {timeout:?} waiting for {what}; last: {last}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let kubectl = |args: &[&str]| {
+            let output = std::process::Command::new(control_plane().kubectl_program())
+                .arg(format!("--kubeconfig={}", control_plane().kubeconfig().display()))
+                .args(args)
+                .output();
+            output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
+        };
+        let ns = format!("--namespace={}", self.namespace);
+        eprintln!("==== FormatPlugins in {}:\n{}", self.namespace, kubectl(&["get", "fp", &ns, "-o", "yaml"]).unwrap_or_default());
+        eprintln!("==== Events:\n{}", kubectl(&["get", "events", &ns, "--sort-by=.metadata.creationTimestamp"]).unwrap_or_default());
+        for process in [&self.operator, &self.host] {
+            let log = process.log();
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            eprintln!("==== {} log (last 80 lines):", process.name);
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Command-line pieces shared by `wasmplug-host` and `wasmplug-operator`: the
+//! engine flags (which must be equal in both, or the operator's precompiled
+//! components are useless to the hosts), size parsing and log setup.
+
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::runtime::{CallLimits, EngineSettings};
+
+/// Flags that configure the WebAssembly engine and the cluster-wide call limits.
+#[derive(Clone, Debug, clap::Args)]
+pub struct EngineArgs {
+    /// Most memory one call may use, with an optional Ki, Mi or Gi suffix. The
+    /// cluster maximum: plugins may ask for less, never more.
+    #[arg(long, env = "WASMPLUG_MAX_MEMORY", default_value = "64Mi", value_parser = parse_size)]
+    pub max_memory: u64,
+
+    /// Longest time one call may take, in milliseconds.
+    #[arg(long, env = "WASMPLUG_MAX_CALL_MS", default_value_t = 5000)]
+    pub max_call_ms: u64,
+
+    /// Fuel for one call; setting it turns on fuel metering (slower).
+    #[arg(long, env = "WASMPLUG_MAX_FUEL")]
+    pub max_fuel: Option<u64>,
+
+    /// Handler calls running at once; more wait for a turn.
+    #[arg(long, env = "WASMPLUG_MAX_CONCURRENT_CALLS", default_value_t = 64)]
+    pub max_concurrent_calls: u32,
+}
+
+impl EngineArgs {
+    pub fn settings(&self) -> EngineSettings {
+        EngineSettings {
+            max_memory_bytes: self.max_memory,
+            max_concurrent_calls: self.max_concurrent_calls,
+            fuel_metering: self.max_fuel.is_some(),
+        }
+    }
+
+    pub fn max_limits(&self) -> CallLimits {
+        CallLimits {
+            memory_bytes: self.max_memory,
+            timeout: Duration::from_millis(self.max_call_ms),
+            fuel: self.max_fuel,
+        }
+    }
+}
+
+/// Parses a size such as 64Mi, 1Gi or 1048576.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    wasmplug_crds::parse_memory(text).ok_or_else(|| format!("{text:?} is not a size such as 64Mi, 1Gi or 1048576"))
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LogFormat {
+    /// JSON lines when stdout is not a terminal (in a cluster), else for people.
+    Auto,
+    Json,
+    Pretty,
+}
+
+/// Starts logging; the filter comes from `WASMPLUG_LOG` (default `info`).
+pub fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = EnvFilter::try_from_env("WASMPLUG_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stdout().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stdout().is_terminal());
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,311 @@
+//! The reconcile steps: publish a FormatPlugin's spec (fetch → validate → claim the
+//! format key → store), report the outcome (status, Events, log, metrics), record a
+//! removal, and collect unreferenced store entries.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use wasmplug_crds::conditions::Reason;
+use wasmplug_crds::{Artifact, Capabilities, FormatPlugin, GitRef, PluginInfo, Precompiled, SourceKind, ownership};
+use wasmplug_host::plugin::Digest;
+
+use super::{Context, Error, FIELD_MANAGER, source};
+use crate::metrics::ReconcileResult;
+use crate::status::{self, Failure, Notice, Outcome, Step};
+use crate::store::Store;
+use crate::validate::{self, ValidateError, Validated};
+
+pub async fn apply(plugin: Arc<FormatPlugin>, ctx: &Arc<Context>) -> Result<Action, Error> {
+    if plugin.spec.suspend {
+        tracing::info!("suspended: nothing is fetched; what was published keeps serving");
+        return Ok(Action::await_change());
+    }
+    let Some(kind) = plugin.spec.source.kind() else {
+        finish(&plugin, ctx, Err(Error::NoSource)).await?;
+        return Ok(Action::await_change());
+    };
+    if is_up_to_date(&plugin, kind, ctx) {
+        ctx.metrics.reconciled(ReconcileResult::UpToDate);
+        return Ok(next_check(&plugin, kind, ctx));
+    }
+    let published = publish(&plugin, kind, ctx).await;
+    finish(&plugin, ctx, published).await?;
+    Ok(next_check(&plugin, kind, ctx))
+}
+
+/// Reports `published`. Errors are those to retry with backoff.
+async fn finish(
+    plugin: &FormatPlugin,
+    ctx: &Arc<Context>,
+    published: Result<(Option<Artifact>, PluginInfo), Error>,
+) -> Result<(), Error> {
+    let outcome = match published {
+        Ok((artifact, info)) => Outcome::Published { artifact, plugin: info },
+        Err(error) => match failure_of(&error) {
+            Some(failure) => Outcome::Failed(failure),
+            None => {
+                ctx.metrics.reconciled(ReconcileResult::Error);
+                return Err(error);
+            }
+        },
+    };
+    report(plugin, &outcome, ctx).await?;
+    match outcome {
+        Outcome::Published { .. } => {
+            ctx.metrics.reconciled(ReconcileResult::Published);
+            Ok(())
+        }
+        Outcome::Failed(failure) if failure.transient => {
+            ctx.metrics.reconciled(ReconcileResult::Retrying);
+            Err(Error::Retry(failure.message))
+        }
+        Outcome::Failed(_) => {
+            ctx.metrics.reconciled(ReconcileResult::Failed);
+            Ok(())
+        }
+    }
+}
+
+/// Fetches, validates, claims the key and stores; returns what status will say.
+async fn publish(
+    plugin: &FormatPlugin,
+    kind: SourceKind<'_>,
+    ctx: &Arc<Context>,
+) -> Result<(Option<Artifact>, PluginInfo), Error> {
+    if let SourceKind::Builtin(builtin) = kind {
+        let key = &builtin.format;
+        if wasmplug_host::builtin::handler(key).is_none() {
+            return Err(Error::UnknownBuiltin(format!("unknown builtin format {key:?}")));
+        }
+        claim(plugin, key, ctx)?;
+        return Ok((None, builtin_info(key)));
+    }
+    let started = Instant::now();
+    let fetched = source::fetch(plugin, kind, ctx).await;
+    ctx.metrics.fetched(kind.name(), started.elapsed());
+    let fetched = fetched?;
+    let revision = fetched.revision.clone();
+    let (runtime, pin) = (ctx.runtime.clone(), plugin.spec.sha256.clone());
+    let validated = tokio::task::spawn_blocking(move || validate::validate(fetched, pin.as_deref(), &runtime))
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+    claim(plugin, &validated.package.manifest.format_key, ctx)?;
+    let info = plugin_info(&validated);
+    let artifact = store(ctx, validated, revision).await?;
+    Ok((Some(artifact), info))
+}
+
+/// Refuses a key that an older FormatPlugin already claims.
+fn claim(plugin: &FormatPlugin, key: &str, ctx: &Context) -> Result<(), Error> {
+    let all = ctx.plugins.state();
+    let others = all.iter().map(|p| &**p).filter(|p| p.uid() != plugin.uid());
+    match ownership::owner_of(key, others) {
+        Some(owner) if owner.precedes(plugin) => {
+            Err(Error::Conflict { key: key.to_owned(), owner: owner.qualified_name() })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Publishes the validated package and its precompiled form into the store.
+async fn store(ctx: &Arc<Context>, validated: Validated, revision: String) -> Result<Artifact, Error> {
+    let store = ctx.store.clone();
+    let digest = validated.package.digest;
+    let precompiled_file = Store::precompiled_file(&validated.engine);
+    let size = validated.package.wasm.len();
+    let engine = validated.engine.clone();
+    tokio::task::spawn_blocking(move || {
+        store.publish(&digest, &[
+            (wasmplug_host::plugin::MANIFEST_FILE, &validated.manifest_file),
+            (wasmplug_host::plugin::WASM_FILE, &validated.package.wasm),
+        ])?;
+        store.add_file(&digest, &precompiled_file, &validated.precompiled)
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))??;
+    Ok(Artifact {
+        digest: digest.to_string(),
+        path: Store::relative_path(&digest),
+        revision,
+        size: i64::try_from(size).unwrap_or(i64::MAX),
+        last_update_time: Time(Timestamp::now()),
+        precompiled: Some(Precompiled { file: Store::precompiled_file(&engine), engine }),
+    })
+}
+
+fn plugin_info(validated: &Validated) -> PluginInfo {
+    let manifest = &validated.package.manifest;
+    PluginInfo {
+        name: manifest.name.clone(),
+        version: manifest.version.to_string(),
+        format_key: manifest.format_key.clone(),
+        display_name: manifest.display_name.clone(),
+        extensions: manifest.extensions.clone(),
+        capabilities: manifest.capabilities,
+    }
+}
+
+fn builtin_info(key: &str) -> PluginInfo {
+    PluginInfo {
+        name: key.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        format_key: key.to_owned(),
+        display_name: None,
+        extensions: Vec::new(),
+        capabilities: Capabilities {
+            parse_metadata: true,
+            validate_artifact: true,
+            generate_index: true,
+            handle_request: false,
+        },
+    }
+}
+
+/// The status step and reason for an error a user must see; `None` for errors that
+/// are only retried (API errors).
+fn failure_of(error: &Error) -> Option<Failure> {
+    let failure = |step, reason, transient| Failure { step, reason, message: error.to_string(), transient };
+    Some(match error {
+        Error::Fetch(fetch) => failure(Step::Fetch, Reason::FetchFailed, fetch.is_transient()),
+        Error::Validate(ValidateError::DigestMismatch { .. }) => failure(Step::Validate, Reason::DigestMismatch, false),
+        Error::Validate(_) | Error::UnknownBuiltin(_) | Error::NoSource => {
+            failure(Step::Validate, Reason::ValidationFailed, false)
+        }
+        Error::Conflict { .. } => failure(Step::Publish, Reason::FormatConflict, false),
+        Error::Store(_) => failure(Step::Publish, Reason::StoreFailed, true),
+        Error::Kube { .. } | Error::Task(_) | Error::Retry(_) | Error::Finalizer(_) => return None,
+    })
+}
+
+/// Writes the status `outcome` leads to (when it differs) and records its Events.
+async fn report(plugin: &FormatPlugin, outcome: &Outcome, ctx: &Context) -> Result<(), Error> {
+    let (mut next, notices) = status::next(plugin, outcome, Time(Timestamp::now()));
+    if let Outcome::Failed(Failure { reason: Reason::FormatConflict, .. }) = outcome {
+        // A conflicting object serves nothing, not even a last good version of the key.
+        next.artifact = None;
+        next.plugin = None;
+    }
+    if plugin.status.as_ref() != Some(&next) {
+        let api: Api<FormatPlugin> = Api::namespaced(ctx.client.clone(), &plugin.namespace().unwrap_or_default());
+        let patch = serde_json::json!({
+            "apiVersion": "wasmplug.dev/v1alpha1",
+            "kind": "FormatPlugin",
+            "status": next,
+        });
+        api.patch_status(&plugin.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .await
+            .map_err(|source| Error::Kube { action: "write status", source })?;
+    }
+    for notice in notices {
+        record(plugin, notice, ctx).await;
+    }
+    Ok(())
+}
+
+/// Records an Event and the matching structured log line (the audit trail).
+async fn record(plugin: &FormatPlugin, notice: Notice, ctx: &Context) {
+    match notice.type_ {
+        EventType::Normal => tracing::info!(reason = %notice.reason, "{}", notice.note),
+        EventType::Warning => tracing::warn!(reason = %notice.reason, "{}", notice.note),
+    }
+    let event = Event {
+        type_: notice.type_,
+        reason: notice.reason.to_string(),
+        note: Some(notice.note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &plugin.object_ref(&())).await {
+        tracing::warn!(%error, "failed to record an Event");
+    }
+}
+
+/// Records the removal; hosts unload the format when the object is gone. (Objects
+/// that were refused its key are reconciled again by the controller's watch.)
+pub async fn cleanup(plugin: Arc<FormatPlugin>, ctx: &Arc<Context>) -> Result<Action, Error> {
+    if let Some(key) = plugin.claimed_format_key() {
+        let note = format!("removed format {key}; hosts unload it");
+        record(&plugin, Notice { type_: EventType::Normal, reason: Reason::Removed, note }, ctx).await;
+    }
+    Ok(Action::await_change())
+}
+
+/// Whether the published status already reflects this spec and its source cannot
+/// have moved: nothing to fetch.
+fn is_up_to_date(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Context) -> bool {
+    if moves(plugin, kind) || !plugin.is_ready_at_current_generation() {
+        return false;
+    }
+    let Some(status) = &plugin.status else { return false };
+    match (&status.artifact, kind) {
+        (None, SourceKind::Builtin(_)) => true,
+        (Some(artifact), _) => {
+            let stored = artifact.digest.parse::<Digest>().is_ok_and(|d| ctx.store.path_of(&d).is_dir());
+            let compiled = artifact.precompiled.as_ref().is_some_and(|p| p.engine == ctx.runtime.engine_id());
+            stored && compiled
+        }
+        _ => false,
+    }
+}
+
+/// Whether the source can change without the object changing: a branch (or the
+/// default branch), or a URL without a sha256 pin.
+fn moves(plugin: &FormatPlugin, kind: SourceKind<'_>) -> bool {
+    match kind {
+        SourceKind::Git(git) => !matches!(git.reference, Some(GitRef { tag: Some(_), .. } | GitRef { commit: Some(_), .. })),
+        SourceKind::Url(_) => plugin.spec.sha256.is_none(),
+        SourceKind::Local(_) | SourceKind::Builtin(_) => false,
+    }
+}
+
+fn next_check(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Context) -> Action {
+    if !moves(plugin, kind) {
+        return Action::await_change();
+    }
+    Action::requeue(plugin.spec.interval.map_or(ctx.config.default_interval, Duration::from))
+}
+
+/// Removes store entries no FormatPlugin references, after the grace period, and
+/// keeps the store-size metric current. Runs until aborted.
+pub async fn collect_garbage(ctx: Arc<Context>) {
+    if let Err(error) = ctx.store.remove_partial() {
+        tracing::warn!(%error, "failed to remove partial store entries");
+    }
+    // Until the controller has seen every object, any entry could be referenced.
+    if ctx.plugins.wait_until_ready().await.is_err() {
+        return;
+    }
+    loop {
+        tokio::time::sleep(ctx.config.gc_interval).await;
+        let referenced = referenced_digests(&ctx);
+        let (store, grace) = (ctx.store.clone(), ctx.config.gc_grace);
+        let collected = tokio::task::spawn_blocking(move || {
+            let removed = store.collect_garbage(&referenced, grace, SystemTime::now());
+            (removed, store.count())
+        })
+        .await;
+        match collected {
+            Ok((Ok(removed), count)) => {
+                for digest in removed {
+                    tracing::info!(%digest, "removed an unreferenced store entry");
+                }
+                ctx.metrics.set_artifacts(count);
+            }
+            Ok((Err(error), _)) => tracing::warn!(%error, "failed to collect unreferenced store entries"),
+            Err(error) => tracing::warn!(%error, "store collection task failed"),
+        }
+    }
+}
+
+/// The digests some FormatPlugin's status references.
+fn referenced_digests(ctx: &Context) -> HashSet<Digest> {
+    let all = ctx.plugins.state();
+    all.iter().filter_map(|p| p.status.as_ref()?.artifact.as_ref()?.digest.parse().ok()).collect()
+}

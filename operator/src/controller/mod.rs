@@ -1,0 +1,200 @@
+//! The FormatPlugin controller: a short driver around [`apply`] (fetch → validate
+//! → store → status) and [`cleanup`], with the Context holding everything
+//! IO-shaped, the error policy, and the background store collector.
+//!
+//! Errors a user must fix are reported in status and wait for a change (or the
+//! next interval, for sources that move); network, store and API errors are
+//! retried with per-object exponential backoff.
+
+mod apply;
+mod source;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tracing::Instrument;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{ObjectRef, Store as Reflection};
+use kube::runtime::{finalizer, watcher};
+use kube::{Api, Client, ResourceExt};
+use wasmplug_crds::FormatPlugin;
+use wasmplug_crds::conditions::{ConditionType, Reason};
+use wasmplug_host::runtime::Runtime;
+
+use crate::fetch::{FetchError, FetchLimits};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+use crate::validate::ValidateError;
+
+/// The finalizer that lets the operator record a plugin's removal.
+pub const FINALIZER: &str = "wasmplug.dev/cleanup";
+/// The field manager of every status the operator writes.
+pub const FIELD_MANAGER: &str = "wasmplug-operator";
+
+/// Operator settings that are not per object.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where fetches may write temporary files (removed when each fetch ends).
+    pub scratch_dir: PathBuf,
+    /// How often moving sources (branches, URLs) are re-checked when a
+    /// FormatPlugin sets no `interval`.
+    pub default_interval: Duration,
+    /// Size limits of every fetch; the timeout comes from each object's spec.
+    pub fetch_limits: FetchLimits,
+    /// How long an unreferenced store entry is kept before it is removed.
+    pub gc_grace: Duration,
+    /// How often the store is checked for unreferenced entries.
+    pub gc_interval: Duration,
+}
+
+/// Everything a reconcile needs from the outside world.
+pub struct Context {
+    pub client: Client,
+    pub store: Store,
+    pub runtime: Arc<Runtime>,
+    pub http: reqwest::Client,
+    pub recorder: Recorder,
+    pub config: Config,
+    pub metrics: Arc<Metrics>,
+    /// Every FormatPlugin, as the controller last saw it (for format-key ownership).
+    plugins: Reflection<FormatPlugin>,
+    /// Consecutive failures per object, for backoff.
+    failures: Mutex<HashMap<ObjectRef<FormatPlugin>, u32>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("store", &self.store).field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Validate(#[from] ValidateError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("format key {key:?} is already served by FormatPlugin {owner}; delete one of them or change its format key")]
+    Conflict { key: String, owner: String },
+    #[error("{0}; builtin formats are: {builtins}", builtins = wasmplug_host::builtin::KEYS.join(", "))]
+    UnknownBuiltin(String),
+    #[error("exactly one source must be set: git, url, local or builtin")]
+    NoSource,
+    #[error("failed to {action}: {source}")]
+    Kube { action: &'static str, source: kube::Error },
+    #[error("failed to run a background task: {0}")]
+    Task(String),
+    /// A failure already written into status; retried with backoff.
+    #[error("{0}")]
+    Retry(String),
+    #[error(transparent)]
+    Finalizer(Box<finalizer::Error<Error>>),
+}
+
+/// Runs the controller until `shutdown` completes; calls in progress finish first.
+pub async fn run(client: Client, settings: Settings, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let api: Api<FormatPlugin> = settings.namespace.as_deref().map_or_else(
+        || Api::all(client.clone()),
+        |namespace| Api::namespaced(client.clone(), namespace),
+    );
+    let controller = Controller::new(api.clone(), watcher::Config::default().any_semantic());
+    let plugins = controller.store();
+    let claims = plugins.clone();
+    let controller = controller
+        .watches(api, watcher::Config::default().any_semantic(), move |changed| contenders(&changed, &claims))
+        .graceful_shutdown_on(shutdown);
+    let ctx = Arc::new(Context {
+        plugins,
+        failures: Mutex::default(),
+        client: client.clone(),
+        store: settings.store,
+        runtime: settings.runtime,
+        http: settings.http,
+        recorder: Recorder::new(client, settings.reporter),
+        config: settings.config,
+        metrics: settings.metrics,
+    });
+    let collector = tokio::spawn(apply::collect_garbage(ctx.clone()));
+    controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile did not complete");
+            }
+        })
+        .await;
+    collector.abort();
+}
+
+/// The objects whose claim to a format key may change when `changed` changes (is
+/// published, fails or is deleted): others claiming its key, and every object
+/// that was refused a key.
+fn contenders(changed: &FormatPlugin, plugins: &Reflection<FormatPlugin>) -> Vec<ObjectRef<FormatPlugin>> {
+    let key = changed.claimed_format_key();
+    plugins
+        .state()
+        .iter()
+        .filter(|other| other.uid() != changed.uid())
+        .filter(|other| {
+            let refused = other.condition(ConditionType::Ready).is_some_and(|ready| {
+                ready.status == "False" && ready.reason == Reason::FormatConflict.as_str()
+            });
+            refused || (key.is_some() && other.claimed_format_key() == key)
+        })
+        .map(|other| ObjectRef::from_obj(&**other))
+        .collect()
+}
+
+/// What [`run`] needs besides the client.
+#[derive(Debug)]
+pub struct Settings {
+    /// Only this namespace, or every namespace.
+    pub namespace: Option<String>,
+    pub store: Store,
+    pub runtime: Arc<Runtime>,
+    pub http: reqwest::Client,
+    /// The controller name (and instance) that Events are reported by.
+    pub reporter: kube::runtime::events::Reporter,
+    pub config: Config,
+    pub metrics: Arc<Metrics>,
+}
+
+async fn reconcile(plugin: Arc<FormatPlugin>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = plugin.namespace().unwrap_or_default();
+    let api: Api<FormatPlugin> = Api::namespaced(ctx.client.clone(), &namespace);
+    let reference = ObjectRef::from_obj(&*plugin);
+    let span = tracing::info_span!("reconcile", namespace, name = plugin.name_any());
+    let result = finalizer(&api, FINALIZER, plugin, |event| async {
+        match event {
+            finalizer::Event::Apply(plugin) => apply::apply(plugin, &ctx).await,
+            finalizer::Event::Cleanup(plugin) => apply::cleanup(plugin, &ctx).await,
+        }
+    })
+    .instrument(span)
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    if result.is_ok() {
+        ctx.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&reference);
+    }
+    result
+}
+
+/// Exponential backoff per object: 1 s, 2 s, 4 s, … up to 5 minutes.
+fn error_policy(plugin: Arc<FormatPlugin>, error: &Error, ctx: Arc<Context>) -> Action {
+    let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+    let count = failures.entry(ObjectRef::from_obj(&*plugin)).or_insert(0);
+    *count = count.saturating_add(1);
+    let delay = Duration::from_secs(1u64 << (*count - 1).min(8)).min(Duration::from_secs(300));
+    tracing::warn!(
+        namespace = plugin.namespace().unwrap_or_default(), name = plugin.name_any(),
+        %error, retry_in_s = delay.as_secs(), "reconcile failed; retrying"
+    );
+    Action::requeue(delay)
+}

@@ -1,0 +1,71 @@
+//! From a FormatPlugin's `spec.source` to fetched package files: reads the
+//! referenced Secret, then runs the fetch for the source's kind under its limits.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, ResourceExt};
+use wasmplug_crds::{FormatPlugin, SecretReference, SourceKind};
+
+use super::{Context, Error};
+use crate::fetch::{self, Credentials, FetchError, FetchLimits, Fetched};
+
+/// Fetches the package `plugin` names. Builtin sources are not fetched.
+pub async fn fetch(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Arc<Context>) -> Result<Fetched, Error> {
+    let limits = FetchLimits { timeout: plugin.spec.timeout.into(), ..ctx.config.fetch_limits };
+    let namespace = plugin.namespace().unwrap_or_default();
+    match kind {
+        SourceKind::Git(git) => {
+            let credentials = credentials(ctx, &namespace, git.secret_ref.as_ref()).await?;
+            let (ctx, git) = (ctx.clone(), git.clone());
+            blocking(move || {
+                let request = fetch::GitRequest {
+                    url: &git.url,
+                    reference: git.reference.as_ref(),
+                    path: git.path.as_deref(),
+                    credentials: credentials.as_ref(),
+                };
+                fetch::git(&request, &ctx.config.scratch_dir, &limits)
+            })
+            .await
+        }
+        SourceKind::Url(url) => {
+            let credentials = credentials(ctx, &namespace, url.secret_ref.as_ref()).await?;
+            Ok(fetch::url(&ctx.http, &url.url, credentials.as_ref(), &limits).await?)
+        }
+        SourceKind::Local(local) => {
+            let path = local.path.clone();
+            blocking(move || fetch::local(&path, &limits)).await
+        }
+        SourceKind::Builtin(_) => unreachable!("builtin sources are published without a fetch"),
+    }
+}
+
+async fn credentials(
+    ctx: &Context,
+    namespace: &str,
+    reference: Option<&SecretReference>,
+) -> Result<Option<Credentials>, Error> {
+    let Some(reference) = reference else { return Ok(None) };
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let secret = match secrets.get_opt(&reference.name).await {
+        Ok(Some(secret)) => secret,
+        Ok(None) => {
+            return Err(FetchError::Credentials {
+                secret: reference.name.clone(),
+                reason: format!("it does not exist in namespace {namespace}"),
+            }
+            .into());
+        }
+        Err(error) => return Err(Error::Kube { action: "read the source Secret", source: error }),
+    };
+    let data = secret.data.unwrap_or_default();
+    Ok(Some(Credentials::from_secret(&reference.name, &data)?))
+}
+
+async fn blocking(
+    fetch: impl FnOnce() -> Result<Fetched, FetchError> + Send + 'static,
+) -> Result<Fetched, Error> {
+    Ok(tokio::task::spawn_blocking(fetch).await.map_err(|e| Error::Task(e.to_string()))??)
+}
+

@@ -1,0 +1,211 @@
+//! Git sources through libgit2: fetch one ref (a branch or tag shallowly; every
+//! ref when a commit is named) into a temporary bare repository, resolve the
+//! commit, and read the package from the commit's tree without a checkout, so no
+//! working-tree file (or link) from the repository ever touches the disk.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use git2::{AutotagOption, Cred, ErrorClass, ErrorCode, FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository};
+use wasmplug_crds::GitRef;
+
+use super::{Credentials, FetchError, FetchLimits, Fetched, archive};
+
+/// What to fetch.
+#[derive(Clone, Debug)]
+pub struct GitRequest<'a> {
+    pub url: &'a str,
+    pub reference: Option<&'a GitRef>,
+    /// A directory (holding the package files) or ZIP file inside the repository.
+    pub path: Option<&'a str>,
+    pub credentials: Option<&'a Credentials>,
+}
+
+/// Fetches the package `request` names, using `scratch` for the temporary
+/// repository. Blocking; run it off the async executor.
+pub fn fetch(request: &GitRequest<'_>, scratch: &Path, limits: &FetchLimits) -> Result<Fetched, FetchError> {
+    let url = request.url;
+    let fail = |reason: String, transient: bool| FetchError::Git { url: url.to_owned(), reason, transient };
+    let dir = tempfile::Builder::new()
+        .prefix("git-")
+        .tempdir_in(scratch)
+        .map_err(|e| fail(format!("failed to create a scratch directory in {}: {e}", scratch.display()), true))?;
+    let repo = Repository::init_bare(dir.path()).map_err(|e| fail(e.message().to_owned(), true))?;
+    let target = Target::of(request.reference);
+    let label = target.label();
+
+    let deadline = Instant::now() + limits.timeout;
+    let stopped_for_time = AtomicBool::new(false);
+    let stopped_for_size = AtomicBool::new(false);
+    let mut callbacks = RemoteCallbacks::new();
+    callbacks.transfer_progress(|progress| {
+        if Instant::now() > deadline {
+            stopped_for_time.store(true, Ordering::Relaxed);
+            return false;
+        }
+        if progress.received_bytes() as u64 > limits.max_download_bytes {
+            stopped_for_size.store(true, Ordering::Relaxed);
+            return false;
+        }
+        true
+    });
+    if let Some(credentials) = request.credentials {
+        callbacks.credentials(move |_, username_from_url, _| credential(credentials, username_from_url));
+    }
+    let mut options = FetchOptions::new();
+    options.remote_callbacks(callbacks).download_tags(AutotagOption::None);
+    if request.reference.is_none_or(|r| r.commit.is_none()) {
+        options.depth(1);
+    }
+    let mut remote = repo.remote_anonymous(url).map_err(|e| fail(e.message().to_owned(), false))?;
+    let fetched = remote.fetch(&target.refspecs, Some(&mut options), None);
+    drop(options);
+    if let Err(error) = fetched {
+        if stopped_for_time.load(Ordering::Relaxed) {
+            return Err(FetchError::TimedOut { url: url.to_owned(), timeout: limits.timeout });
+        }
+        if stopped_for_size.load(Ordering::Relaxed) {
+            return Err(FetchError::TooLarge { url: url.to_owned(), max: limits.max_download_bytes });
+        }
+        return Err(classify(url, &label, error));
+    }
+
+    let commit = match target.kind {
+        "commit" => Oid::from_str(target.name).and_then(|oid| repo.find_commit(oid)),
+        _ => repo.find_reference(&target.local_ref).and_then(|r| r.peel_to_commit()),
+    }
+    .map_err(|_| FetchError::RefNotFound { url: url.to_owned(), what: label.clone() })?;
+    let revision = target.revision(commit.id());
+    read_package(&repo, &commit, request, revision, limits)
+}
+
+/// What to fetch for a ref, and where it lands in the scratch repository.
+struct Target<'a> {
+    refspecs: Vec<String>,
+    local_ref: String,
+    kind: &'static str,
+    /// The branch, tag or commit named (HEAD when no ref is given).
+    name: &'a str,
+}
+
+impl<'a> Target<'a> {
+    fn of(reference: Option<&'a GitRef>) -> Self {
+        match reference {
+            Some(GitRef { branch: Some(branch), .. }) => Target {
+                refspecs: vec![format!("+refs/heads/{branch}:refs/remotes/origin/{branch}")],
+                local_ref: format!("refs/remotes/origin/{branch}"),
+                kind: "branch",
+                name: branch,
+            },
+            Some(GitRef { tag: Some(tag), .. }) => Target {
+                refspecs: vec![format!("+refs/tags/{tag}:refs/tags/{tag}")],
+                local_ref: format!("refs/tags/{tag}"),
+                kind: "tag",
+                name: tag,
+            },
+            Some(GitRef { commit: Some(commit), .. }) => Target {
+                refspecs: vec!["+refs/heads/*:refs/remotes/origin/*".into(), "+refs/tags/*:refs/tags/*".into()],
+                local_ref: String::new(),
+                kind: "commit",
+                name: commit,
+            },
+            _ => Target {
+                refspecs: vec!["+HEAD:refs/remotes/origin/HEAD".into()],
+                local_ref: "refs/remotes/origin/HEAD".into(),
+                kind: "default branch",
+                name: "HEAD",
+            },
+        }
+    }
+
+    /// How messages name the ref, e.g. "tag v1.0.0".
+    fn label(&self) -> String {
+        format!("{} {}", self.kind, self.name)
+    }
+
+    /// `status.artifact.revision` for `commit`: `v1.0.0@sha1:<id>`, or `sha1:<id>`
+    /// when a commit was asked for.
+    fn revision(&self, commit: Oid) -> String {
+        match self.kind {
+            "commit" => format!("sha1:{commit}"),
+            _ => format!("{}@sha1:{commit}", self.name),
+        }
+    }
+}
+
+fn credential(credentials: &Credentials, username_from_url: Option<&str>) -> Result<Cred, git2::Error> {
+    if let Some(identity) = &credentials.identity {
+        let username = credentials.username.as_deref().or(username_from_url).unwrap_or("git");
+        return Cred::ssh_key_from_memory(username, None, identity, None);
+    }
+    let username = credentials.username.as_deref().or(username_from_url).unwrap_or("git");
+    let password = credentials.password.as_deref().or(credentials.token.as_deref()).unwrap_or_default();
+    Cred::userpass_plaintext(username, password)
+}
+
+fn classify(url: &str, label: &str, error: git2::Error) -> FetchError {
+    let message = error.message().to_owned();
+    if error.code() == ErrorCode::NotFound || message.contains("couldn't find remote ref") {
+        return FetchError::RefNotFound { url: url.to_owned(), what: label.to_owned() };
+    }
+    if error.code() == ErrorCode::Auth {
+        return FetchError::Git {
+            url: url.to_owned(),
+            reason: format!("authentication failed ({message}); check spec.source.git.secretRef"),
+            transient: false,
+        };
+    }
+    match error.class() {
+        ErrorClass::Net | ErrorClass::Os | ErrorClass::Ssl | ErrorClass::Http | ErrorClass::Ssh => {
+            FetchError::Unreachable { url: url.to_owned(), reason: message }
+        }
+        _ => FetchError::Git { url: url.to_owned(), reason: message, transient: false },
+    }
+}
+
+fn read_package(
+    repo: &Repository,
+    commit: &git2::Commit<'_>,
+    request: &GitRequest<'_>,
+    revision: String,
+    limits: &FetchLimits,
+) -> Result<Fetched, FetchError> {
+    let url = request.url;
+    let path = request.path.unwrap_or("").trim_matches('/');
+    let tree = commit.tree().map_err(|e| FetchError::Git { url: url.into(), reason: e.message().into(), transient: false })?;
+    let not_found = || FetchError::PathNotFound { url: url.into(), revision: revision.clone(), path: path.into() };
+    let at = if path.is_empty() { format!("{url} at {revision}") } else { format!("{url} at {revision}, {path}") };
+    let object = if path.is_empty() {
+        tree.into_object()
+    } else {
+        tree.get_path(Path::new(path)).and_then(|entry| entry.to_object(repo)).map_err(|_| not_found())?
+    };
+    match object.kind() {
+        Some(ObjectType::Tree) => {
+            let dir = object.peel_to_tree().map_err(|_| not_found())?;
+            let mut files = Vec::new();
+            for entry in dir.iter() {
+                let Some(name) = entry.name() else { continue };
+                // Blobs only: 0o120000 is a link, which a package must not contain.
+                if entry.kind() != Some(ObjectType::Blob) || entry.filemode() == 0o120000 {
+                    continue;
+                }
+                let blob = entry.to_object(repo).and_then(|o| o.peel_to_blob()).map_err(|_| not_found())?;
+                if blob.size() as u64 > limits.archive.max_unpacked_bytes {
+                    return Err(FetchError::TooLarge { url: url.into(), max: limits.archive.max_unpacked_bytes });
+                }
+                files.push((name.to_owned(), blob.content().to_vec()));
+            }
+            Ok(Fetched::from_files(at, revision, files))
+        }
+        Some(ObjectType::Blob) => {
+            let blob = object.peel_to_blob().map_err(|_| not_found())?;
+            if !archive::is_zip(blob.content()) {
+                return Err(FetchError::Archive { at, reason: "the path is a file but not a ZIP archive".into() });
+            }
+            archive::unpack(&at, revision, blob.content(), &limits.archive)
+        }
+        _ => Err(not_found()),
+    }
+}

@@ -1,0 +1,84 @@
+//! URL sources: a ZIP package downloaded over HTTP(S), with optional basic or
+//! bearer credentials. The body is read in chunks and abandoned as soon as it
+//! passes the size limit, so a large or endless download cannot exhaust memory.
+
+use futures::StreamExt;
+use wasmplug_host::plugin::Digest;
+
+use super::{Credentials, FetchError, FetchLimits, Fetched, archive};
+
+/// Downloads and unpacks the ZIP package at `url`.
+pub async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    credentials: Option<&Credentials>,
+    limits: &FetchLimits,
+) -> Result<Fetched, FetchError> {
+    let download = download(client, url, credentials, limits.max_download_bytes);
+    let bytes = tokio::time::timeout(limits.timeout, download)
+        .await
+        .map_err(|_| FetchError::TimedOut { url: url.to_owned(), timeout: limits.timeout })??;
+    if !archive::is_zip(&bytes) {
+        return Err(FetchError::Archive {
+            at: url.to_owned(),
+            reason: "the download is not a ZIP archive; a URL source names a ZIP holding plugin.toml and plugin.wasm"
+                .into(),
+        });
+    }
+    let revision = format!("{url}@{}", Digest::of(&bytes));
+    archive::unpack(url, revision, &bytes, &limits.archive)
+}
+
+async fn download(
+    client: &reqwest::Client,
+    url: &str,
+    credentials: Option<&Credentials>,
+    max_bytes: u64,
+) -> Result<Vec<u8>, FetchError> {
+    let unreachable = |error: reqwest::Error| FetchError::Unreachable { url: url.to_owned(), reason: describe(&error) };
+    let mut request = client.get(url);
+    if let Some(credentials) = credentials {
+        request = match (&credentials.token, &credentials.username) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, Some(username)) => request.basic_auth(username, credentials.password.as_deref()),
+            (None, None) => request,
+        };
+    }
+    let response = request.send().await.map_err(unreachable)?;
+    let status = response.status();
+    if !status.is_success() {
+        let hint = match status.as_u16() {
+            401 | 403 => "; check the credentials in spec.source.url.secretRef",
+            404 | 410 => "; check spec.source.url",
+            _ => "",
+        };
+        return Err(FetchError::Status { url: url.to_owned(), status: status.as_u16(), hint });
+    }
+    let too_large = || FetchError::TooLarge { url: url.to_owned(), max: max_bytes };
+    if response.content_length().is_some_and(|length| length > max_bytes) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(unreachable)?;
+        if body.len() as u64 + chunk.len() as u64 > max_bytes {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The error and its causes on one line: reqwest's own message alone rarely says
+/// what went wrong ("error sending request").
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,183 @@
+//! `wasmplug-operator`: reconciles FormatPlugins into the shared store.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use kube::Client;
+use wasmplug_host::cli::{EngineArgs, LogFormat, init_logging, parse_size};
+use wasmplug_host::runtime::Runtime;
+use wasmplug_operator::controller::{self, Config, Settings};
+use wasmplug_operator::fetch::{ArchiveLimits, FetchLimits};
+use wasmplug_operator::leader::LeaderElection;
+use wasmplug_operator::metrics::Metrics;
+use wasmplug_operator::serve::{Health, serve};
+use wasmplug_operator::store::Store;
+
+/// Reconcile FormatPlugins: fetch, validate and publish plugin packages into the
+/// shared store, and report their status.
+#[derive(Debug, Parser)]
+#[command(name = "wasmplug-operator", version)]
+struct Args {
+    /// The shared store's root (the volume hosts mount read-only).
+    #[arg(long, env = "WASMPLUG_STORE_DIR")]
+    store_dir: PathBuf,
+
+    /// Reconcile FormatPlugins in this namespace only; every namespace when unset.
+    #[arg(long, env = "WASMPLUG_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+
+    /// Where fetches write temporary files; defaults to the system's temp directory.
+    #[arg(long, env = "WASMPLUG_SCRATCH_DIR")]
+    scratch_dir: Option<PathBuf>,
+
+    /// How often branches and URLs are re-checked when a FormatPlugin sets no interval.
+    #[arg(long, env = "WASMPLUG_DEFAULT_INTERVAL", default_value = "10m")]
+    default_interval: kube::core::Duration,
+
+    /// Largest download of one fetch (a ZIP or a Git transfer).
+    #[arg(long, env = "WASMPLUG_MAX_DOWNLOAD", default_value = "64Mi", value_parser = parse_size)]
+    max_download: u64,
+
+    /// Most bytes a ZIP package may unpack to.
+    #[arg(long, env = "WASMPLUG_MAX_UNPACKED", default_value = "128Mi", value_parser = parse_size)]
+    max_unpacked: u64,
+
+    /// How long an unreferenced store entry is kept before it is removed.
+    #[arg(long, env = "WASMPLUG_GC_GRACE", default_value = "10m")]
+    gc_grace: kube::core::Duration,
+
+    /// How often the store is checked for unreferenced entries.
+    #[arg(long, env = "WASMPLUG_GC_INTERVAL", default_value = "1m")]
+    gc_interval: kube::core::Duration,
+
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "WASMPLUG_METRICS_LISTEN", default_value = "127.0.0.1:9090")]
+    metrics_listen: SocketAddr,
+
+    /// Elect a leader through a Lease, so that only one replica reconciles.
+    #[arg(long, env = "WASMPLUG_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+
+    /// The namespace of the leader-election Lease (the operator's own).
+    #[arg(long, env = "WASMPLUG_LEASE_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+
+    /// The name of the leader-election Lease.
+    #[arg(long, env = "WASMPLUG_LEASE_NAME", default_value = "wasmplug-operator")]
+    lease_name: String,
+
+    /// How long a leader's Lease lasts without renewal.
+    #[arg(long, env = "WASMPLUG_LEASE_DURATION", default_value = "15s")]
+    lease_duration: kube::core::Duration,
+
+    /// This replica's identity in the Lease and in Events (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+
+    #[command(flatten)]
+    engine: EngineArgs,
+
+    /// Log as JSON lines (default when stdout is not a terminal) or for people.
+    #[arg(long, env = "WASMPLUG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(args.log_format);
+
+    let client = Client::try_default().await.context("failed to configure the Kubernetes client")?;
+    let runtime = Arc::new(Runtime::new(args.engine.settings()).context("failed to start the WebAssembly runtime")?);
+    std::fs::create_dir_all(&args.store_dir)
+        .with_context(|| format!("failed to create the store directory {}", args.store_dir.display()))?;
+    let identity = args.identity.clone().unwrap_or_else(|| format!("wasmplug-operator-{}", std::process::id()));
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::new(metrics.clone()));
+
+    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", args.metrics_listen))?;
+    tokio::spawn(serve(listener, health.clone()));
+
+    let election = args.leader_election.then(|| {
+        LeaderElection::new(client.clone(), &args.lease_namespace, &args.lease_name, &identity, args.lease_duration.into())
+    });
+    if let Some(election) = &election {
+        tokio::select! {
+            () = election.acquire() => {}
+            () = shutdown_signal() => return Ok(()),
+        }
+    }
+    health.set_leading(true);
+    tracing::info!(store = %args.store_dir.display(), engine = runtime.engine_id(), identity, "reconciling FormatPlugins");
+
+    let settings = Settings {
+        namespace: args.watch_namespace.clone(),
+        store: Store::new(&args.store_dir),
+        runtime,
+        http: reqwest::Client::builder()
+            .user_agent(concat!("wasmplug-operator/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("failed to build the HTTP client")?,
+        reporter: kube::runtime::events::Reporter { controller: "wasmplug-operator".into(), instance: Some(identity) },
+        config: Config {
+            scratch_dir: args.scratch_dir.clone().unwrap_or_else(std::env::temp_dir),
+            default_interval: args.default_interval.into(),
+            fetch_limits: FetchLimits {
+                max_download_bytes: args.max_download,
+                archive: ArchiveLimits { max_unpacked_bytes: args.max_unpacked, ..ArchiveLimits::default() },
+                ..FetchLimits::default()
+            },
+            gc_grace: args.gc_grace.into(),
+            gc_interval: args.gc_interval.into(),
+        },
+        metrics,
+    };
+    let lost = async {
+        match &election {
+            Some(election) => election.hold().await,
+            None => std::future::pending().await,
+        }
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(controller::run(client, settings, async {
+        let _ = stopped.await;
+    }));
+    let lost_leadership = tokio::select! {
+        () = lost => true,
+        () = shutdown_signal() => false,
+    };
+    let _ = stop.send(());
+    let _ = controller.await;
+    if let Some(election) = &election {
+        election.release().await;
+    }
+    if lost_leadership {
+        anyhow::bail!("lost the leader-election Lease; exiting so that this replica restarts as a standby");
+    }
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM (what Kubernetes sends).
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match terminate.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+    }
+    tracing::info!("shutting down; letting reconciles in flight finish");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Args::command().debug_assert();
+    }
+}

@@ -1,0 +1,86 @@
+//! The operator's Prometheus metrics: reconciles by result, fetch duration by
+//! source kind, and entries in the store. Labels are fixed, low-cardinality words.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// How a reconcile ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum ReconcileResult {
+    /// The spec was (re)published.
+    Published,
+    /// Nothing to do: the status already reflects the spec.
+    UpToDate,
+    /// A permanent failure, reported in status.
+    Failed,
+    /// A transient failure, reported in status and retried.
+    Retrying,
+    /// An API error; retried.
+    Error,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: ReconcileResult,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
+/// The metrics, registered once.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<ResultLabels, Counter>,
+    fetch_duration: Family<SourceLabels, Histogram>,
+    artifacts: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("wasmplug_operator");
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        let fetch_duration = Family::<SourceLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.01, 2.0, 14))
+        });
+        let artifacts = Gauge::default();
+        registry.register("reconciles", "FormatPlugin reconciles by result", reconciles.clone());
+        registry.register("fetch_duration_seconds", "Time to fetch a plugin package, by source kind", fetch_duration.clone());
+        registry.register("store_artifacts", "Entries published in the store", artifacts.clone());
+        Metrics { registry, reconciles, fetch_duration, artifacts }
+    }
+
+    pub fn reconciled(&self, result: ReconcileResult) {
+        self.reconciles.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    pub fn fetched(&self, source: &'static str, took: Duration) {
+        self.fetch_duration.get_or_create(&SourceLabels { source }).observe(took.as_secs_f64());
+    }
+
+    pub fn set_artifacts(&self, count: usize) {
+        self.artifacts.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}

@@ -1,0 +1,70 @@
+//! The operator's small HTTP endpoint: `/metrics` (Prometheus text), `/healthz`
+//! (the process runs) and `/readyz` (this replica leads and its controller runs;
+//! a standby replica is alive but not ready).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+
+/// What the endpoint reports.
+#[derive(Debug)]
+pub struct Health {
+    pub metrics: Arc<Metrics>,
+    leading: AtomicBool,
+}
+
+impl Health {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Health { metrics, leading: AtomicBool::new(false) }
+    }
+
+    pub fn set_leading(&self, leading: bool) {
+        self.leading.store(leading, Ordering::Release);
+    }
+}
+
+/// Serves until the task is dropped.
+pub async fn serve(listener: TcpListener, health: Arc<Health>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "failed to accept a connection");
+                continue;
+            }
+        };
+        let health = health.clone();
+        let service = service_fn(move |request| {
+            let health = health.clone();
+            async move { Ok::<_, Infallible>(respond(&health, &request)) }
+        });
+        tokio::spawn(async move {
+            if let Err(error) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+}
+
+fn respond<B>(health: &Health, request: &Request<B>) -> Response<Full<Bytes>> {
+    let (status, body) = match request.uri().path() {
+        "/metrics" => (StatusCode::OK, health.metrics.encode()),
+        "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
+        "/readyz" if health.leading.load(Ordering::Acquire) => (StatusCode::OK, "leading\n".to_owned()),
+        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "standing by: another replica leads\n".to_owned()),
+        _ => (StatusCode::NOT_FOUND, "not found; try /metrics, /healthz or /readyz\n".to_owned()),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+}

@@ -1,0 +1,193 @@
+//! What a reconcile writes into `status`, and which Events it leaves: pure
+//! functions from the previous status and the outcome of this reconcile.
+//!
+//! The rules (PRODUCT.md, "Status contract"; docs/architecture.md, "Status"):
+//! - `observedGeneration` is always the generation just reconciled.
+//! - `Ready` is True when the current spec is published (reason Succeeded, or
+//!   Disabled when `spec.enabled` is false) and False with the failing step's reason
+//!   otherwise. `Reconciling` and `Stalled` are present only while true.
+//! - A failure keeps the last good `artifact` and `plugin`: hosts keep serving them,
+//!   and the Ready message says so.
+//! - A condition's `lastTransitionTime` changes only when its status does, and an
+//!   Event is emitted only on a transition, so re-applying an unchanged object
+//!   changes nothing.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::runtime::events::EventType;
+use wasmplug_crds::conditions::{ConditionType, Reason};
+use wasmplug_crds::{Artifact, FormatPlugin, FormatPluginStatus, PluginInfo};
+
+/// What this reconcile achieved.
+// One value per reconcile; boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The spec is published: a plugin artifact, or a builtin format (no artifact).
+    Published { artifact: Option<Artifact>, plugin: PluginInfo },
+    /// A step failed.
+    Failed(Failure),
+}
+
+/// A failed step and what to tell the user.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failure {
+    pub step: Step,
+    pub reason: Reason,
+    pub message: String,
+    /// Retried with backoff (Reconciling) rather than waiting for a change (Stalled).
+    pub transient: bool,
+}
+
+/// The reconcile steps that have their own condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Fetch,
+    Validate,
+    /// Publishing (store) or claiming the format key: after validation.
+    Publish,
+}
+
+/// An Event to record about the object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub type_: EventType,
+    pub reason: Reason,
+    pub note: String,
+}
+
+/// The status to write after `outcome`, and the Events that go with it.
+pub fn next(plugin: &FormatPlugin, outcome: &Outcome, now: Time) -> (FormatPluginStatus, Vec<Notice>) {
+    let previous = plugin.status.clone().unwrap_or_default();
+    let generation = plugin.metadata.generation;
+    let mut status = FormatPluginStatus { observed_generation: generation, ..previous.clone() };
+    let mut conditions = Conditions { list: &mut status.conditions, generation, now };
+    let mut notices = Vec::new();
+    match outcome {
+        Outcome::Published { artifact, plugin: info } => {
+            let what = describe(info, artifact.as_ref());
+            let (reason, message) = if plugin.spec.enabled {
+                (Reason::Succeeded, format!("{what} is published; hosts serve format {}", info.format_key))
+            } else {
+                (Reason::Disabled, format!("{what} is published but disabled; hosts do not serve it"))
+            };
+            let fetched = artifact.as_ref().map_or("builtin format, nothing to fetch".into(), |a| a.revision.clone());
+            conditions.set(ConditionType::Fetched, true, Reason::Succeeded, &fetched);
+            conditions.set(ConditionType::Validated, true, Reason::Succeeded, "the plugin is valid for every host");
+            conditions.set(ConditionType::Ready, true, reason, &message);
+            conditions.remove(ConditionType::Reconciling);
+            conditions.remove(ConditionType::Stalled);
+            notices.extend(lifecycle_notices(&previous, artifact.as_ref(), info, reason, &what));
+            status.artifact = artifact.clone().map(|new| keep_update_time(previous.artifact.as_ref(), new));
+            status.plugin = Some(info.clone());
+        }
+        Outcome::Failed(failure) => {
+            let mut message = failure.message.clone();
+            if let Some(info) = &previous.plugin {
+                message.push_str(&format!("; still serving {}", describe(info, previous.artifact.as_ref())));
+            }
+            match failure.step {
+                Step::Fetch => conditions.set(ConditionType::Fetched, false, failure.reason, &failure.message),
+                Step::Validate => conditions.set(ConditionType::Validated, false, failure.reason, &failure.message),
+                Step::Publish => {}
+            }
+            let unchanged = plugin.condition(ConditionType::Ready).is_some_and(|ready| {
+                ready.status == "False" && ready.reason == failure.reason.as_str() && ready.message == message
+            });
+            conditions.set(ConditionType::Ready, false, failure.reason, &message);
+            if failure.transient {
+                conditions.set(ConditionType::Reconciling, true, Reason::Progressing, "retrying with backoff");
+                conditions.remove(ConditionType::Stalled);
+            } else {
+                conditions.set(ConditionType::Stalled, true, failure.reason, "waiting for a change to the FormatPlugin or its source");
+                conditions.remove(ConditionType::Reconciling);
+            }
+            if !unchanged {
+                notices.push(Notice { type_: EventType::Warning, reason: failure.reason, note: message });
+            }
+        }
+    }
+    (status, notices)
+}
+
+/// The Events for a successful reconcile, compared with what was published before.
+fn lifecycle_notices(
+    previous: &FormatPluginStatus,
+    artifact: Option<&Artifact>,
+    info: &PluginInfo,
+    ready_reason: Reason,
+    what: &str,
+) -> Vec<Notice> {
+    let normal = |reason, note: String| Notice { type_: EventType::Normal, reason, note };
+    let mut notices = Vec::new();
+    let previous_digest = previous.artifact.as_ref().map(|a| &a.digest);
+    match (&previous.plugin, artifact) {
+        (None, _) => notices.push(normal(Reason::Installed, format!("installed {what}"))),
+        (Some(old), Some(new)) if previous_digest != Some(&new.digest) => notices.push(normal(
+            Reason::Updated,
+            format!("updated {} → {what}", describe(old, previous.artifact.as_ref())),
+        )),
+        _ => {}
+    }
+    let was = previous_ready_reason(previous);
+    match (was.as_deref(), ready_reason) {
+        (Some("Disabled"), Reason::Succeeded) => {
+            notices.push(normal(Reason::Enabled, format!("enabled format {}", info.format_key)));
+        }
+        (Some(w), Reason::Disabled) if w != "Disabled" => {
+            notices.push(normal(Reason::Disabled, format!("disabled format {}", info.format_key)));
+        }
+        _ => {}
+    }
+    notices
+}
+
+fn previous_ready_reason(status: &FormatPluginStatus) -> Option<String> {
+    status.conditions.iter().find(|c| c.type_ == ConditionType::Ready.as_str()).map(|c| c.reason.clone())
+}
+
+/// A published artifact keeps its first `lastUpdateTime` while it stays the same.
+fn keep_update_time(previous: Option<&Artifact>, mut new: Artifact) -> Artifact {
+    if let Some(previous) = previous.filter(|p| p.digest == new.digest && p.revision == new.revision) {
+        new.last_update_time = previous.last_update_time.clone();
+    }
+    new
+}
+
+/// "unity-format 1.0.0 (sha256:…)" or "builtin format npm".
+pub fn describe(info: &PluginInfo, artifact: Option<&Artifact>) -> String {
+    match artifact {
+        Some(artifact) => format!("{} {} ({})", info.name, info.version, artifact.digest),
+        None => format!("builtin format {}", info.format_key),
+    }
+}
+
+/// Edits a condition list, keeping `lastTransitionTime` while a status holds.
+struct Conditions<'a> {
+    list: &'a mut Vec<Condition>,
+    generation: Option<i64>,
+    now: Time,
+}
+
+impl Conditions<'_> {
+    fn set(&mut self, type_: ConditionType, status: bool, reason: Reason, message: &str) {
+        let status = if status { "True" } else { "False" };
+        let since = match self.list.iter().find(|c| c.type_ == type_.as_str()) {
+            Some(old) if old.status == status => old.last_transition_time.clone(),
+            _ => self.now.clone(),
+        };
+        self.remove(type_);
+        self.list.push(Condition {
+            type_: type_.as_str().to_owned(),
+            status: status.to_owned(),
+            reason: reason.as_str().to_owned(),
+            message: message.to_owned(),
+            last_transition_time: since,
+            observed_generation: self.generation,
+        });
+        self.list.sort_by_key(|c| ConditionType::ALL.iter().position(|t| t.as_str() == c.type_));
+    }
+
+    fn remove(&mut self, type_: ConditionType) {
+        self.list.retain(|c| c.type_ != type_.as_str());
+    }
+}
