@@ -47,7 +47,9 @@ impl FileServer {
                     let answer = files.lock().unwrap_or_else(|p| p.into_inner()).get(request.uri().path()).cloned();
                     async move { Ok::<_, Infallible>(respond(answer)) }
                 });
-                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service),
+                );
             }
         });
         Ok(FileServer { addr, files, task })

@@ -220,7 +220,9 @@ where
     loop {
         match check().await {
             Ok(value) => return value,
-            Err(last) if Instant::now() > deadline => panic!("timed out after {timeout:?} waiting for {what}; last: {last}"),
+            Err(last) if Instant::now() > deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}; last: {last}")
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
@@ -239,8 +241,15 @@ impl Drop for Stack {
             output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
         };
         let ns = format!("--namespace={}", self.namespace);
-        eprintln!("==== FormatPlugins in {}:\n{}", self.namespace, kubectl(&["get", "fp", &ns, "-o", "yaml"]).unwrap_or_default());
-        eprintln!("==== Events:\n{}", kubectl(&["get", "events", &ns, "--sort-by=.metadata.creationTimestamp"]).unwrap_or_default());
+        eprintln!(
+            "==== FormatPlugins in {}:\n{}",
+            self.namespace,
+            kubectl(&["get", "fp", &ns, "-o", "yaml"]).unwrap_or_default()
+        );
+        eprintln!(
+            "==== Events:\n{}",
+            kubectl(&["get", "events", &ns, "--sort-by=.metadata.creationTimestamp"]).unwrap_or_default()
+        );
         for process in [&self.operator, &self.host] {
             let log = process.log();
             let tail: Vec<&str> = log.lines().rev().take(80).collect();

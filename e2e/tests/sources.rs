@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use support::{apply, format_plugin, status, wait_condition, wait_ready};
 use wasmplug_crds::FormatPlugin;
-use wasmplug_e2e::{FileServer, GitServer, Served, Stack, control_plane, eventually, example_files, example_package, with_custom_section, zip};
+use wasmplug_e2e::{
+    FileServer, GitServer, Served, Stack, control_plane, eventually, example_files, example_package,
+    with_custom_section, zip,
+};
 
 const READY_WITHIN: Duration = Duration::from_secs(60);
 
@@ -18,18 +21,26 @@ async fn installs_from_a_git_tag_and_records_tag_and_commit() {
     let stack = Stack::start(ns.name(), &[]).await.expect("operator and host start");
     let git = GitServer::start().expect("git daemon starts");
     let repo = git.create("unity-format").expect("repository");
-    let commit = repo.commit_package("package", &example_package("unity-format"), "unity-format 0.1.0").expect("commit");
+    let commit =
+        repo.commit_package("package", &example_package("unity-format"), "unity-format 0.1.0").expect("commit");
     repo.tag("v0.1.0").expect("tag");
 
     let started = Instant::now();
-    apply(ns.name(), &format_plugin("unity", &format!(
-        "source:\n  git:\n    url: {}\n    ref:\n      tag: v0.1.0\n    path: package", repo.url()
-    ))).await;
+    apply(
+        ns.name(),
+        &format_plugin(
+            "unity",
+            &format!("source:\n  git:\n    url: {}\n    ref:\n      tag: v0.1.0\n    path: package", repo.url()),
+        ),
+    )
+    .await;
     wait_ready(ns.name(), "unity", READY_WITHIN).await;
     let served = eventually("the host to serve unity", READY_WITHIN, || async {
-        let answer = stack.validate("unity", "x.unitypackage", b"not a unity package").await.map_err(|e| e.to_string())?;
+        let answer =
+            stack.validate("unity", "x.unitypackage", b"not a unity package").await.map_err(|e| e.to_string())?;
         if answer.status == 422 { Ok(answer) } else { Err(format!("{answer:?}")) }
-    }).await;
+    })
+    .await;
     eprintln!("git tag: apply → Ready and served in {:?}", started.elapsed());
 
     let status = status(&ns.api::<FormatPlugin>(), "unity").await;
@@ -56,9 +67,14 @@ async fn follows_a_branch_every_interval_and_pins_a_commit() {
     let (manifest, wasm) = example_files("misbehaving");
     let first = repo.commit(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)], "v1").expect("commit");
 
-    apply(ns.name(), &format_plugin("branch", &format!(
-        "source:\n  git:\n    url: {}\n    ref:\n      branch: main\ninterval: 1s", repo.url()
-    ))).await;
+    apply(
+        ns.name(),
+        &format_plugin(
+            "branch",
+            &format!("source:\n  git:\n    url: {}\n    ref:\n      branch: main\ninterval: 1s", repo.url()),
+        ),
+    )
+    .await;
     wait_ready(ns.name(), "branch", READY_WITHIN).await;
     let api = ns.api::<FormatPlugin>();
     assert_eq!(status(&api, "branch").await.artifact.expect("artifact").revision, format!("main@sha1:{first}"));
@@ -69,17 +85,21 @@ async fn follows_a_branch_every_interval_and_pins_a_commit() {
     eventually("the branch's new commit to be published", Duration::from_secs(30), || async {
         let revision = status(&api, "branch").await.artifact.map(|a| a.revision).unwrap_or_default();
         if revision == format!("main@sha1:{second}") { Ok(()) } else { Err(revision) }
-    }).await;
+    })
+    .await;
     eventually("the host to serve the new version", Duration::from_secs(30), || async {
         let formats = stack.formats().await.map_err(|e| e.to_string())?;
         let served = formats.get("misbehaving").and_then(|f| f["digest"].as_str()).unwrap_or_default().to_owned();
         if served == digest { Ok(()) } else { Err(served) }
-    }).await;
+    })
+    .await;
 
     // A commit is fetched exactly, whatever the branch does later.
-    apply(ns.name(), &format_plugin("branch", &format!(
-        "source:\n  git:\n    url: {}\n    ref:\n      commit: {first}", repo.url()
-    ))).await;
+    apply(
+        ns.name(),
+        &format_plugin("branch", &format!("source:\n  git:\n    url: {}\n    ref:\n      commit: {first}", repo.url())),
+    )
+    .await;
     wait_condition(&api, "branch", "True", "Succeeded").await;
     assert_eq!(status(&api, "branch").await.artifact.expect("artifact").revision, format!("sha1:{first}"));
 }
@@ -90,15 +110,20 @@ async fn installs_from_a_zip_url_a_local_path_and_a_builtin() {
     let stack = Stack::start(ns.name(), &[]).await.expect("operator and host start");
     let files = FileServer::start().await.expect("file server starts");
     let (manifest, wasm) = example_files("unity-format");
-    let url = files.put("/unity-format-0.1.0.zip", Served::File(zip(&[
-        ("unity-format-0.1.0/plugin.toml", &manifest),
-        ("unity-format-0.1.0/plugin.wasm", &wasm),
-        ("unity-format-0.1.0/README.md", b"# unity"),
-    ])));
+    let url = files.put(
+        "/unity-format-0.1.0.zip",
+        Served::File(zip(&[
+            ("unity-format-0.1.0/plugin.toml", &manifest),
+            ("unity-format-0.1.0/plugin.wasm", &wasm),
+            ("unity-format-0.1.0/README.md", b"# unity"),
+        ])),
+    );
     let started = Instant::now();
-    apply(ns.name(), &format_plugin("unity", &format!(
-        "source:\n  url:\n    url: {url}\nsha256: {}", sha256_hex(&wasm)
-    ))).await;
+    apply(
+        ns.name(),
+        &format_plugin("unity", &format!("source:\n  url:\n    url: {url}\nsha256: {}", sha256_hex(&wasm))),
+    )
+    .await;
     wait_ready(ns.name(), "unity", READY_WITHIN).await;
     eprintln!("zip: apply → Ready in {:?}", started.elapsed());
     let api = ns.api::<FormatPlugin>();
@@ -115,7 +140,8 @@ async fn installs_from_a_zip_url_a_local_path_and_a_builtin() {
         let formats = stack.formats().await.map_err(|e| e.to_string())?;
         let active = |key: &str| formats.get(key).is_some_and(|f| f["state"] == "active");
         if active("unity") && active("npm-wasm") && active("maven") { Ok(()) } else { Err(format!("{formats:?}")) }
-    }).await;
+    })
+    .await;
     let maven = stack.validate("maven", "com/acme/app/1.0/app-1.0.pom", b"<project/>").await.expect("call");
     assert_eq!(maven.served_by.as_deref(), Some("builtin"), "{maven:?}");
 }

@@ -104,7 +104,13 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(serve(listener, health.clone()));
 
     let election = args.leader_election.then(|| {
-        LeaderElection::new(client.clone(), &args.lease_namespace, &args.lease_name, &identity, args.lease_duration.into())
+        LeaderElection::new(
+            client.clone(),
+            &args.lease_namespace,
+            &args.lease_name,
+            &identity,
+            args.lease_duration.into(),
+        )
     });
     if let Some(election) = &election {
         tokio::select! {

@@ -59,7 +59,11 @@ impl Metrics {
         });
         let artifacts = Gauge::default();
         registry.register("reconciles", "FormatPlugin reconciles by result", reconciles.clone());
-        registry.register("fetch_duration_seconds", "Time to fetch a plugin package, by source kind", fetch_duration.clone());
+        registry.register(
+            "fetch_duration_seconds",
+            "Time to fetch a plugin package, by source kind",
+            fetch_duration.clone(),
+        );
         registry.register("store_artifacts", "Entries published in the store", artifacts.clone());
         Metrics { registry, reconciles, fetch_duration, artifacts }
     }

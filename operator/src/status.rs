@@ -98,7 +98,12 @@ pub fn next(plugin: &FormatPlugin, outcome: &Outcome, now: Time) -> (FormatPlugi
                 conditions.set(ConditionType::Reconciling, true, Reason::Progressing, "retrying with backoff");
                 conditions.remove(ConditionType::Stalled);
             } else {
-                conditions.set(ConditionType::Stalled, true, failure.reason, "waiting for a change to the FormatPlugin or its source");
+                conditions.set(
+                    ConditionType::Stalled,
+                    true,
+                    failure.reason,
+                    "waiting for a change to the FormatPlugin or its source",
+                );
                 conditions.remove(ConditionType::Reconciling);
             }
             if !unchanged {
@@ -122,10 +127,8 @@ fn lifecycle_notices(
     let previous_digest = previous.artifact.as_ref().map(|a| &a.digest);
     match (&previous.plugin, artifact) {
         (None, _) => notices.push(normal(Reason::Installed, format!("installed {what}"))),
-        (Some(old), Some(new)) if previous_digest != Some(&new.digest) => notices.push(normal(
-            Reason::Updated,
-            format!("updated {} → {what}", describe(old, previous.artifact.as_ref())),
-        )),
+        (Some(old), Some(new)) if previous_digest != Some(&new.digest) => notices
+            .push(normal(Reason::Updated, format!("updated {} → {what}", describe(old, previous.artifact.as_ref())))),
         _ => {}
     }
     let was = previous_ready_reason(previous);

@@ -84,9 +84,9 @@ impl Store {
             return Ok(Published::AlreadyPresent);
         }
         let staging = self.root.join(STAGING_DIR).join(format!("{}-{name}-{}", digest.hex(), std::process::id()));
-        let written = self.stage(&staging, &[(name, contents)]).and_then(|()| {
-            fs::rename(staging.join(name), &target).map_err(io("rename into place", &target))
-        });
+        let written = self
+            .stage(&staging, &[(name, contents)])
+            .and_then(|()| fs::rename(staging.join(name), &target).map_err(io("rename into place", &target)));
         let _ = fs::remove_dir_all(&staging);
         written.map(|()| Published::Written)
     }

@@ -27,8 +27,10 @@ pub struct Validated {
 pub enum ValidateError {
     #[error(transparent)]
     Package(#[from] PackageError),
-    #[error("failed to match spec.sha256: {at} has plugin.wasm {actual}, but {pinned} is pinned; \
-             update spec.sha256 if this version is intended")]
+    #[error(
+        "failed to match spec.sha256: {at} has plugin.wasm {actual}, but {pinned} is pinned; \
+             update spec.sha256 if this version is intended"
+    )]
     DigestMismatch { at: String, pinned: String, actual: Digest },
     #[error("{at}: {source}")]
     Component { at: String, source: LoadError },

@@ -31,7 +31,8 @@ pub async fn wait_ready(namespace: &str, name: &str, timeout: Duration) {
     let output =
         kubectl.run(&["wait", "-n", namespace, "--for=condition=Ready", &fp, &timeout]).await.expect("kubectl runs");
     if let Err(error) = output.success() {
-        let dump = kubectl.run(&["get", "-n", namespace, &fp, "-o", "yaml"]).await.map(|o| o.stdout).unwrap_or_default();
+        let dump =
+            kubectl.run(&["get", "-n", namespace, &fp, "-o", "yaml"]).await.map(|o| o.stdout).unwrap_or_default();
         panic!("{error:#}\n{dump}");
     }
 }

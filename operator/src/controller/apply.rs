@@ -122,10 +122,13 @@ async fn store(ctx: &Arc<Context>, validated: Validated, revision: String) -> Re
     let size = validated.package.wasm.len();
     let engine = validated.engine.clone();
     tokio::task::spawn_blocking(move || {
-        store.publish(&digest, &[
-            (wasmplug_host::plugin::MANIFEST_FILE, &validated.manifest_file),
-            (wasmplug_host::plugin::WASM_FILE, &validated.package.wasm),
-        ])?;
+        store.publish(
+            &digest,
+            &[
+                (wasmplug_host::plugin::MANIFEST_FILE, &validated.manifest_file),
+                (wasmplug_host::plugin::WASM_FILE, &validated.package.wasm),
+            ],
+        )?;
         store.add_file(&digest, &precompiled_file, &validated.precompiled)
     })
     .await
@@ -259,7 +262,9 @@ fn is_up_to_date(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Context) -> 
 /// default branch), or a URL without a sha256 pin.
 fn moves(plugin: &FormatPlugin, kind: SourceKind<'_>) -> bool {
     match kind {
-        SourceKind::Git(git) => !matches!(git.reference, Some(GitRef { tag: Some(_), .. } | GitRef { commit: Some(_), .. })),
+        SourceKind::Git(git) => {
+            !matches!(git.reference, Some(GitRef { tag: Some(_), .. } | GitRef { commit: Some(_), .. }))
+        }
         SourceKind::Url(_) => plugin.spec.sha256.is_none(),
         SourceKind::Local(_) | SourceKind::Builtin(_) => false,
     }

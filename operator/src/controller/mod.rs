@@ -16,12 +16,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use tracing::Instrument;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store as Reflection};
 use kube::runtime::{finalizer, watcher};
 use kube::{Api, Client, ResourceExt};
+use tracing::Instrument;
 use wasmplug_crds::FormatPlugin;
 use wasmplug_crds::conditions::{ConditionType, Reason};
 use wasmplug_host::runtime::Runtime;
@@ -81,7 +81,9 @@ pub enum Error {
     Validate(#[from] ValidateError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("format key {key:?} is already served by FormatPlugin {owner}; delete one of them or change its format key")]
+    #[error(
+        "format key {key:?} is already served by FormatPlugin {owner}; delete one of them or change its format key"
+    )]
     Conflict { key: String, owner: String },
     #[error("{0}; builtin formats are: {builtins}", builtins = wasmplug_host::builtin::KEYS.join(", "))]
     UnknownBuiltin(String),
@@ -100,10 +102,10 @@ pub enum Error {
 
 /// Runs the controller until `shutdown` completes; calls in progress finish first.
 pub async fn run(client: Client, settings: Settings, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let api: Api<FormatPlugin> = settings.namespace.as_deref().map_or_else(
-        || Api::all(client.clone()),
-        |namespace| Api::namespaced(client.clone(), namespace),
-    );
+    let api: Api<FormatPlugin> = settings
+        .namespace
+        .as_deref()
+        .map_or_else(|| Api::all(client.clone()), |namespace| Api::namespaced(client.clone(), namespace));
     let controller = Controller::new(api.clone(), watcher::Config::default().any_semantic());
     let plugins = controller.store();
     let claims = plugins.clone();
@@ -143,9 +145,9 @@ fn contenders(changed: &FormatPlugin, plugins: &Reflection<FormatPlugin>) -> Vec
         .iter()
         .filter(|other| other.uid() != changed.uid())
         .filter(|other| {
-            let refused = other.condition(ConditionType::Ready).is_some_and(|ready| {
-                ready.status == "False" && ready.reason == Reason::FormatConflict.as_str()
-            });
+            let refused = other
+                .condition(ConditionType::Ready)
+                .is_some_and(|ready| ready.status == "False" && ready.reason == Reason::FormatConflict.as_str());
             refused || (key.is_some() && other.claimed_format_key() == key)
         })
         .map(|other| ObjectRef::from_obj(&**other))

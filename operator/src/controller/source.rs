@@ -63,9 +63,6 @@ async fn credentials(
     Ok(Some(Credentials::from_secret(&reference.name, &data)?))
 }
 
-async fn blocking(
-    fetch: impl FnOnce() -> Result<Fetched, FetchError> + Send + 'static,
-) -> Result<Fetched, Error> {
+async fn blocking(fetch: impl FnOnce() -> Result<Fetched, FetchError> + Send + 'static) -> Result<Fetched, Error> {
     Ok(tokio::task::spawn_blocking(fetch).await.map_err(|e| Error::Task(e.to_string()))??)
 }
-

@@ -36,7 +36,8 @@ pub fn is_zip(bytes: &[u8]) -> bool {
 /// Unpacks the package files of the ZIP `bytes`, found at `at`.
 pub fn unpack(at: &str, revision: String, bytes: &[u8], limits: &ArchiveLimits) -> Result<Fetched, FetchError> {
     let fail = |reason: String| FetchError::Archive { at: at.to_owned(), reason };
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| fail(format!("not a valid ZIP archive ({e})")))?;
+    let mut archive =
+        zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| fail(format!("not a valid ZIP archive ({e})")))?;
     if archive.len() > limits.max_entries {
         return Err(fail(format!("it has {} entries; at most {} are allowed", archive.len(), limits.max_entries)));
     }
@@ -44,7 +45,9 @@ pub fn unpack(at: &str, revision: String, bytes: &[u8], limits: &ArchiveLimits) 
     for index in 0..archive.len() {
         let entry = archive.by_index_raw(index).map_err(|e| fail(format!("entry {index} is unreadable ({e})")))?;
         let name = entry.name().map_err(|e| fail(format!("entry {index} has an unreadable name ({e})")))?.into_owned();
-        if entry.enclosed_name().is_none() {
+        // Absolute names and backslashes are refused outright, whatever a ZIP
+        // library would make of them.
+        if entry.enclosed_name().is_none() || name.starts_with('/') || name.contains('\\') {
             return Err(fail(format!("entry {name:?} points outside the package")));
         }
         if entry.is_symlink() {

@@ -173,7 +173,8 @@ fn read_package(
 ) -> Result<Fetched, FetchError> {
     let url = request.url;
     let path = request.path.unwrap_or("").trim_matches('/');
-    let tree = commit.tree().map_err(|e| FetchError::Git { url: url.into(), reason: e.message().into(), transient: false })?;
+    let tree =
+        commit.tree().map_err(|e| FetchError::Git { url: url.into(), reason: e.message().into(), transient: false })?;
     let not_found = || FetchError::PathNotFound { url: url.into(), revision: revision.clone(), path: path.into() };
     let at = if path.is_empty() { format!("{url} at {revision}") } else { format!("{url} at {revision}, {path}") };
     let object = if path.is_empty() {
