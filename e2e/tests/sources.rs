@@ -121,7 +121,7 @@ async fn installs_from_a_zip_url_a_local_path_and_a_builtin() {
     let started = Instant::now();
     apply(
         ns.name(),
-        &format_plugin("unity", &format!("source:\n  url:\n    url: {url}\nsha256: {}", sha256_hex(&wasm))),
+        &format_plugin("unity", &format!("source:\n  url:\n    url: {url}\nsha256: \"{}\"", sha256_hex(&wasm))),
     )
     .await;
     wait_ready(ns.name(), "unity", READY_WITHIN).await;

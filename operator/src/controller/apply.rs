@@ -284,12 +284,13 @@ pub async fn collect_garbage(ctx: Arc<Context>) {
         tracing::warn!(%error, "failed to remove partial store entries");
     }
     // Until the controller has seen every object, any entry could be referenced.
-    if ctx.plugins.wait_until_ready().await.is_err() {
-        return;
-    }
+    // The store's readiness wakes only one waiter, and the controller waits on it
+    // too, so look again every second rather than wait once.
+    while tokio::time::timeout(Duration::from_secs(1), ctx.plugins.wait_until_ready()).await.is_err() {}
     loop {
         tokio::time::sleep(ctx.config.gc_interval).await;
         let referenced = referenced_digests(&ctx);
+        tracing::debug!(referenced = referenced.len(), "collecting unreferenced store entries");
         let (store, grace) = (ctx.store.clone(), ctx.config.gc_grace);
         let collected = tokio::task::spawn_blocking(move || {
             let removed = store.collect_garbage(&referenced, grace, SystemTime::now());

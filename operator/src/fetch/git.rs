@@ -149,6 +149,14 @@ fn classify(url: &str, label: &str, error: git2::Error) -> FetchError {
     if error.code() == ErrorCode::NotFound || message.contains("couldn't find remote ref") {
         return FetchError::RefNotFound { url: url.to_owned(), what: label.to_owned() };
     }
+    const NO_REPOSITORY: [&str; 3] = ["repository not exported", "repository not found", "status code: 404"];
+    if NO_REPOSITORY.iter().any(|text| message.contains(text)) {
+        return FetchError::Git {
+            url: url.to_owned(),
+            reason: format!("{message}; check spec.source.git.url (and secretRef, for a private repository)"),
+            transient: false,
+        };
+    }
     if error.code() == ErrorCode::Auth {
         return FetchError::Git {
             url: url.to_owned(),

@@ -1,0 +1,94 @@
+//! Every way a source can be wrong gives Ready=False with a reason and a message
+//! that says what to do, leaves nothing partial in the store, and does not stop
+//! the operator from reconciling other objects.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{apply, format_plugin, store_contents, wait_condition, wait_ready};
+use wasmplug_crds::FormatPlugin;
+use wasmplug_e2e::{FileServer, GitServer, Served, Stack, control_plane, example_files, zip};
+
+#[tokio::test]
+async fn each_bad_source_is_reported_and_leaves_nothing_behind() {
+    let ns = control_plane().namespace("failures").await;
+    let stack = Stack::start(ns.name(), &["--max-download=1Mi"]).await.expect("operator and host start");
+    let git = GitServer::start().expect("git daemon starts");
+    let files = FileServer::start().await.expect("file server starts");
+    let (manifest, wasm) = example_files("unity-format");
+
+    let no_manifest = git.create("no-manifest").expect("repo");
+    no_manifest.commit(&[("plugin.wasm", &wasm)], "only wasm").expect("commit");
+    let no_wasm = git.create("no-wasm").expect("repo");
+    no_wasm.commit(&[("plugin.toml", &manifest)], "only manifest").expect("commit");
+    let bad_manifest = git.create("bad-manifest").expect("repo");
+    bad_manifest
+        .commit(&[("plugin.toml", b"[plugin]\nname = \"Bad Name\"\nversion = \"1\"\n"), ("plugin.wasm", &wasm)], "bad")
+        .expect("commit");
+    let good = git.create("good").expect("repo");
+    good.commit(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)], "good").expect("commit");
+
+    let mut corrupted = zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)]);
+    corrupted.truncate(corrupted.len() / 3);
+    let corrupted = files.put("/corrupted.zip", Served::File(corrupted));
+    let escaping =
+        files.put("/escaping.zip", Served::File(zip(&[("../plugin.toml", &manifest), ("plugin.wasm", &wasm)])));
+    let oversized = files.put("/oversized.zip", Served::File(vec![b'P'; 2 << 20]));
+    let missing = files.put("/gone.zip", Served::Status(404));
+    let pinned = files.put("/pinned.zip", Served::File(zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)])));
+
+    let git_source =
+        |url: &str, reference: &str| format!("source:\n  git:\n    url: {url}\n    ref:\n      {reference}");
+    let url_source = |url: &str| format!("source:\n  url:\n    url: {url}");
+    // (name, spec, reason, what the message must say)
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "unreachable",
+            git_source("git://127.0.0.1:1/nothing", "branch: main"),
+            "FetchFailed",
+            "failed to reach git://127.0.0.1:1/nothing",
+        ),
+        ("no-repository", git_source(&git.missing_url(), "branch: main"), "FetchFailed", "check spec.source.git.url"),
+        ("wrong-ref", git_source(good.url(), "tag: v9.9.9"), "FetchFailed", "failed to find tag v9.9.9"),
+        ("no-manifest", git_source(no_manifest.url(), "branch: main"), "ValidationFailed", "has no plugin.toml"),
+        ("no-wasm", git_source(no_wasm.url(), "branch: main"), "ValidationFailed", "has no plugin.wasm"),
+        ("bad-manifest", git_source(bad_manifest.url(), "branch: main"), "ValidationFailed", "plugin.toml is invalid"),
+        ("corrupted-zip", url_source(&corrupted), "FetchFailed", "not a valid ZIP archive"),
+        ("escaping-zip", url_source(&escaping), "FetchFailed", "points outside the package"),
+        ("oversized-zip", url_source(&oversized), "FetchFailed", "exceeds 1048576 bytes"),
+        ("not-found", url_source(&missing), "FetchFailed", "answered 404; check spec.source.url"),
+        (
+            "pin-mismatch",
+            format!("{}\nsha256: \"{}\"", url_source(&pinned), "0".repeat(64)),
+            "DigestMismatch",
+            "failed to match spec.sha256",
+        ),
+    ];
+    for (name, spec, _, _) in &cases {
+        apply(ns.name(), &format_plugin(name, spec)).await;
+    }
+    apply(ns.name(), &format_plugin("good", &git_source(good.url(), "branch: main"))).await;
+
+    let api = ns.api::<FormatPlugin>();
+    for (name, _, reason, says) in &cases {
+        let message = wait_condition(&api, name, "False", reason).await;
+        eprintln!("{name}: {reason}: {message}");
+        assert!(message.contains(says), "{name}: {message:?} should say {says:?}");
+    }
+    wait_ready(ns.name(), "good", Duration::from_secs(60)).await;
+
+    let (published, staging) = store_contents(&stack.store());
+    assert_eq!(published.len(), 1, "only the good plugin is published: {published:?}");
+    assert!(staging.is_empty(), "nothing left in staging: {staging:?}");
+    let scratch: Vec<_> = std::fs::read_dir(stack.scratch()).expect("scratch").flatten().collect();
+    assert!(scratch.is_empty(), "fetches leave nothing in scratch: {scratch:?}");
+
+    let events = control_plane()
+        .kubectl()
+        .succeed(&["get", "events", "-n", ns.name(), "-o", "jsonpath={.items[*].reason}"])
+        .await;
+    for reason in ["FetchFailed", "ValidationFailed", "DigestMismatch", "Installed"] {
+        assert!(events.contains(reason), "an Event with reason {reason}: {events}");
+    }
+}
