@@ -23,4 +23,4 @@ pub use files::{FileServer, Served, zip};
 pub use git::{GitServer, Repo};
 pub use kubectl::{Kubectl, KubectlOutput};
 pub use namespace::TestNamespace;
-pub use wasmplug::{HostAnswer, Process, Stack, eventually, workspace_binary};
+pub use wasmplug::{HostAnswer, Operator, Process, Stack, eventually, workspace_binary};

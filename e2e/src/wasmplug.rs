@@ -73,15 +73,34 @@ impl Process {
     }
 }
 
+/// An operator process and its metrics/health endpoint.
+#[derive(Debug)]
+pub struct Operator {
+    pub process: Process,
+    /// e.g. `http://127.0.0.1:41234` (serves /metrics, /healthz, /readyz).
+    pub url: String,
+}
+
+impl Operator {
+    /// Whether this replica says it leads (`/readyz` answers 200).
+    pub async fn is_leading(&self) -> bool {
+        reqwest::get(format!("{}/readyz", self.url)).await.is_ok_and(|r| r.status().is_success())
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(reqwest::get(format!("{}/metrics", self.url)).await?.text().await?)
+    }
+}
+
 /// The operator, a host and their shared store, following one namespace.
 #[derive(Debug)]
 pub struct Stack {
     pub namespace: String,
-    pub operator: Process,
+    pub operator: Operator,
     pub host: Process,
     /// The host's HTTP API, e.g. `http://127.0.0.1:41234`.
     pub host_url: String,
-    pub operator_url: String,
     operator_runs: usize,
     dir: tempfile::TempDir,
 }
@@ -93,34 +112,27 @@ impl Stack {
         let dir = tempfile::Builder::new().prefix("wasmplug-stack-").tempdir()?;
         std::fs::create_dir_all(dir.path().join("store"))?;
         std::fs::create_dir_all(dir.path().join("scratch"))?;
-        let [metrics_port, host_port] = free_ports::<2>()?;
-        let operator = Self::start_operator(dir.path(), namespace, metrics_port, operator_args, 0)?;
+        let [host_port] = free_ports::<1>()?;
         let host = Self::start_host(dir.path(), namespace, host_port)?;
+        let operator = spawn_operator(dir.path(), namespace, 0, operator_args)?;
         let stack = Stack {
             namespace: namespace.to_owned(),
             operator,
             host,
             host_url: format!("http://127.0.0.1:{host_port}"),
-            operator_url: format!("http://127.0.0.1:{metrics_port}"),
-            operator_runs: 0,
+            operator_runs: 1,
             dir,
         };
         stack.wait_for_host().await?;
         Ok(stack)
     }
 
-    fn start_operator(dir: &Path, namespace: &str, port: u16, extra: &[&str], run: usize) -> anyhow::Result<Process> {
-        let mut args: Vec<String> = vec![
-            format!("--store-dir={}", dir.join("store").display()),
-            format!("--scratch-dir={}", dir.join("scratch").display()),
-            format!("--watch-namespace={namespace}"),
-            format!("--lease-namespace={namespace}"),
-            format!("--metrics-listen=127.0.0.1:{port}"),
-            "--lease-duration=3s".into(),
-        ];
-        args.extend(extra.iter().map(|a| a.to_string()));
-        let log = dir.join(format!("operator-{run}.log"));
-        Process::start("operator", &workspace_binary("wasmplug-operator"), &args, log)
+    /// Starts one more operator process on this stack's namespace and store (a
+    /// second replica, or a replacement after [`Process::kill`]). `extra` is added
+    /// to its command line.
+    pub fn another_operator(&mut self, extra: &[&str]) -> anyhow::Result<Operator> {
+        self.operator_runs += 1;
+        spawn_operator(self.dir.path(), &self.namespace, self.operator_runs, extra)
     }
 
     fn start_host(dir: &Path, namespace: &str, port: u16) -> anyhow::Result<Process> {
@@ -131,15 +143,6 @@ impl Stack {
             format!("--listen=127.0.0.1:{port}"),
         ];
         Process::start("host", &workspace_binary("wasmplug-host"), &args, dir.join("host.log"))
-    }
-
-    /// Replaces the operator with a fresh process (after [`Process::kill`]).
-    pub fn restart_operator(&mut self, extra: &[&str]) -> anyhow::Result<()> {
-        let [port] = free_ports::<1>()?;
-        self.operator_runs += 1;
-        self.operator = Self::start_operator(self.dir.path(), &self.namespace, port, extra, self.operator_runs)?;
-        self.operator_url = format!("http://127.0.0.1:{port}");
-        Ok(())
     }
 
     /// Replaces the host with a fresh process and waits until it is ready.
@@ -176,6 +179,24 @@ impl Stack {
     }
 }
 
+/// Starts an operator on the store and scratch directories under `dir`, following
+/// and leasing in `namespace`; `run` numbers its log file.
+fn spawn_operator(dir: &Path, namespace: &str, run: usize, extra: &[&str]) -> anyhow::Result<Operator> {
+    let [port] = free_ports::<1>()?;
+    let mut args: Vec<String> = vec![
+        format!("--store-dir={}", dir.join("store").display()),
+        format!("--scratch-dir={}", dir.join("scratch").display()),
+        format!("--watch-namespace={namespace}"),
+        format!("--lease-namespace={namespace}"),
+        format!("--metrics-listen=127.0.0.1:{port}"),
+        "--lease-duration=3s".into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let log = dir.join(format!("operator-{run}.log"));
+    let process = Process::start("operator", &workspace_binary("wasmplug-operator"), &args, log)?;
+    Ok(Operator { process, url: format!("http://127.0.0.1:{port}") })
+}
+
 /// One answer of the host's HTTP API.
 #[derive(Debug, Clone)]
 pub struct HostAnswer {
@@ -201,11 +222,6 @@ impl Stack {
         let status = response.status().as_u16();
         let served_by = response.headers().get("wasmplug-served-by").and_then(|v| v.to_str().ok()).map(str::to_owned);
         Ok(HostAnswer { status, served_by, body: response.text().await? })
-    }
-
-    /// The operator's `/metrics` text.
-    pub async fn operator_metrics(&self) -> anyhow::Result<String> {
-        Ok(reqwest::get(format!("{}/metrics", self.operator_url)).await?.text().await?)
     }
 }
 
@@ -250,7 +266,7 @@ impl Drop for Stack {
             "==== Events:\n{}",
             kubectl(&["get", "events", &ns, "--sort-by=.metadata.creationTimestamp"]).unwrap_or_default()
         );
-        for process in [&self.operator, &self.host] {
+        for process in [&self.operator.process, &self.host] {
             let log = process.log();
             let tail: Vec<&str> = log.lines().rev().take(80).collect();
             eprintln!("==== {} log (last 80 lines):", process.name);

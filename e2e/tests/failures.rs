@@ -81,7 +81,8 @@ async fn each_bad_source_is_reported_and_leaves_nothing_behind() {
     let (published, staging) = store_contents(&stack.store());
     assert_eq!(published.len(), 1, "only the good plugin is published: {published:?}");
     assert!(staging.is_empty(), "nothing left in staging: {staging:?}");
-    let scratch: Vec<_> = std::fs::read_dir(stack.scratch()).expect("scratch").flatten().collect();
+    let scratch: Vec<_> =
+        std::fs::read_dir(stack.scratch().join("wasmplug-fetch")).expect("scratch").flatten().collect();
     assert!(scratch.is_empty(), "fetches leave nothing in scratch: {scratch:?}");
 
     let events = control_plane()

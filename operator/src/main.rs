@@ -29,7 +29,8 @@ struct Args {
     #[arg(long, env = "WASMPLUG_WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
 
-    /// Where fetches write temporary files; defaults to the system's temp directory.
+    /// Where fetches write temporary files (in a wasmplug-fetch directory that is
+    /// cleared at start); defaults to the system's temp directory.
     #[arg(long, env = "WASMPLUG_SCRATCH_DIR")]
     scratch_dir: Option<PathBuf>,
 
@@ -118,6 +119,15 @@ async fn main() -> anyhow::Result<()> {
             () = shutdown_signal() => return Ok(()),
         }
     }
+    // Fetches of an earlier run that was killed may have left files behind; this
+    // replica leads now, so the scratch directory is its own.
+    let scratch_dir = args.scratch_dir.clone().unwrap_or_else(std::env::temp_dir).join("wasmplug-fetch");
+    if scratch_dir.exists() {
+        std::fs::remove_dir_all(&scratch_dir)
+            .with_context(|| format!("failed to clear the scratch directory {}", scratch_dir.display()))?;
+    }
+    std::fs::create_dir_all(&scratch_dir)
+        .with_context(|| format!("failed to create the scratch directory {}", scratch_dir.display()))?;
     health.set_leading(true);
     tracing::info!(store = %args.store_dir.display(), engine = runtime.engine_id(), identity, "reconciling FormatPlugins");
 
@@ -131,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
             .context("failed to build the HTTP client")?,
         reporter: kube::runtime::events::Reporter { controller: "wasmplug-operator".into(), instance: Some(identity) },
         config: Config {
-            scratch_dir: args.scratch_dir.clone().unwrap_or_else(std::env::temp_dir),
+            scratch_dir,
             default_interval: args.default_interval.into(),
             fetch_limits: FetchLimits {
                 max_download_bytes: args.max_download,
