@@ -4,6 +4,7 @@
 # the host loads:
 #   target/packages/         the working examples (what the quickstart serves)
 #   target/broken-packages/  the broken plugins the tests use (examples/broken/)
+#   target/fixture-packages/ plugins made for tests and benchmarks (examples/fixtures/)
 # Prints the directory of the working packages.
 #
 #   examples/build.sh
@@ -32,4 +33,5 @@ package() { # <package dir> <output dir>
 
 for manifest in */plugin.toml; do package "$(dirname "$manifest")" target/packages; done
 for manifest in broken/*/plugin.toml; do package "$(dirname "$manifest")" target/broken-packages; done
+for manifest in fixtures/*/plugin.toml; do package "$(dirname "$manifest")" target/fixture-packages; done
 echo "$(pwd)/target/packages"

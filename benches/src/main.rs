@@ -1,21 +1,22 @@
-//! Host benchmarks. Every figure is reported with a baseline measured in the same
-//! run (native code, bare wasmtime, compiling from scratch), never checked against
-//! a fixed time. Run in release:
+//! Benchmarks. Every figure is reported with a baseline measured in the same run
+//! (native code, bare wasmtime, compiling from scratch, the operator's pipeline
+//! in-process), never checked against a fixed time. Run in release:
 //!
-//!     cargo run --release -p wasmplug-benches
+//!     cargo run --release -p wasmplug-benches               # the host
+//!     cargo build --release --bins && \
+//!       cargo run --release -p wasmplug-benches -- reconcile  # the operator, on a real API server
 //!
 //! The output is a Markdown table (see docs/performance.md).
 
 mod http_load;
 mod raw;
+mod reconcile;
 mod stats;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use bytes::Bytes;
 use stats::{Summary, format, measure};
 use wasmplug_formats::test_support::{gzip, tar};
@@ -48,14 +49,13 @@ fn summary(s: &Summary) -> String {
 }
 
 fn main() -> anyhow::Result<()> {
-    let packages = build_examples()?;
-    let read = |name: &str| -> anyhow::Result<Package> {
-        let dir = [packages.join(name), packages.with_file_name("broken-packages").join(name)]
-            .into_iter()
-            .find(|dir| dir.is_dir())
-            .with_context(|| format!("no example package {name}"))?;
-        Ok(Package::read_dir(&dir)?)
-    };
+    if std::env::args().nth(1).as_deref() == Some("reconcile") {
+        let mut report = Report(Vec::new());
+        reconcile::run(&mut report)?;
+        report.print();
+        return Ok(());
+    }
+    let read = |name: &str| -> anyhow::Result<Package> { Ok(Package::read_dir(&wasmplug_e2e::example_package(name))?) };
     let runtime = Arc::new(Runtime::new(EngineSettings::default())?);
     let mut report = Report(Vec::new());
 
@@ -240,15 +240,4 @@ fn rss_mib() -> anyhow::Result<f64> {
         .and_then(|n| n.parse().ok())
         .context("no VmRSS in /proc/self/status")?;
     Ok(kib / 1024.0)
-}
-
-fn build_examples() -> anyhow::Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/build.sh");
-    let started = Instant::now();
-    let output = Command::new("bash").arg(&script).output().context("run examples/build.sh")?;
-    if !output.status.success() {
-        bail!("examples/build.sh failed: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    eprintln!("examples built in {:.1?}", started.elapsed());
-    Ok(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
 }

@@ -10,6 +10,12 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The summary of durations measured elsewhere (at least one).
+    pub fn of(mut times: Vec<Duration>) -> Self {
+        times.sort();
+        Summary { median: times[times.len() / 2], p95: times[(times.len() * 95 / 100).min(times.len() - 1)] }
+    }
+
     pub fn ratio_to(&self, baseline: &Summary) -> f64 {
         self.median.as_secs_f64() / baseline.median.as_secs_f64()
     }
@@ -20,18 +26,23 @@ pub fn measure(warmup: usize, runs: usize, mut f: impl FnMut()) -> Summary {
     for _ in 0..warmup {
         f();
     }
-    let mut times: Vec<Duration> = (0..runs)
+    let times: Vec<Duration> = (0..runs)
         .map(|_| {
             let started = Instant::now();
             f();
             started.elapsed()
         })
         .collect();
-    times.sort();
-    Summary { median: times[times.len() / 2], p95: times[(times.len() * 95 / 100).min(times.len() - 1)] }
+    Summary::of(times)
 }
 
 pub fn format(duration: Duration) -> String {
     let micros = duration.as_secs_f64() * 1e6;
-    if micros < 1000.0 { format!("{micros:.1} µs") } else { format!("{:.2} ms", micros / 1000.0) }
+    if micros < 1000.0 {
+        format!("{micros:.1} µs")
+    } else if micros < 10_000_000.0 {
+        format!("{:.2} ms", micros / 1000.0)
+    } else {
+        format!("{:.1} s", micros / 1e6)
+    }
 }

@@ -15,8 +15,8 @@ pub fn example_package(name: &str) -> PathBuf {
         assert!(output.status.success(), "examples/build.sh failed:\n{}", String::from_utf8_lossy(&output.stderr));
         PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
     });
-    let broken = packages.with_file_name("broken-packages");
-    [packages.join(name), broken.join(name)]
+    let (broken, fixtures) = (packages.with_file_name("broken-packages"), packages.with_file_name("fixture-packages"));
+    [packages.join(name), broken.join(name), fixtures.join(name)]
         .into_iter()
         .find(|dir| dir.is_dir())
         .unwrap_or_else(|| panic!("examples/build.sh built no package {name} in {}", packages.display()))
@@ -40,6 +40,24 @@ pub fn with_custom_section(component: &[u8], name: &str, payload: &[u8]) -> Vec<
     bytes.extend(leb128(content.len()));
     bytes.extend(content);
     bytes
+}
+
+/// Plugin number `n` made from the `numbered` fixture: (plugin.toml, plugin.wasm)
+/// of a valid plugin with the format key `numbered-<n, six digits>`.
+pub fn numbered_plugin(n: u32) -> (Vec<u8>, Vec<u8>) {
+    const PLACEHOLDER: &[u8] = b"numbered-000000";
+    let key = format!("numbered-{n:06}");
+    let (manifest, wasm) = example_files("numbered");
+    let replace = |bytes: &[u8]| -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        let at: Vec<usize> = bytes.windows(PLACEHOLDER.len()).enumerate().filter(|(_, w)| *w == PLACEHOLDER).map(|(i, _)| i).collect();
+        assert!(!at.is_empty(), "the numbered fixture holds its placeholder key");
+        for i in at {
+            out[i..i + PLACEHOLDER.len()].copy_from_slice(key.as_bytes());
+        }
+        out
+    };
+    (replace(&manifest), replace(&wasm))
 }
 
 /// `manifest` (a plugin.toml) with its `[plugin].version` replaced.

@@ -18,7 +18,7 @@ mod wasmplug;
 pub use binaries::{BIN_DIR_ENV, Binaries};
 pub use certs::{Certificates, ClientCredentials};
 pub use control_plane::{ControlPlane, KEEP_ENV, control_plane, repository_root};
-pub use examples::{example_files, example_package, with_custom_section, with_version};
+pub use examples::{example_files, example_package, numbered_plugin, with_custom_section, with_version};
 pub use files::{FileServer, Served, zip};
 pub use git::{GitServer, Repo};
 pub use kubectl::{Kubectl, KubectlOutput};

@@ -13,15 +13,20 @@ use anyhow::{Context, bail};
 
 use crate::control_plane::{control_plane, free_ports};
 
-/// A workspace binary (built by `cargo test --workspace` / `cargo build`).
+/// A workspace binary of the running executable's profile (built by `cargo test
+/// --workspace`, or `cargo build [--release] --bins`).
 pub fn workspace_binary(name: &str) -> PathBuf {
-    // Test executables live in target/<profile>/deps; binaries one level up.
-    let exe = std::env::current_exe().expect("the test binary knows its path");
-    let dir = exe.parent().and_then(Path::parent).expect("the test binary is inside target/<profile>/deps");
+    // Test executables live in target/<profile>/deps, binaries in target/<profile>.
+    let exe = std::env::current_exe().expect("the running executable knows its path");
+    let mut dir = exe.parent().expect("the executable is in a directory");
+    if dir.file_name().is_some_and(|d| d == "deps") {
+        dir = dir.parent().expect("deps is inside target/<profile>");
+    }
     let binary = dir.join(name);
     assert!(
         binary.is_file(),
-        "{} is missing: build it with `cargo build -p {name}` (`.ci/test` builds every binary)",
+        "{} is missing: build it with `cargo build --bins` (add --release for benchmarks); \
+         `.ci/test` builds every binary",
         binary.display()
     );
     binary
@@ -65,6 +70,11 @@ impl Process {
         let pid = self.child.id()?;
         let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
         tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.ok()?.ok()
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Everything the process has logged so far.

@@ -194,3 +194,110 @@ impl Conditions<'_> {
         self.list.retain(|c| c.type_ != type_.as_str());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::jiff::Timestamp;
+    use wasmplug_crds::{Capabilities, FormatPluginSpec};
+
+    use super::*;
+
+    fn at(second: i64) -> Time {
+        Time(Timestamp::from_second(second).expect("a valid time"))
+    }
+
+    fn object(generation: i64, enabled: bool, status: Option<FormatPluginStatus>) -> FormatPlugin {
+        let spec: FormatPluginSpec = serde_json::from_value(serde_json::json!({
+            "source": {"url": {"url": "https://example.test/p.zip"}}, "enabled": enabled
+        }))
+        .expect("spec");
+        let mut plugin = FormatPlugin::new("p", spec);
+        plugin.metadata.generation = Some(generation);
+        plugin.status = status;
+        plugin
+    }
+
+    fn published(digest: &str, version: &str) -> Outcome {
+        Outcome::Published {
+            artifact: Some(Artifact {
+                digest: digest.into(),
+                path: format!("artifacts/sha256/{digest}"),
+                revision: format!("https://example.test/p.zip@{digest}"),
+                size: 1,
+                last_update_time: at(100),
+                precompiled: None,
+            }),
+            plugin: PluginInfo {
+                name: "p".into(),
+                version: version.into(),
+                format_key: "p".into(),
+                display_name: None,
+                extensions: vec![],
+                capabilities: Capabilities::default(),
+            },
+        }
+    }
+
+    fn failed(reason: Reason, transient: bool) -> Outcome {
+        Outcome::Failed(Failure { step: Step::Validate, reason, message: "failed to x".into(), transient })
+    }
+
+    fn reasons(notices: &[Notice]) -> Vec<Reason> {
+        notices.iter().map(|n| n.reason).collect()
+    }
+
+    fn ready(status: &FormatPluginStatus) -> &Condition {
+        status.conditions.iter().find(|c| c.type_ == "Ready").expect("Ready is always set")
+    }
+
+    #[test]
+    fn install_update_and_an_unchanged_reconcile() {
+        let (first, notices) = next(&object(1, true, None), &published("sha256:a", "1.0.0"), at(10));
+        assert_eq!(reasons(&notices), [Reason::Installed]);
+        assert_eq!(first.observed_generation, Some(1));
+        assert_eq!((ready(&first).status.as_str(), ready(&first).reason.as_str()), ("True", "Succeeded"));
+        assert!(!first.conditions.iter().any(|c| c.type_ == "Reconciling" || c.type_ == "Stalled"));
+
+        let (again, notices) = next(&object(1, true, Some(first.clone())), &published("sha256:a", "1.0.0"), at(20));
+        assert!(notices.is_empty(), "nothing changed, nothing to say");
+        assert_eq!(again, first, "an unchanged reconcile writes the same status (lastUpdateTime kept)");
+
+        let (updated, notices) = next(&object(2, true, Some(first)), &published("sha256:b", "2.0.0"), at(30));
+        assert_eq!(reasons(&notices), [Reason::Updated]);
+        assert!(notices[0].note.contains("p 1.0.0 (sha256:a) → p 2.0.0 (sha256:b)"), "{}", notices[0].note);
+        assert_eq!(ready(&updated).last_transition_time, at(10), "Ready stayed True");
+    }
+
+    #[test]
+    fn disable_and_enable_are_told_once() {
+        let (enabled, _) = next(&object(1, true, None), &published("sha256:a", "1.0.0"), at(10));
+        let (disabled, notices) = next(&object(2, false, Some(enabled)), &published("sha256:a", "1.0.0"), at(20));
+        assert_eq!(reasons(&notices), [Reason::Disabled]);
+        assert_eq!(ready(&disabled).reason, "Disabled");
+        let (_, notices) = next(&object(2, false, Some(disabled.clone())), &published("sha256:a", "1.0.0"), at(25));
+        assert!(notices.is_empty());
+        let (_, notices) = next(&object(3, true, Some(disabled)), &published("sha256:a", "1.0.0"), at(30));
+        assert_eq!(reasons(&notices), [Reason::Enabled]);
+    }
+
+    #[test]
+    fn a_failure_keeps_the_last_good_version_and_says_so() {
+        let (good, _) = next(&object(1, true, None), &published("sha256:a", "1.0.0"), at(10));
+        let (bad, notices) = next(&object(2, true, Some(good.clone())), &failed(Reason::ValidationFailed, false), at(20));
+        assert_eq!(reasons(&notices), [Reason::ValidationFailed]);
+        assert_eq!(notices[0].type_, EventType::Warning);
+        assert_eq!(bad.artifact, good.artifact, "the last good artifact stays published");
+        assert_eq!(bad.plugin, good.plugin);
+        assert_eq!(ready(&bad).message, "failed to x; still serving p 1.0.0 (sha256:a)");
+        assert_eq!(ready(&bad).last_transition_time, at(20));
+        let stalled = bad.conditions.iter().find(|c| c.type_ == "Stalled").expect("a permanent failure stalls");
+        assert_eq!(stalled.reason, "ValidationFailed");
+
+        let (_, notices) = next(&object(2, true, Some(bad.clone())), &failed(Reason::ValidationFailed, false), at(30));
+        assert!(notices.is_empty(), "the same failure again is not a new Event");
+
+        let (retrying, _) = next(&object(2, true, Some(bad)), &failed(Reason::FetchFailed, true), at(40));
+        assert!(retrying.conditions.iter().any(|c| c.type_ == "Reconciling" && c.status == "True"));
+        assert!(!retrying.conditions.iter().any(|c| c.type_ == "Stalled"), "only while true");
+    }
+}

@@ -1,0 +1,214 @@
+//! Operator benchmarks on the real control plane, with the release operator and
+//! host as processes: apply → Ready and apply → first served call for ZIP and Git
+//! sources, and 100 FormatPlugins at once. The baseline, measured in the same run,
+//! is the operator's own pipeline (fetch → validate → precompile → publish) called
+//! in-process on the same sources: the ratio is what Kubernetes round trips, the
+//! controller and the host's watch add.
+//!
+//!     cargo build --release --bins && cargo run --release -p wasmplug-benches -- reconcile
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use wasmplug_crds::FormatPlugin;
+use wasmplug_e2e::{FileServer, GitServer, Served, Stack, control_plane, numbered_plugin, zip};
+use wasmplug_host::runtime::{EngineSettings, Runtime};
+use wasmplug_operator::fetch::{self, FetchLimits, GitRequest};
+use wasmplug_operator::store::Store;
+use wasmplug_operator::validate;
+
+use crate::Report;
+use crate::stats::{Summary, format};
+
+const INSTALLS: u32 = 20;
+const MANY: u32 = 100;
+
+pub fn run(report: &mut Report) -> anyhow::Result<()> {
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    tokio.block_on(run_async(report))
+}
+
+async fn run_async(report: &mut Report) -> anyhow::Result<()> {
+    let plane = control_plane();
+    let ns = plane.namespace("bench").await;
+    let stack = Stack::start(ns.name(), &[]).await?;
+    let files = FileServer::start().await?;
+    let git = GitServer::start()?;
+    let api = ns.api::<FormatPlugin>();
+    let pipeline = Pipeline::new()?;
+    let http = reqwest::Client::new();
+
+    // ZIP: install, wait, delete; a new plugin (new digest, new key) each time.
+    let (mut ready, mut served, mut baseline) = (Vec::new(), Vec::new(), Vec::new());
+    for n in 1..=INSTALLS {
+        let (manifest, wasm) = numbered_plugin(n);
+        let url = files.put(&format!("/p{n}.zip"), Served::File(zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)])));
+        let started = Instant::now();
+        let fetched = fetch::url(&http, &url, None, &FetchLimits::default()).await?;
+        pipeline.finish(fetched)?;
+        baseline.push(started.elapsed());
+        let spec = serde_json::json!({"source": {"url": {"url": url}}});
+        let (to_ready, to_served) = install(&api, &stack, n, spec).await?;
+        ready.push(to_ready);
+        served.push(to_served);
+    }
+    let (ready, served, baseline) = (Summary::of(ready), Summary::of(served), Summary::of(baseline));
+    report.row("ZIP source: apply → Ready (target p50 ≤ 2 s)", summary(&ready), summary(&baseline), ratio(&ready, &baseline));
+    report.row("ZIP source: apply → first served call (target ≤ 3 s)", summary(&served), summary(&baseline), ratio(&served, &baseline));
+
+    // Git: a tag per plugin in one repository.
+    let repo = git.create("plugins")?;
+    let (mut ready, mut baseline) = (Vec::new(), Vec::new());
+    let scratch = tempfile::tempdir()?;
+    for n in INSTALLS + 1..=INSTALLS * 3 / 2 {
+        let (manifest, wasm) = numbered_plugin(n);
+        repo.commit(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)], &format!("plugin {n}"))?;
+        let tag = format!("v{n}.0.0");
+        repo.tag(&tag)?;
+        let reference = wasmplug_crds::GitRef { tag: Some(tag.clone()), branch: None, commit: None };
+        let started = Instant::now();
+        let request = GitRequest { url: repo.url(), reference: Some(&reference), path: None, credentials: None };
+        pipeline.finish(fetch::git(&request, scratch.path(), &FetchLimits::default())?)?;
+        baseline.push(started.elapsed());
+        let spec = serde_json::json!({"source": {"git": {"url": repo.url(), "ref": {"tag": tag}}}});
+        ready.push(install(&api, &stack, n, spec).await?.0);
+    }
+    let (ready, baseline) = (Summary::of(ready), Summary::of(baseline));
+    report.row("Git tag source: apply → Ready (target p50 ≤ 5 s)", summary(&ready), summary(&baseline), ratio(&ready, &baseline));
+
+    // 100 FormatPlugins applied at once.
+    let idle = rss_mib(stack.operator.process.pid())?;
+    let mut baseline = Duration::ZERO;
+    let mut names = Vec::new();
+    for n in 1000..1000 + MANY {
+        let (manifest, wasm) = numbered_plugin(n);
+        let url = files.put(&format!("/p{n}.zip"), Served::File(zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)])));
+        let started = Instant::now();
+        pipeline.finish(fetch::url(&http, &url, None, &FetchLimits::default()).await?)?;
+        baseline += started.elapsed();
+        names.push((format!("many-{n}"), url));
+    }
+    let started = Instant::now();
+    for (name, url) in &names {
+        let object = object(name, serde_json::json!({"source": {"url": {"url": url}}}))?;
+        api.create(&PostParams::default(), &object).await?;
+    }
+    loop {
+        let list = api.list(&Default::default()).await?;
+        let ready = list.items.iter().filter(|p| p.is_ready_at_current_generation()).count();
+        if ready == names.len() {
+            break;
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(300), "only {ready} of {MANY} Ready after 300 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let all_ready = started.elapsed();
+    let peak = peak_rss_mib(stack.operator.process.pid())?;
+    report.row(
+        &format!("{MANY} FormatPlugins applied at once → all Ready (target ≤ 30 s)"),
+        format(all_ready),
+        format!("{} in-process, one after another", format(baseline)),
+        format!("{:.2}×", all_ready.as_secs_f64() / baseline.as_secs_f64()),
+    );
+    report.row(
+        &format!("operator memory with {MANY} FormatPlugins (target ≤ 100 MiB)"),
+        format!("peak {peak:.0} MiB, now {:.0} MiB", rss_mib(stack.operator.process.pid())?),
+        format!("{idle:.0} MiB idle before"),
+        format!("{:.2} MiB per plugin", (peak - idle) / f64::from(MANY)),
+    );
+    Ok(())
+}
+
+/// Creates a FormatPlugin for numbered plugin `n` with `spec`, times apply → Ready
+/// and apply → first call served by the host, then deletes it and waits until the
+/// host has unloaded it.
+async fn install(api: &Api<FormatPlugin>, stack: &Stack, n: u32, spec: serde_json::Value) -> anyhow::Result<(Duration, Duration)> {
+    let name = format!("p{n}");
+    let key = format!("numbered-{n:06}");
+    let started = Instant::now();
+    api.create(&PostParams::default(), &object(&name, spec)?).await?;
+    let ready = async {
+        loop {
+            if api.get(&name).await?.is_ready_at_current_generation() {
+                return anyhow::Ok(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let served = async {
+        loop {
+            if stack.validate(&key, "x", b"").await?.status == 204 {
+                return anyhow::Ok(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let (ready, served) = tokio::time::timeout(Duration::from_secs(120), async { tokio::try_join!(ready, served) })
+        .await
+        .with_context(|| format!("{name} was not Ready and served within 120 s"))??;
+    api.delete(&name, &DeleteParams::default()).await?;
+    while stack.validate(&key, "x", b"").await?.status != 404 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok((ready, served))
+}
+
+fn object(name: &str, spec: serde_json::Value) -> anyhow::Result<FormatPlugin> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "wasmplug.dev/v1alpha1", "kind": "FormatPlugin",
+        "metadata": {"name": name}, "spec": spec,
+    }))?)
+}
+
+/// The operator's work without Kubernetes: validate, precompile, publish.
+struct Pipeline {
+    runtime: Arc<Runtime>,
+    store: Store,
+    _dir: tempfile::TempDir,
+}
+
+impl Pipeline {
+    fn new() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        Ok(Pipeline { runtime: Arc::new(Runtime::new(EngineSettings::default())?), store: Store::new(dir.path()), _dir: dir })
+    }
+
+    fn finish(&self, fetched: fetch::Fetched) -> anyhow::Result<()> {
+        let valid = validate::validate(fetched, None, &self.runtime)?;
+        let digest = valid.package.digest;
+        self.store.publish(&digest, &[("plugin.toml", &valid.manifest_file), ("plugin.wasm", &valid.package.wasm)])?;
+        self.store.add_file(&digest, &Store::precompiled_file(&valid.engine), &valid.precompiled)?;
+        Ok(())
+    }
+}
+
+fn summary(s: &Summary) -> String {
+    format!("p50 {} (p95 {})", format(s.median), format(s.p95))
+}
+
+fn ratio(measured: &Summary, baseline: &Summary) -> String {
+    format!("{:.1}×", measured.ratio_to(baseline))
+}
+
+fn rss_mib(pid: Option<u32>) -> anyhow::Result<f64> {
+    status_field(pid, "VmRSS:")
+}
+
+fn peak_rss_mib(pid: Option<u32>) -> anyhow::Result<f64> {
+    status_field(pid, "VmHWM:")
+}
+
+fn status_field(pid: Option<u32>, field: &str) -> anyhow::Result<f64> {
+    let pid = pid.context("the operator is not running")?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
+    Ok(kib / 1024.0)
+}
