@@ -50,7 +50,8 @@ pub fn numbered_plugin(n: u32) -> (Vec<u8>, Vec<u8>) {
     let (manifest, wasm) = example_files("numbered");
     let replace = |bytes: &[u8]| -> Vec<u8> {
         let mut out = bytes.to_vec();
-        let at: Vec<usize> = bytes.windows(PLACEHOLDER.len()).enumerate().filter(|(_, w)| *w == PLACEHOLDER).map(|(i, _)| i).collect();
+        let at: Vec<usize> =
+            bytes.windows(PLACEHOLDER.len()).enumerate().filter(|(_, w)| *w == PLACEHOLDER).map(|(i, _)| i).collect();
         assert!(!at.is_empty(), "the numbered fixture holds its placeholder key");
         for i in at {
             out[i..i + PLACEHOLDER.len()].copy_from_slice(key.as_bytes());

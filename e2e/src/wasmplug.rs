@@ -134,6 +134,7 @@ impl Stack {
             dir,
         };
         stack.wait_for_host().await?;
+        stack.wait_for_operator().await?;
         Ok(stack)
     }
 
@@ -172,6 +173,17 @@ impl Stack {
     /// The operator's scratch directory (where fetches write temporary files).
     pub fn scratch(&self) -> PathBuf {
         self.dir.path().join("scratch")
+    }
+
+    async fn wait_for_operator(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.operator.is_leading().await {
+            if Instant::now() > deadline {
+                bail!("the operator did not lead within 30 s; its log:\n{}", self.operator.process.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 
     async fn wait_for_host(&self) -> anyhow::Result<()> {

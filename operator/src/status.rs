@@ -283,7 +283,8 @@ mod tests {
     #[test]
     fn a_failure_keeps_the_last_good_version_and_says_so() {
         let (good, _) = next(&object(1, true, None), &published("sha256:a", "1.0.0"), at(10));
-        let (bad, notices) = next(&object(2, true, Some(good.clone())), &failed(Reason::ValidationFailed, false), at(20));
+        let (bad, notices) =
+            next(&object(2, true, Some(good.clone())), &failed(Reason::ValidationFailed, false), at(20));
         assert_eq!(reasons(&notices), [Reason::ValidationFailed]);
         assert_eq!(notices[0].type_, EventType::Warning);
         assert_eq!(bad.artifact, good.artifact, "the last good artifact stays published");

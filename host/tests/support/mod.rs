@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-
 use wasmplug_formats::test_support::{gzip, tar};
 use wasmplug_host::plugin::Package;
 

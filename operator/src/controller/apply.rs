@@ -91,11 +91,14 @@ async fn publish(
     let fetched = source::fetch(plugin, kind, ctx).await;
     ctx.metrics.fetched(kind.name(), started.elapsed());
     let fetched = fetched?;
+    tracing::debug!(source = kind.name(), took = ?started.elapsed(), revision = fetched.revision, "fetched");
     let revision = fetched.revision.clone();
     let (runtime, pin) = (ctx.runtime.clone(), plugin.spec.sha256.clone());
+    let _compiling = ctx.compiling.acquire().await.map_err(|e| Error::Task(e.to_string()))?;
     let validated = tokio::task::spawn_blocking(move || validate::validate(fetched, pin.as_deref(), &runtime))
         .await
         .map_err(|e| Error::Task(e.to_string()))??;
+    tracing::debug!(took = ?started.elapsed(), digest = %validated.package.digest, "validated and precompiled");
     claim(plugin, &validated.package.manifest.format_key, ctx)?;
     let info = plugin_info(&validated);
     let artifact = store(ctx, validated, revision).await?;
@@ -279,18 +282,23 @@ fn next_check(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Context) -> Act
 
 /// Removes store entries no FormatPlugin references, after the grace period, and
 /// keeps the store-size metric current. Runs until aborted.
-pub async fn collect_garbage(ctx: Arc<Context>) {
+///
+/// Each round lists the FormatPlugins afresh rather than reading the controller's
+/// cache: a list is complete by construction, so an entry is never collected
+/// because the cache had not seen its object yet.
+pub async fn collect_garbage(ctx: Arc<Context>, api: Api<FormatPlugin>) {
     if let Err(error) = ctx.store.remove_partial() {
         tracing::warn!(%error, "failed to remove partial store entries");
     }
-    // Until the controller has seen every object, any entry could be referenced.
-    // The store's readiness wakes only one waiter, and the controller waits on it
-    // too, so look again every second rather than wait once.
-    while tokio::time::timeout(Duration::from_secs(1), ctx.plugins.wait_until_ready()).await.is_err() {}
     loop {
         tokio::time::sleep(ctx.config.gc_interval).await;
-        let referenced = referenced_digests(&ctx);
-        tracing::debug!(referenced = referenced.len(), "collecting unreferenced store entries");
+        let referenced = match api.list(&Default::default()).await {
+            Ok(list) => referenced_digests(&list.items),
+            Err(error) => {
+                tracing::warn!(%error, "failed to list FormatPlugins; collecting nothing this round");
+                continue;
+            }
+        };
         let (store, grace) = (ctx.store.clone(), ctx.config.gc_grace);
         let collected = tokio::task::spawn_blocking(move || {
             let removed = store.collect_garbage(&referenced, grace, SystemTime::now());
@@ -311,7 +319,6 @@ pub async fn collect_garbage(ctx: Arc<Context>) {
 }
 
 /// The digests some FormatPlugin's status references.
-fn referenced_digests(ctx: &Context) -> HashSet<Digest> {
-    let all = ctx.plugins.state();
-    all.iter().filter_map(|p| p.status.as_ref()?.artifact.as_ref()?.digest.parse().ok()).collect()
+fn referenced_digests(plugins: &[FormatPlugin]) -> HashSet<Digest> {
+    plugins.iter().filter_map(|p| p.status.as_ref()?.artifact.as_ref()?.digest.parse().ok()).collect()
 }

@@ -65,6 +65,9 @@ pub struct Context {
     plugins: Reflection<FormatPlugin>,
     /// Consecutive failures per object, for backoff.
     failures: Mutex<HashMap<ObjectRef<FormatPlugin>, u32>>,
+    /// Validation compiles components and already uses every core (wasmtime
+    /// compiles functions in parallel); more at once only adds memory.
+    compiling: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Context {
@@ -110,11 +113,12 @@ pub async fn run(client: Client, settings: Settings, shutdown: impl Future<Outpu
     let plugins = controller.store();
     let claims = plugins.clone();
     let controller = controller
-        .watches(api, watcher::Config::default().any_semantic(), move |changed| contenders(&changed, &claims))
+        .watches(api.clone(), watcher::Config::default().any_semantic(), move |changed| contenders(&changed, &claims))
         .graceful_shutdown_on(shutdown);
     let ctx = Arc::new(Context {
         plugins,
         failures: Mutex::default(),
+        compiling: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, usize::from)),
         client: client.clone(),
         store: settings.store,
         runtime: settings.runtime,
@@ -123,7 +127,7 @@ pub async fn run(client: Client, settings: Settings, shutdown: impl Future<Outpu
         config: settings.config,
         metrics: settings.metrics,
     });
-    let collector = tokio::spawn(apply::collect_garbage(ctx.clone()));
+    let collector = tokio::spawn(apply::collect_garbage(ctx.clone(), api.clone()));
     controller
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
