@@ -126,9 +126,10 @@ impl FormatPlugin {
     }
 
     /// True when the status describes the current spec (kstatus: observedGeneration
-    /// equals metadata.generation) and says Ready=True. This is the rule hosts use
-    /// before serving a plugin, and what `kubectl wait --for=condition=Ready` plus a
-    /// generation check mean.
+    /// equals metadata.generation) and says Ready=True: the current spec is live.
+    /// It is what `kubectl wait --for=condition=Ready` plus a generation check mean.
+    /// (Hosts serve `status.artifact`, which stays the last good version while an
+    /// update fails; see [`crate::ownership`] and docs/architecture.md.)
     pub fn is_ready_at_current_generation(&self) -> bool {
         let observed = self.status.as_ref().and_then(|s| s.observed_generation);
         let current = observed.is_some() && observed == self.metadata.generation;

@@ -176,7 +176,7 @@ async fn reconcile(plugin: Arc<FormatPlugin>, ctx: Arc<Context>) -> Result<Actio
     let namespace = plugin.namespace().unwrap_or_default();
     let api: Api<FormatPlugin> = Api::namespaced(ctx.client.clone(), &namespace);
     let reference = ObjectRef::from_obj(&*plugin);
-    let span = tracing::info_span!("reconcile", namespace, name = plugin.name_any());
+    let span = tracing::info_span!("reconcile", namespace, plugin = plugin.name_any());
     let result = finalizer(&api, FINALIZER, plugin, |event| async {
         match event {
             finalizer::Event::Apply(plugin) => apply::apply(plugin, &ctx).await,
