@@ -6,11 +6,13 @@
 //! enforce, and the stable words of the status contract, but no IO.
 
 pub mod conditions;
+mod duration;
 pub mod generate;
 pub mod ownership;
 mod spec;
 mod status;
 
+pub use duration::{Duration, DurationError};
 pub use spec::{
     BuiltinSource, FormatPlugin, FormatPluginSpec, GitRef, GitSource, Limits, LocalSource, SecretReference, Source,
     SourceKind, UrlSource, parse_memory,

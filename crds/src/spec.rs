@@ -7,7 +7,9 @@
 //! Rules that need runtime knowledge (the cluster-wide limit maxima, whether a
 //! format key is already owned) belong to the operator.
 
-use kube::{CustomResource, KubeSchema, core::Duration};
+use kube::{CustomResource, KubeSchema};
+
+use crate::duration::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::status::FormatPluginStatus;
@@ -365,7 +367,7 @@ fn default_enabled() -> bool {
 }
 
 fn default_fetch_timeout() -> Duration {
-    std::time::Duration::from_secs(60).into()
+    "60s".parse().expect("60s is a duration")
 }
 
 #[cfg(test)]

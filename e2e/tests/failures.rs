@@ -13,7 +13,7 @@ use wasmplug_e2e::{FileServer, GitServer, Served, Stack, control_plane, example_
 #[tokio::test]
 async fn each_bad_source_is_reported_and_leaves_nothing_behind() {
     let ns = control_plane().namespace("failures").await;
-    let stack = Stack::start(ns.name(), &["--max-download=1Mi"]).await.expect("operator and host start");
+    let mut stack = Stack::start(ns.name(), &["--max-download=1Mi"]).await.expect("operator and host start");
     let git = GitServer::start().expect("git daemon starts");
     let files = FileServer::start().await.expect("file server starts");
     let (manifest, wasm) = example_files("unity-format");
@@ -68,6 +68,10 @@ async fn each_bad_source_is_reported_and_leaves_nothing_behind() {
     for (name, spec, _, _) in &cases {
         apply(ns.name(), &format_plugin(name, spec)).await;
     }
+    // The API server's rules check a duration's syntax, not its size: this object
+    // is stored but cannot be read. It must not stop anything else.
+    let unreadable = "source:\n  builtin:\n    format: pypi\ntimeout: 99999999999999999999999h";
+    apply(ns.name(), &format_plugin("unreadable", unreadable)).await;
     apply(ns.name(), &format_plugin("good", &git_source(good.url(), "branch: main"))).await;
 
     let api = ns.api::<FormatPlugin>();
@@ -77,6 +81,19 @@ async fn each_bad_source_is_reported_and_leaves_nothing_behind() {
         assert!(message.contains(says), "{name}: {message:?} should say {says:?}");
     }
     wait_ready(ns.name(), "good", Duration::from_secs(60)).await;
+    let kubectl = control_plane().kubectl();
+    let ready =
+        r#"jsonpath={.status.conditions[?(@.type=="Ready")].reason}: {.status.conditions[?(@.type=="Ready")].message}"#;
+    let unreadable = kubectl.succeed(&["get", "fp/unreadable", "-n", ns.name(), "-o", ready]).await;
+    assert!(
+        unreadable.starts_with("ValidationFailed: failed to read the FormatPlugin")
+            && unreadable.contains("too long a duration"),
+        "{unreadable}"
+    );
+    // A host that lists the namespace afresh still serves the good plugin.
+    stack.restart_host().await.expect("the host restarts");
+    let formats = stack.formats().await.expect("formats");
+    assert_eq!(formats.keys().collect::<Vec<_>>(), ["unity"], "{formats:?}");
 
     let (published, staging) = store_contents(&stack.store());
     assert_eq!(published.len(), 1, "only the good plugin is published: {published:?}");

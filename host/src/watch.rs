@@ -17,11 +17,12 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use futures::StreamExt;
-use kube::Api;
+use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
-use wasmplug_crds::{FormatPlugin, Precompiled, ownership};
+use kube::{Api, ResourceExt};
+use wasmplug_crds::{Duration, FormatPlugin, Precompiled, ownership};
 
 use crate::builtin;
 use crate::plugin::{Package, ResourceRequest};
@@ -45,9 +46,13 @@ enum What {
 }
 
 /// Keeps a registry in step with the FormatPlugins a client can see.
+///
+/// Objects are watched untyped and read one by one: a typed watch fails its whole
+/// list when one stored object cannot be read, and would stop following all of
+/// them. An object that cannot be read serves nothing and is logged.
 #[derive(Debug)]
 pub struct ClusterSource {
-    api: Api<FormatPlugin>,
+    api: Api<DynamicObject>,
     store_root: PathBuf,
     runtime: Arc<Runtime>,
     registry: Arc<Registry>,
@@ -58,7 +63,7 @@ pub struct ClusterSource {
 
 impl ClusterSource {
     pub fn new(
-        api: Api<FormatPlugin>,
+        api: Api<DynamicObject>,
         store_root: PathBuf,
         runtime: Arc<Runtime>,
         registry: Arc<Registry>,
@@ -71,7 +76,8 @@ impl ClusterSource {
     /// practice forever). Calls `on_first_sync` once every object listed at start
     /// has been applied.
     pub async fn run(mut self, on_first_sync: impl FnOnce()) {
-        let (reader, writer) = reflector::store();
+        let writer = reflector::store::Writer::new(ApiResource::erase::<FormatPlugin>(&()));
+        let reader = writer.as_reader();
         let events =
             reflector::reflector(writer, watcher::watcher(self.api.clone(), watcher::Config::default().any_semantic()))
                 .default_backoff();
@@ -94,8 +100,20 @@ impl ClusterSource {
     }
 
     /// Brings the registry to what the objects in `reader` ask for.
-    async fn sync(&mut self, reader: &Store<FormatPlugin>) {
-        let wanted = wanted(&reader.state());
+    async fn sync(&mut self, reader: &Store<DynamicObject>) {
+        let plugins: Vec<FormatPlugin> = reader
+            .state()
+            .iter()
+            .filter_map(|object| match DynamicObject::clone(object).try_parse::<FormatPlugin>() {
+                Ok(plugin) => Some(plugin),
+                Err(error) => {
+                    let name = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
+                    tracing::warn!(formatplugin = name, %error, "cannot read this FormatPlugin; it serves nothing");
+                    None
+                }
+            })
+            .collect();
+        let wanted = wanted(&plugins);
         let gone: Vec<String> = self.applied.keys().filter(|key| !wanted.contains_key(*key)).cloned().collect();
         for key in gone {
             self.applied.remove(&key);
@@ -151,8 +169,8 @@ impl ClusterSource {
 }
 
 /// For every format key, what its owner asks to serve.
-fn wanted(plugins: &[Arc<FormatPlugin>]) -> BTreeMap<String, Wanted> {
-    let servable: Vec<&FormatPlugin> = plugins.iter().map(|p| &**p).filter(|p| what_to_serve(p).is_some()).collect();
+fn wanted(plugins: &[FormatPlugin]) -> BTreeMap<String, Wanted> {
+    let servable: Vec<&FormatPlugin> = plugins.iter().filter(|p| what_to_serve(p).is_some()).collect();
     let mut wanted = BTreeMap::new();
     for plugin in &servable {
         let Some(key) = plugin.claimed_format_key() else { continue };
@@ -191,7 +209,7 @@ fn requested_limits(plugin: &FormatPlugin) -> ResourceRequest {
     let limits = plugin.spec.limits.as_ref();
     ResourceRequest {
         max_memory_bytes: limits.and_then(|l| l.memory_bytes()),
-        max_execution: limits.and_then(|l| l.timeout).map(Into::into),
+        max_execution: limits.and_then(|l| l.timeout.as_ref()).map(Duration::as_std),
         max_fuel: limits.and_then(|l| l.fuel),
         ..ResourceRequest::default()
     }
@@ -246,7 +264,11 @@ fn load(runtime: &Runtime, root: &Path, max: CallLimits, key: &str, want: &Wante
     })
 }
 
-/// The API for FormatPlugins in `namespace`, or in every namespace.
-pub fn api(client: kube::Client, namespace: Option<&str>) -> Api<FormatPlugin> {
-    namespace.map_or_else(|| Api::all(client.clone()), |ns| Api::namespaced(client.clone(), ns))
+/// The (untyped) API for FormatPlugins in `namespace`, or in every namespace.
+pub fn api(client: kube::Client, namespace: Option<&str>) -> Api<DynamicObject> {
+    let resource = ApiResource::erase::<FormatPlugin>(&());
+    match namespace {
+        Some(namespace) => Api::namespaced_with(client, namespace, &resource),
+        None => Api::all_with(client, &resource),
+    }
 }

@@ -36,7 +36,7 @@ struct Args {
 
     /// How often branches and URLs are re-checked when a FormatPlugin sets no interval.
     #[arg(long, env = "WASMPLUG_DEFAULT_INTERVAL", default_value = "10m")]
-    default_interval: kube::core::Duration,
+    default_interval: wasmplug_crds::Duration,
 
     /// Largest download of one fetch (a ZIP or a Git transfer).
     #[arg(long, env = "WASMPLUG_MAX_DOWNLOAD", default_value = "64Mi", value_parser = parse_size)]
@@ -48,11 +48,11 @@ struct Args {
 
     /// How long an unreferenced store entry is kept before it is removed.
     #[arg(long, env = "WASMPLUG_GC_GRACE", default_value = "10m")]
-    gc_grace: kube::core::Duration,
+    gc_grace: wasmplug_crds::Duration,
 
     /// How often the store is checked for unreferenced entries.
     #[arg(long, env = "WASMPLUG_GC_INTERVAL", default_value = "1m")]
-    gc_interval: kube::core::Duration,
+    gc_interval: wasmplug_crds::Duration,
 
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, env = "WASMPLUG_METRICS_LISTEN", default_value = "127.0.0.1:9090")]
@@ -72,7 +72,7 @@ struct Args {
 
     /// How long a leader's Lease lasts without renewal.
     #[arg(long, env = "WASMPLUG_LEASE_DURATION", default_value = "15s")]
-    lease_duration: kube::core::Duration,
+    lease_duration: wasmplug_crds::Duration,
 
     /// This replica's identity in the Lease and in Events (the pod name).
     #[arg(long, env = "POD_NAME")]

@@ -55,17 +55,36 @@ pub struct Notice {
     pub note: String,
 }
 
+/// What a status is computed for: the object's previous status, its generation,
+/// and whether it asks to be served.
+#[derive(Clone, Copy, Debug)]
+pub struct Subject<'a> {
+    pub previous: Option<&'a FormatPluginStatus>,
+    pub generation: Option<i64>,
+    pub enabled: bool,
+}
+
+impl<'a> From<&'a FormatPlugin> for Subject<'a> {
+    fn from(plugin: &'a FormatPlugin) -> Self {
+        Subject {
+            previous: plugin.status.as_ref(),
+            generation: plugin.metadata.generation,
+            enabled: plugin.spec.enabled,
+        }
+    }
+}
+
 /// The status to write after `outcome`, and the Events that go with it.
-pub fn next(plugin: &FormatPlugin, outcome: &Outcome, now: Time) -> (FormatPluginStatus, Vec<Notice>) {
-    let previous = plugin.status.clone().unwrap_or_default();
-    let generation = plugin.metadata.generation;
+pub fn next(subject: Subject<'_>, outcome: &Outcome, now: Time) -> (FormatPluginStatus, Vec<Notice>) {
+    let previous = subject.previous.cloned().unwrap_or_default();
+    let generation = subject.generation;
     let mut status = FormatPluginStatus { observed_generation: generation, ..previous.clone() };
     let mut conditions = Conditions { list: &mut status.conditions, generation, now };
     let mut notices = Vec::new();
     match outcome {
         Outcome::Published { artifact, plugin: info } => {
             let what = describe(info, artifact.as_ref());
-            let (reason, message) = if plugin.spec.enabled {
+            let (reason, message) = if subject.enabled {
                 (Reason::Succeeded, format!("{what} is published; hosts serve format {}", info.format_key))
             } else {
                 (Reason::Disabled, format!("{what} is published but disabled; hosts do not serve it"))
@@ -90,7 +109,8 @@ pub fn next(plugin: &FormatPlugin, outcome: &Outcome, now: Time) -> (FormatPlugi
                 Step::Validate => conditions.set(ConditionType::Validated, false, failure.reason, &failure.message),
                 Step::Publish => {}
             }
-            let unchanged = plugin.condition(ConditionType::Ready).is_some_and(|ready| {
+            let previous_ready = previous.conditions.iter().find(|c| c.type_ == ConditionType::Ready.as_str());
+            let unchanged = previous_ready.is_some_and(|ready| {
                 ready.status == "False" && ready.reason == failure.reason.as_str() && ready.message == message
             });
             conditions.set(ConditionType::Ready, false, failure.reason, &message);
@@ -252,17 +272,19 @@ mod tests {
 
     #[test]
     fn install_update_and_an_unchanged_reconcile() {
-        let (first, notices) = next(&object(1, true, None), &published("sha256:a", "1.0.0"), at(10));
+        let (first, notices) = next(Subject::from(&object(1, true, None)), &published("sha256:a", "1.0.0"), at(10));
         assert_eq!(reasons(&notices), [Reason::Installed]);
         assert_eq!(first.observed_generation, Some(1));
         assert_eq!((ready(&first).status.as_str(), ready(&first).reason.as_str()), ("True", "Succeeded"));
         assert!(!first.conditions.iter().any(|c| c.type_ == "Reconciling" || c.type_ == "Stalled"));
 
-        let (again, notices) = next(&object(1, true, Some(first.clone())), &published("sha256:a", "1.0.0"), at(20));
+        let (again, notices) =
+            next(Subject::from(&object(1, true, Some(first.clone()))), &published("sha256:a", "1.0.0"), at(20));
         assert!(notices.is_empty(), "nothing changed, nothing to say");
         assert_eq!(again, first, "an unchanged reconcile writes the same status (lastUpdateTime kept)");
 
-        let (updated, notices) = next(&object(2, true, Some(first)), &published("sha256:b", "2.0.0"), at(30));
+        let (updated, notices) =
+            next(Subject::from(&object(2, true, Some(first))), &published("sha256:b", "2.0.0"), at(30));
         assert_eq!(reasons(&notices), [Reason::Updated]);
         assert!(notices[0].note.contains("p 1.0.0 (sha256:a) → p 2.0.0 (sha256:b)"), "{}", notices[0].note);
         assert_eq!(ready(&updated).last_transition_time, at(10), "Ready stayed True");
@@ -270,21 +292,24 @@ mod tests {
 
     #[test]
     fn disable_and_enable_are_told_once() {
-        let (enabled, _) = next(&object(1, true, None), &published("sha256:a", "1.0.0"), at(10));
-        let (disabled, notices) = next(&object(2, false, Some(enabled)), &published("sha256:a", "1.0.0"), at(20));
+        let (enabled, _) = next(Subject::from(&object(1, true, None)), &published("sha256:a", "1.0.0"), at(10));
+        let (disabled, notices) =
+            next(Subject::from(&object(2, false, Some(enabled))), &published("sha256:a", "1.0.0"), at(20));
         assert_eq!(reasons(&notices), [Reason::Disabled]);
         assert_eq!(ready(&disabled).reason, "Disabled");
-        let (_, notices) = next(&object(2, false, Some(disabled.clone())), &published("sha256:a", "1.0.0"), at(25));
+        let (_, notices) =
+            next(Subject::from(&object(2, false, Some(disabled.clone()))), &published("sha256:a", "1.0.0"), at(25));
         assert!(notices.is_empty());
-        let (_, notices) = next(&object(3, true, Some(disabled)), &published("sha256:a", "1.0.0"), at(30));
+        let (_, notices) =
+            next(Subject::from(&object(3, true, Some(disabled))), &published("sha256:a", "1.0.0"), at(30));
         assert_eq!(reasons(&notices), [Reason::Enabled]);
     }
 
     #[test]
     fn a_failure_keeps_the_last_good_version_and_says_so() {
-        let (good, _) = next(&object(1, true, None), &published("sha256:a", "1.0.0"), at(10));
+        let (good, _) = next(Subject::from(&object(1, true, None)), &published("sha256:a", "1.0.0"), at(10));
         let (bad, notices) =
-            next(&object(2, true, Some(good.clone())), &failed(Reason::ValidationFailed, false), at(20));
+            next(Subject::from(&object(2, true, Some(good.clone()))), &failed(Reason::ValidationFailed, false), at(20));
         assert_eq!(reasons(&notices), [Reason::ValidationFailed]);
         assert_eq!(notices[0].type_, EventType::Warning);
         assert_eq!(bad.artifact, good.artifact, "the last good artifact stays published");
@@ -294,10 +319,12 @@ mod tests {
         let stalled = bad.conditions.iter().find(|c| c.type_ == "Stalled").expect("a permanent failure stalls");
         assert_eq!(stalled.reason, "ValidationFailed");
 
-        let (_, notices) = next(&object(2, true, Some(bad.clone())), &failed(Reason::ValidationFailed, false), at(30));
+        let (_, notices) =
+            next(Subject::from(&object(2, true, Some(bad.clone()))), &failed(Reason::ValidationFailed, false), at(30));
         assert!(notices.is_empty(), "the same failure again is not a new Event");
 
-        let (retrying, _) = next(&object(2, true, Some(bad)), &failed(Reason::FetchFailed, true), at(40));
+        let (retrying, _) =
+            next(Subject::from(&object(2, true, Some(bad))), &failed(Reason::FetchFailed, true), at(40));
         assert!(retrying.conditions.iter().any(|c| c.type_ == "Reconciling" && c.status == "True"));
         assert!(!retrying.conditions.iter().any(|c| c.type_ == "Stalled"), "only while true");
     }

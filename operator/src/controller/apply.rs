@@ -4,8 +4,9 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
@@ -13,12 +14,14 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use wasmplug_crds::conditions::Reason;
-use wasmplug_crds::{Artifact, Capabilities, FormatPlugin, GitRef, PluginInfo, Precompiled, SourceKind, ownership};
+use wasmplug_crds::{
+    Artifact, Capabilities, FormatPlugin, FormatPluginStatus, GitRef, PluginInfo, Precompiled, SourceKind, ownership,
+};
 use wasmplug_host::plugin::Digest;
 
-use super::{Context, Error, FIELD_MANAGER, source};
+use super::{Context, Error, FIELD_MANAGER, FINALIZER, Guarded, resource, source};
 use crate::metrics::ReconcileResult;
-use crate::status::{self, Failure, Notice, Outcome, Step};
+use crate::status::{self, Failure, Notice, Outcome, Step, Subject};
 use crate::store::Store;
 use crate::validate::{self, ValidateError, Validated};
 
@@ -107,8 +110,8 @@ async fn publish(
 
 /// Refuses a key that an older FormatPlugin already claims.
 fn claim(plugin: &FormatPlugin, key: &str, ctx: &Context) -> Result<(), Error> {
-    let all = ctx.plugins.state();
-    let others = all.iter().map(|p| &**p).filter(|p| p.uid() != plugin.uid());
+    let all = ctx.readable_plugins();
+    let others = all.iter().filter(|p| p.uid() != plugin.uid());
     match ownership::owner_of(key, others) {
         Some(owner) if owner.precedes(plugin) => {
             Err(Error::Conflict { key: key.to_owned(), owner: owner.qualified_name() })
@@ -192,7 +195,7 @@ fn failure_of(error: &Error) -> Option<Failure> {
 
 /// Writes the status `outcome` leads to (when it differs) and records its Events.
 async fn report(plugin: &FormatPlugin, outcome: &Outcome, ctx: &Context) -> Result<(), Error> {
-    let (mut next, notices) = status::next(plugin, outcome, Time(Timestamp::now()));
+    let (mut next, notices) = status::next(plugin.into(), outcome, Time(Timestamp::now()));
     if let Outcome::Failed(Failure { reason: Reason::FormatConflict, .. }) = outcome {
         // A conflicting object serves nothing, not even a last good version of the key.
         next.artifact = None;
@@ -210,13 +213,14 @@ async fn report(plugin: &FormatPlugin, outcome: &Outcome, ctx: &Context) -> Resu
             .map_err(|source| Error::Kube { action: "write status", source })?;
     }
     for notice in notices {
-        record(plugin, notice, ctx).await;
+        record(&plugin.object_ref(&()), notice, ctx).await;
     }
     Ok(())
 }
 
-/// Records an Event and the matching structured log line (the audit trail).
-async fn record(plugin: &FormatPlugin, notice: Notice, ctx: &Context) {
+/// Records an Event about `regarding` and the matching structured log line (the
+/// audit trail).
+async fn record(regarding: &ObjectReference, notice: Notice, ctx: &Context) {
     match notice.type_ {
         EventType::Normal => tracing::info!(reason = %notice.reason, "{}", notice.note),
         EventType::Warning => tracing::warn!(reason = %notice.reason, "{}", notice.note),
@@ -228,9 +232,46 @@ async fn record(plugin: &FormatPlugin, notice: Notice, ctx: &Context) {
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &plugin.object_ref(&())).await {
+    if let Err(error) = ctx.recorder.publish(&event, regarding).await {
         tracing::warn!(%error, "failed to record an Event");
     }
+}
+
+/// Reports an object that cannot be read as a FormatPlugin (Ready=False,
+/// ValidationFailed, once) and, when it is being deleted, lets it go.
+pub async fn unreadable(object: &Guarded, error: &str, ctx: &Context) -> Result<Action, Error> {
+    let namespace = object.namespace().unwrap_or_default();
+    let api: Api<Guarded> = Api::namespaced_with(ctx.client.clone(), &namespace, &resource());
+    let name = object.name_any();
+    if object.metadata.deletion_timestamp.is_some() {
+        let finalizers: Vec<&String> = object.finalizers().iter().filter(|f| *f != FINALIZER).collect();
+        let patch = serde_json::json!({"metadata": {"finalizers": finalizers}});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|source| Error::Kube { action: "remove the finalizer", source })?;
+        return Ok(Action::await_change());
+    }
+    let previous: Option<FormatPluginStatus> =
+        object.data.get("status").and_then(|status| serde_json::from_value(status.clone()).ok());
+    let failure = Failure {
+        step: Step::Validate,
+        reason: Reason::ValidationFailed,
+        message: format!("failed to read the FormatPlugin: {error}; correct its spec"),
+        transient: false,
+    };
+    let subject = Subject { previous: previous.as_ref(), generation: object.metadata.generation, enabled: true };
+    let (next, notices) = status::next(subject, &Outcome::Failed(failure), Time(Timestamp::now()));
+    ctx.metrics.reconciled(ReconcileResult::Failed);
+    if previous.as_ref() != Some(&next) {
+        let patch = serde_json::json!({"apiVersion": "wasmplug.dev/v1alpha1", "kind": "FormatPlugin", "status": next});
+        api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .await
+            .map_err(|source| Error::Kube { action: "write status", source })?;
+    }
+    for notice in notices {
+        record(&object.object_ref(&resource()), notice, ctx).await;
+    }
+    Ok(Action::await_change())
 }
 
 /// Records the removal; hosts unload the format when the object is gone. (Objects
@@ -238,7 +279,8 @@ async fn record(plugin: &FormatPlugin, notice: Notice, ctx: &Context) {
 pub async fn cleanup(plugin: Arc<FormatPlugin>, ctx: &Arc<Context>) -> Result<Action, Error> {
     if let Some(key) = plugin.claimed_format_key() {
         let note = format!("removed format {key}; hosts unload it");
-        record(&plugin, Notice { type_: EventType::Normal, reason: Reason::Removed, note }, ctx).await;
+        let notice = Notice { type_: EventType::Normal, reason: Reason::Removed, note };
+        record(&plugin.object_ref(&()), notice, ctx).await;
     }
     Ok(Action::await_change())
 }
@@ -277,7 +319,7 @@ fn next_check(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Context) -> Act
     if !moves(plugin, kind) {
         return Action::await_change();
     }
-    Action::requeue(plugin.spec.interval.map_or(ctx.config.default_interval, Duration::from))
+    Action::requeue(plugin.spec.interval.as_ref().map_or(ctx.config.default_interval, wasmplug_crds::Duration::as_std))
 }
 
 /// Removes store entries no FormatPlugin references, after the grace period, and
@@ -286,7 +328,7 @@ fn next_check(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Context) -> Act
 /// Each round lists the FormatPlugins afresh rather than reading the controller's
 /// cache: a list is complete by construction, so an entry is never collected
 /// because the cache had not seen its object yet.
-pub async fn collect_garbage(ctx: Arc<Context>, api: Api<FormatPlugin>) {
+pub async fn collect_garbage(ctx: Arc<Context>, api: Api<Guarded>) {
     if let Err(error) = ctx.store.remove_partial() {
         tracing::warn!(%error, "failed to remove partial store entries");
     }
@@ -318,7 +360,9 @@ pub async fn collect_garbage(ctx: Arc<Context>, api: Api<FormatPlugin>) {
     }
 }
 
-/// The digests some FormatPlugin's status references.
-fn referenced_digests(plugins: &[FormatPlugin]) -> HashSet<Digest> {
-    plugins.iter().filter_map(|p| p.status.as_ref()?.artifact.as_ref()?.digest.parse().ok()).collect()
+/// The digests some FormatPlugin's status references (read untyped: an object
+/// whose spec cannot be read still protects its artifact).
+fn referenced_digests(objects: &[Guarded]) -> HashSet<Digest> {
+    let digest = |o: &Guarded| o.data.get("status")?.get("artifact")?.get("digest")?.as_str()?.parse().ok();
+    objects.iter().filter_map(digest).collect()
 }

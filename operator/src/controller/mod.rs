@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store as Reflection};
@@ -62,12 +63,35 @@ pub struct Context {
     pub config: Config,
     pub metrics: Arc<Metrics>,
     /// Every FormatPlugin, as the controller last saw it (for format-key ownership).
-    plugins: Reflection<FormatPlugin>,
+    /// Held untyped: see [`Guarded`].
+    plugins: Reflection<Guarded>,
     /// Consecutive failures per object, for backoff.
-    failures: Mutex<HashMap<ObjectRef<FormatPlugin>, u32>>,
+    failures: Mutex<HashMap<ObjectRef<Guarded>, u32>>,
     /// Validation compiles components and already uses every core (wasmtime
     /// compiles functions in parallel); more at once only adds memory.
     compiling: tokio::sync::Semaphore,
+}
+
+/// FormatPlugins are watched untyped, and each is read into a [`FormatPlugin`]
+/// when it is reconciled. A typed watch fails its whole list when one stored
+/// object cannot be read (a spec the API server's rules let through), stalling
+/// every object; this way that one object is reported and the rest carry on.
+pub type Guarded = DynamicObject;
+
+fn resource() -> ApiResource {
+    ApiResource::erase::<FormatPlugin>(&())
+}
+
+impl Context {
+    /// Every FormatPlugin the controller has seen that can be read.
+    fn readable_plugins(&self) -> Vec<FormatPlugin> {
+        self.plugins.state().iter().filter_map(|object| read(object).ok()).collect()
+    }
+}
+
+/// Reads an untyped object as a FormatPlugin.
+fn read(object: &Guarded) -> Result<FormatPlugin, kube::core::dynamic::ParseDynamicObjectError> {
+    object.clone().try_parse()
 }
 
 impl std::fmt::Debug for Context {
@@ -105,15 +129,17 @@ pub enum Error {
 
 /// Runs the controller until `shutdown` completes; calls in progress finish first.
 pub async fn run(client: Client, settings: Settings, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let api: Api<FormatPlugin> = settings
-        .namespace
-        .as_deref()
-        .map_or_else(|| Api::all(client.clone()), |namespace| Api::namespaced(client.clone(), namespace));
-    let controller = Controller::new(api.clone(), watcher::Config::default().any_semantic());
+    let resource = resource();
+    let api: Api<Guarded> = match settings.namespace.as_deref() {
+        Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    let watch = || watcher::Config::default().any_semantic();
+    let controller = Controller::new_with(api.clone(), watch(), resource.clone());
     let plugins = controller.store();
     let claims = plugins.clone();
     let controller = controller
-        .watches(api.clone(), watcher::Config::default().any_semantic(), move |changed| contenders(&changed, &claims))
+        .watches_with(api.clone(), resource, watch(), move |changed| contenders(&changed, &claims))
         .graceful_shutdown_on(shutdown);
     let ctx = Arc::new(Context {
         plugins,
@@ -142,11 +168,13 @@ pub async fn run(client: Client, settings: Settings, shutdown: impl Future<Outpu
 /// The objects whose claim to a format key may change when `changed` changes (is
 /// published, fails or is deleted): others claiming its key, and every object
 /// that was refused a key.
-fn contenders(changed: &FormatPlugin, plugins: &Reflection<FormatPlugin>) -> Vec<ObjectRef<FormatPlugin>> {
+fn contenders(changed: &Guarded, plugins: &Reflection<Guarded>) -> Vec<ObjectRef<Guarded>> {
+    let Ok(changed) = read(changed) else { return Vec::new() };
     let key = changed.claimed_format_key();
     plugins
         .state()
         .iter()
+        .filter_map(|other| read(other).ok())
         .filter(|other| other.uid() != changed.uid())
         .filter(|other| {
             let refused = other
@@ -154,7 +182,7 @@ fn contenders(changed: &FormatPlugin, plugins: &Reflection<FormatPlugin>) -> Vec
                 .is_some_and(|ready| ready.status == "False" && ready.reason == Reason::FormatConflict.as_str());
             refused || (key.is_some() && other.claimed_format_key() == key)
         })
-        .map(|other| ObjectRef::from_obj(&**other))
+        .map(|other| ObjectRef::from_obj(&other).erase())
         .collect()
 }
 
@@ -172,20 +200,25 @@ pub struct Settings {
     pub metrics: Arc<Metrics>,
 }
 
-async fn reconcile(plugin: Arc<FormatPlugin>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let namespace = plugin.namespace().unwrap_or_default();
-    let api: Api<FormatPlugin> = Api::namespaced(ctx.client.clone(), &namespace);
-    let reference = ObjectRef::from_obj(&*plugin);
-    let span = tracing::info_span!("reconcile", namespace, plugin = plugin.name_any());
-    let result = finalizer(&api, FINALIZER, plugin, |event| async {
-        match event {
-            finalizer::Event::Apply(plugin) => apply::apply(plugin, &ctx).await,
-            finalizer::Event::Cleanup(plugin) => apply::cleanup(plugin, &ctx).await,
+async fn reconcile(object: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let reference = ObjectRef::from_obj_with(&*object, resource());
+    let namespace = object.namespace().unwrap_or_default();
+    let span = tracing::info_span!("reconcile", namespace, plugin = object.name_any());
+    let result = match read(&object) {
+        Ok(plugin) => {
+            let api: Api<FormatPlugin> = Api::namespaced(ctx.client.clone(), &namespace);
+            finalizer(&api, FINALIZER, Arc::new(plugin), |event| async {
+                match event {
+                    finalizer::Event::Apply(plugin) => apply::apply(plugin, &ctx).await,
+                    finalizer::Event::Cleanup(plugin) => apply::cleanup(plugin, &ctx).await,
+                }
+            })
+            .instrument(span)
+            .await
+            .map_err(|e| Error::Finalizer(Box::new(e)))
         }
-    })
-    .instrument(span)
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+        Err(error) => apply::unreadable(&object, &error.to_string(), &ctx).instrument(span).await,
+    };
     if result.is_ok() {
         ctx.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&reference);
     }
@@ -193,13 +226,13 @@ async fn reconcile(plugin: Arc<FormatPlugin>, ctx: Arc<Context>) -> Result<Actio
 }
 
 /// Exponential backoff per object: 1 s, 2 s, 4 s, … up to 5 minutes.
-fn error_policy(plugin: Arc<FormatPlugin>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(object: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
     let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-    let count = failures.entry(ObjectRef::from_obj(&*plugin)).or_insert(0);
+    let count = failures.entry(ObjectRef::from_obj_with(&*object, resource())).or_insert(0);
     *count = count.saturating_add(1);
     let delay = Duration::from_secs(1u64 << (*count - 1).min(8)).min(Duration::from_secs(300));
     tracing::warn!(
-        namespace = plugin.namespace().unwrap_or_default(), name = plugin.name_any(),
+        namespace = object.namespace().unwrap_or_default(), name = object.name_any(),
         %error, retry_in_s = delay.as_secs(), "reconcile failed; retrying"
     );
     Action::requeue(delay)

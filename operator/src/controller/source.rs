@@ -12,7 +12,7 @@ use crate::fetch::{self, Credentials, FetchError, FetchLimits, Fetched};
 
 /// Fetches the package `plugin` names. Builtin sources are not fetched.
 pub async fn fetch(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Arc<Context>) -> Result<Fetched, Error> {
-    let limits = FetchLimits { timeout: plugin.spec.timeout.into(), ..ctx.config.fetch_limits };
+    let limits = FetchLimits { timeout: plugin.spec.timeout.as_std(), ..ctx.config.fetch_limits };
     let namespace = plugin.namespace().unwrap_or_default();
     match kind {
         SourceKind::Git(git) => {
