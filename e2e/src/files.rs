@@ -24,6 +24,9 @@ pub enum Served {
     Trickle { bytes: Vec<u8>, chunk: usize, every: Duration },
     /// Only a status code.
     Status(u16),
+    /// The bytes, to requests whose `Authorization` header equals `authorization`
+    /// (e.g. `Basic dXNlcjpwYXNz` or `Bearer t0ken`); 401 to others.
+    Protected { bytes: Vec<u8>, authorization: String },
 }
 
 /// A file server for one test; stops when dropped.
@@ -45,6 +48,17 @@ impl FileServer {
                 let files = served.clone();
                 let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                     let answer = files.lock().unwrap_or_else(|p| p.into_inner()).get(request.uri().path()).cloned();
+                    let authorization = request.headers().get(hyper::header::AUTHORIZATION).cloned();
+                    let answer = match answer {
+                        Some(Served::Protected { bytes, authorization: expected }) => {
+                            if authorization.is_some_and(|given| given.as_bytes() == expected.as_bytes()) {
+                                Some(Served::File(bytes))
+                            } else {
+                                Some(Served::Status(401))
+                            }
+                        }
+                        other => other,
+                    };
                     async move { Ok::<_, Infallible>(respond(answer)) }
                 });
                 tokio::spawn(
@@ -75,6 +89,7 @@ impl Drop for FileServer {
 fn respond(answer: Option<Served>) -> Response<BoxBody<Bytes, Infallible>> {
     let (status, body) = match answer {
         None => (StatusCode::NOT_FOUND, Full::new(Bytes::from_static(b"not found")).boxed()),
+        Some(Served::Protected { .. }) => (StatusCode::UNAUTHORIZED, Full::new(Bytes::new()).boxed()),
         Some(Served::Status(code)) => {
             (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Full::new(Bytes::new()).boxed())
         }

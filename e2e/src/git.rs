@@ -128,3 +128,117 @@ impl Repo {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 }
+
+/// The repositories of a [`GitServer`] over smart HTTP (`git http-backend`, run
+/// as CGI per request), behind basic authentication: what a private repository
+/// on a Git host looks like to a client. Stops when dropped.
+#[derive(Debug)]
+pub struct GitHttp {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl GitHttp {
+    /// The http:// URL of repository `name`.
+    pub fn url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for GitHttp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl GitServer {
+    /// Serves this server's repositories over HTTP to `username` / `password`.
+    pub async fn serve_http(&self, username: &str, password: &str) -> anyhow::Result<GitHttp> {
+        use base64::Engine as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let expected =
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}")));
+        let root = self.base.path().to_owned();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (root, expected) = (root.clone(), expected.clone());
+                let service = hyper::service::service_fn(move |request| {
+                    let (root, expected) = (root.clone(), expected.clone());
+                    async move { Ok::<_, std::convert::Infallible>(http_backend(&root, &expected, request).await) }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+        Ok(GitHttp { port, task })
+    }
+}
+
+async fn http_backend(
+    root: &Path,
+    expected: &str,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncWriteExt;
+    let respond = |status: u16, headers: Vec<(String, String)>, body: Vec<u8>| {
+        let mut response = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
+        for (name, value) in headers {
+            if let (Ok(name), Ok(value)) =
+                (hyper::header::HeaderName::from_bytes(name.as_bytes()), hyper::header::HeaderValue::from_str(&value))
+            {
+                response.headers_mut().append(name, value);
+            }
+        }
+        response
+    };
+    let authorized =
+        request.headers().get(hyper::header::AUTHORIZATION).is_some_and(|v| v.as_bytes() == expected.as_bytes());
+    if !authorized {
+        return respond(401, vec![("WWW-Authenticate".into(), "Basic realm=\"git\"".into())], Vec::new());
+    }
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+    let header = |name: hyper::header::HeaderName| {
+        parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    };
+    let child = tokio::process::Command::new("git")
+        .arg("http-backend")
+        .env("GIT_PROJECT_ROOT", root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("PATH_INFO", parts.uri.path())
+        .env("QUERY_STRING", parts.uri.query().unwrap_or_default())
+        .env("REQUEST_METHOD", parts.method.as_str())
+        .env("CONTENT_TYPE", header(hyper::header::CONTENT_TYPE))
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("REMOTE_USER", "e2e")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else { return respond(502, Vec::new(), b"git http-backend did not start".to_vec()) };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(&body).await;
+    }
+    let Ok(output) = child.wait_with_output().await else { return respond(502, Vec::new(), Vec::new()) };
+    // CGI output: headers, a blank line, the body.
+    let split = output.stdout.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4));
+    let split = split.or_else(|| output.stdout.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
+    let Some((at, gap)) = split else { return respond(502, Vec::new(), output.stdout) };
+    let mut status = 200;
+    let mut headers = Vec::new();
+    for line in String::from_utf8_lossy(&output.stdout[..at]).lines() {
+        let Some((name, value)) = line.split_once(':') else { continue };
+        let value = value.trim().to_owned();
+        if name.eq_ignore_ascii_case("status") {
+            status = value.split_whitespace().next().and_then(|code| code.parse().ok()).unwrap_or(502);
+        } else {
+            headers.push((name.to_owned(), value));
+        }
+    }
+    respond(status, headers, output.stdout[at + gap..].to_vec())
+}

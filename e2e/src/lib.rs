@@ -20,7 +20,7 @@ pub use certs::{Certificates, ClientCredentials};
 pub use control_plane::{ControlPlane, KEEP_ENV, control_plane, repository_root};
 pub use examples::{example_files, example_package, numbered_plugin, with_custom_section, with_version};
 pub use files::{FileServer, Served, zip};
-pub use git::{GitServer, Repo};
+pub use git::{GitHttp, GitServer, Repo};
 pub use kubectl::{Kubectl, KubectlOutput};
 pub use namespace::TestNamespace;
 pub use wasmplug::{HostAnswer, Operator, Process, Stack, eventually, workspace_binary};
