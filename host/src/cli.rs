@@ -77,3 +77,20 @@ pub fn init_logging(format: LogFormat) {
         builder.init();
     }
 }
+
+/// Completes on Ctrl-C or SIGTERM (what Kubernetes sends), logging that the
+/// `work` in flight is being let finish.
+pub async fn shutdown_signal(work: &str) {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminated = async {
+        match terminate.as_mut() {
+            Some(signal) => drop(signal.recv().await),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminated => {}
+    }
+    tracing::info!("shutting down; letting {work} in flight finish");
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use wasmplug_host::builtin;
-use wasmplug_host::cli::{EngineArgs, LogFormat, init_logging, parse_size};
+use wasmplug_host::cli::{EngineArgs, LogFormat, init_logging, parse_size, shutdown_signal};
 use wasmplug_host::local::LocalSource;
 use wasmplug_host::registry::Registry;
 use wasmplug_host::runtime::Runtime;
@@ -113,18 +113,8 @@ async fn main() -> anyhow::Result<()> {
         engine = runtime.engine_id(),
         "serving; try GET /v1/formats"
     );
-    serve(listener, app, shutdown_signal()).await;
+    serve(listener, app, shutdown_signal("calls")).await;
     Ok(())
-}
-
-/// Completes on Ctrl-C or SIGTERM (what Kubernetes sends).
-async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match terminate.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
-    }
-    tracing::info!("shutting down; letting calls in flight finish");
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use kube::Client;
-use wasmplug_host::cli::{EngineArgs, LogFormat, init_logging, parse_size};
+use wasmplug_host::cli::{EngineArgs, LogFormat, init_logging, parse_size, shutdown_signal};
 use wasmplug_host::runtime::Runtime;
 use wasmplug_operator::controller::{self, Config, Settings};
 use wasmplug_operator::fetch::{ArchiveLimits, FetchLimits};
@@ -116,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(election) = &election {
         tokio::select! {
             () = election.acquire() => {}
-            () = shutdown_signal() => return Ok(()),
+            () = shutdown_signal("reconciles") => return Ok(()),
         }
     }
     // Fetches of an earlier run that was killed may have left files behind; this
@@ -165,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
     }));
     let lost_leadership = tokio::select! {
         () = lost => true,
-        () = shutdown_signal() => false,
+        () = shutdown_signal("reconciles") => false,
     };
     let _ = stop.send(());
     let _ = controller.await;
@@ -176,16 +176,6 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("lost the leader-election Lease; exiting so that this replica restarts as a standby");
     }
     Ok(())
-}
-
-/// Completes on Ctrl-C or SIGTERM (what Kubernetes sends).
-async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match terminate.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
-    }
-    tracing::info!("shutting down; letting reconciles in flight finish");
 }
 
 #[cfg(test)]
