@@ -36,6 +36,14 @@ async fn each_bad_source_is_reported_and_leaves_nothing_behind() {
         files.put("/escaping.zip", Served::File(zip(&[("../plugin.toml", &manifest), ("plugin.wasm", &wasm)])));
     let oversized = files.put("/oversized.zip", Served::File(vec![b'P'; 2 << 20]));
     let missing = files.put("/gone.zip", Served::Status(404));
+    let slow = files.put(
+        "/slow.zip",
+        Served::Trickle {
+            bytes: zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)]),
+            chunk: 1024,
+            every: Duration::from_millis(100),
+        },
+    );
     let pinned = files.put("/pinned.zip", Served::File(zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)])));
 
     let git_source =
@@ -57,6 +65,7 @@ async fn each_bad_source_is_reported_and_leaves_nothing_behind() {
         ("corrupted-zip", url_source(&corrupted), "FetchFailed", "not a valid ZIP archive"),
         ("escaping-zip", url_source(&escaping), "FetchFailed", "points outside the package"),
         ("oversized-zip", url_source(&oversized), "FetchFailed", "exceeds 1048576 bytes"),
+        ("slow", format!("{}\ntimeout: 1s", url_source(&slow)), "FetchFailed", "within 1s; raise spec.timeout"),
         ("not-found", url_source(&missing), "FetchFailed", "answered 404; check spec.source.url"),
         (
             "pin-mismatch",

@@ -127,6 +127,25 @@ async fn disable_and_enable_take_effect_within_seconds_without_restarts() {
     })
     .await;
     wait_condition(&api, "npm", "True", "Succeeded").await;
+
+    // Suspended: a spec change is not acted on, and what was published keeps serving.
+    let patch = |spec: &str| format!(r#"{{"spec":{spec}}}"#);
+    kubectl.succeed(&["patch", "fp/npm", "-n", ns.name(), "--type=merge", "-p", &patch(r#"{"suspend":true}"#)]).await;
+    let suspended = patch(r#"{"source":{"builtin":{"format":"no-such-format"}}}"#);
+    kubectl.succeed(&["patch", "fp/npm", "-n", ns.name(), "--type=merge", "-p", &suspended]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let plugin = api.get("npm").await.expect("get");
+    let observed = plugin.status.as_ref().and_then(|s| s.observed_generation);
+    assert!(observed < plugin.metadata.generation, "a suspended object is not reconciled: {observed:?}");
+    assert_eq!(npm_status().await.expect("call"), 422, "npm still serves");
+    kubectl.succeed(&["patch", "fp/npm", "-n", ns.name(), "--type=merge", "-p", &patch(r#"{"suspend":false}"#)]).await;
+    let message = wait_condition(&api, "npm", "False", "ValidationFailed").await;
+    assert!(
+        message.contains("unknown builtin format \"no-such-format\"") && message.contains("still serving"),
+        "{message}"
+    );
+    assert_eq!(npm_status().await.expect("call"), 422, "the last good version still serves");
+
     let events = kubectl.succeed(&["get", "events", "-n", ns.name(), "-o", "jsonpath={.items[*].reason}"]).await;
     for reason in ["Installed", "Disabled", "Enabled"] {
         assert!(events.contains(reason), "an Event with reason {reason}: {events}");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use support::{apply, format_plugin, status, wait_condition, wait_ready};
 use wasmplug_crds::FormatPlugin;
 use wasmplug_e2e::{
-    FileServer, GitServer, Served, Stack, control_plane, eventually, example_files, example_package,
+    FileServer, GitServer, Served, Stack, control_plane, eventually, example_files, example_package, numbered_plugin,
     with_custom_section, zip,
 };
 
@@ -132,14 +132,28 @@ async fn installs_from_a_zip_url_a_local_path_and_a_builtin() {
 
     let local = example_package("npm-format");
     apply(ns.name(), &format_plugin("npm-wasm", &format!("source:\n  local:\n    path: {}", local.display()))).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (numbered_manifest, numbered_wasm) = numbered_plugin(7);
+    let local_zip = dir.path().join("numbered-7.zip");
+    std::fs::write(&local_zip, zip(&[("plugin.toml", &numbered_manifest), ("plugin.wasm", &numbered_wasm)]))
+        .expect("write");
+    apply(ns.name(), &format_plugin("local-zip", &format!("source:\n  local:\n    path: {}", local_zip.display())))
+        .await;
     apply(ns.name(), &format_plugin("maven", "source:\n  builtin:\n    format: maven")).await;
     wait_ready(ns.name(), "npm-wasm", READY_WITHIN).await;
     wait_ready(ns.name(), "maven", READY_WITHIN).await;
+    wait_ready(ns.name(), "local-zip", READY_WITHIN).await;
+    let revision = status(&api, "local-zip").await.artifact.expect("artifact").revision;
+    assert!(revision.starts_with(&format!("file://{}@sha256:", local_zip.display())), "{revision}");
 
     eventually("the host to serve all three", READY_WITHIN, || async {
         let formats = stack.formats().await.map_err(|e| e.to_string())?;
         let active = |key: &str| formats.get(key).is_some_and(|f| f["state"] == "active");
-        if active("unity") && active("npm-wasm") && active("maven") { Ok(()) } else { Err(format!("{formats:?}")) }
+        if active("unity") && active("npm-wasm") && active("maven") && active("numbered-000007") {
+            Ok(())
+        } else {
+            Err(format!("{formats:?}"))
+        }
     })
     .await;
     let maven = stack.validate("maven", "com/acme/app/1.0/app-1.0.pom", b"<project/>").await.expect("call");

@@ -7,7 +7,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use git2::{AutotagOption, Cred, ErrorClass, ErrorCode, FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository};
+use git2::{
+    AutotagOption, CertificateCheckStatus, Cred, ErrorClass, ErrorCode, FetchOptions, ObjectType, Oid, RemoteCallbacks,
+    Repository,
+};
 use wasmplug_crds::GitRef;
 
 use super::{Credentials, FetchError, FetchLimits, Fetched, archive};
@@ -52,6 +55,9 @@ pub fn fetch(request: &GitRequest<'_>, scratch: &Path, limits: &FetchLimits) -> 
     });
     if let Some(credentials) = request.credentials {
         callbacks.credentials(move |_, username_from_url, _| credential(credentials, username_from_url));
+        if let Some(known_hosts) = credentials.known_hosts.as_deref() {
+            callbacks.certificate_check(move |cert, host| check_host_key(known_hosts, cert, host));
+        }
     }
     let mut options = FetchOptions::new();
     options.remote_callbacks(callbacks).download_tags(AutotagOption::None);
@@ -144,6 +150,40 @@ fn credential(credentials: &Credentials, username_from_url: Option<&str>) -> Res
     Cred::userpass_plaintext(username, password)
 }
 
+/// Accepts an SSH server only when its host key is among `known_hosts` (lines of
+/// `host[,host…] key-type base64-key`, as ssh-keyscan prints them; hashed host
+/// names are not supported). Other certificates (TLS) are left to libgit2.
+fn check_host_key(
+    known_hosts: &str,
+    cert: &git2::cert::Cert<'_>,
+    host: &str,
+) -> Result<CertificateCheckStatus, git2::Error> {
+    let Some(key) = cert.as_hostkey().and_then(|hostkey| hostkey.hostkey()) else {
+        return Ok(CertificateCheckStatus::CertificatePassthrough);
+    };
+    if is_known_host(known_hosts, host, key) {
+        Ok(CertificateCheckStatus::CertificateOk)
+    } else {
+        Err(git2::Error::from_str(&format!(
+            "the host key of {host} is not in known_hosts of the Secret; add the line `ssh-keyscan {host}` prints"
+        )))
+    }
+}
+
+fn is_known_host(known_hosts: &str, host: &str, key: &[u8]) -> bool {
+    use base64::Engine as _;
+    known_hosts.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')).any(|line| {
+        let mut fields = line.split_whitespace();
+        let (Some(hosts), Some(_kind), Some(encoded)) = (fields.next(), fields.next(), fields.next()) else {
+            return false;
+        };
+        let names_host = hosts.split(',').any(|name| {
+            name == host || name.strip_prefix('[').and_then(|n| n.split_once("]:")).is_some_and(|(n, _)| n == host)
+        });
+        names_host && base64::engine::general_purpose::STANDARD.decode(encoded).is_ok_and(|decoded| decoded == key)
+    })
+}
+
 fn classify(url: &str, label: &str, error: git2::Error) -> FetchError {
     let message = error.message().to_owned();
     if error.code() == ErrorCode::NotFound || message.contains("couldn't find remote ref") {
@@ -216,5 +256,25 @@ fn read_package(
             archive::unpack(&at, revision, blob.content(), &limits.archive)
         }
         _ => Err(not_found()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_key_is_known_only_for_its_host_and_bytes() {
+        let key = b"\x00\x00\x00\x0bssh-ed25519key-bytes";
+        let encoded = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(key)
+        };
+        let known = format!("# comment\ngit.example.com,[mirror.example.com]:2222 ssh-ed25519 {encoded}\n");
+        assert!(is_known_host(&known, "git.example.com", key));
+        assert!(is_known_host(&known, "mirror.example.com", key));
+        assert!(!is_known_host(&known, "evil.example.com", key));
+        assert!(!is_known_host(&known, "git.example.com", b"another key"));
+        assert!(!is_known_host("garbage", "git.example.com", key));
     }
 }
