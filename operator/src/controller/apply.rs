@@ -1,27 +1,21 @@
 //! The reconcile steps: publish a FormatPlugin's spec (fetch → validate → claim the
-//! format key → store), report the outcome (status, Events, log, metrics), record a
-//! removal, and collect unreferenced store entries.
+//! format key → store), decide whether there is anything to do, and classify what
+//! went wrong for the status.
 
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
-use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
-use kube::{Api, Resource, ResourceExt};
 use wasmplug_crds::conditions::Reason;
-use wasmplug_crds::{
-    Artifact, Capabilities, FormatPlugin, FormatPluginStatus, GitRef, PluginInfo, Precompiled, SourceKind, ownership,
-};
+use wasmplug_crds::{Artifact, Capabilities, FormatPlugin, GitRef, PluginInfo, Precompiled, SourceKind, ownership};
 use wasmplug_host::plugin::Digest;
 
-use super::{Context, Error, FIELD_MANAGER, FINALIZER, Guarded, resource, source};
+use super::{Context, Error, source};
 use crate::metrics::ReconcileResult;
-use crate::status::{self, Failure, Notice, Outcome, Step, Subject};
+use crate::status::{Failure, Outcome, Step};
 use crate::store::Store;
 use crate::validate::{self, ValidateError, Validated};
 
@@ -59,7 +53,7 @@ async fn finish(
             }
         },
     };
-    report(plugin, &outcome, ctx).await?;
+    super::report::report(plugin, &outcome, ctx).await?;
     match outcome {
         Outcome::Published { .. } => {
             ctx.metrics.reconciled(ReconcileResult::Published);
@@ -193,98 +187,6 @@ fn failure_of(error: &Error) -> Option<Failure> {
     })
 }
 
-/// Writes the status `outcome` leads to (when it differs) and records its Events.
-async fn report(plugin: &FormatPlugin, outcome: &Outcome, ctx: &Context) -> Result<(), Error> {
-    let (mut next, notices) = status::next(plugin.into(), outcome, Time(Timestamp::now()));
-    if let Outcome::Failed(Failure { reason: Reason::FormatConflict, .. }) = outcome {
-        // A conflicting object serves nothing, not even a last good version of the key.
-        next.artifact = None;
-        next.plugin = None;
-    }
-    if plugin.status.as_ref() != Some(&next) {
-        let api: Api<FormatPlugin> = Api::namespaced(ctx.client.clone(), &plugin.namespace().unwrap_or_default());
-        let patch = serde_json::json!({
-            "apiVersion": "wasmplug.dev/v1alpha1",
-            "kind": "FormatPlugin",
-            "status": next,
-        });
-        api.patch_status(&plugin.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-            .await
-            .map_err(|source| Error::Kube { action: "write status", source })?;
-    }
-    for notice in notices {
-        record(&plugin.object_ref(&()), notice, ctx).await;
-    }
-    Ok(())
-}
-
-/// Records an Event about `regarding` and the matching structured log line (the
-/// audit trail).
-async fn record(regarding: &ObjectReference, notice: Notice, ctx: &Context) {
-    match notice.type_ {
-        EventType::Normal => tracing::info!(reason = %notice.reason, "{}", notice.note),
-        EventType::Warning => tracing::warn!(reason = %notice.reason, "{}", notice.note),
-    }
-    let event = Event {
-        type_: notice.type_,
-        reason: notice.reason.to_string(),
-        note: Some(notice.note),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, regarding).await {
-        tracing::warn!(%error, "failed to record an Event");
-    }
-}
-
-/// Reports an object that cannot be read as a FormatPlugin (Ready=False,
-/// ValidationFailed, once) and, when it is being deleted, lets it go.
-pub async fn unreadable(object: &Guarded, error: &str, ctx: &Context) -> Result<Action, Error> {
-    let namespace = object.namespace().unwrap_or_default();
-    let api: Api<Guarded> = Api::namespaced_with(ctx.client.clone(), &namespace, &resource());
-    let name = object.name_any();
-    if object.metadata.deletion_timestamp.is_some() {
-        let finalizers: Vec<&String> = object.finalizers().iter().filter(|f| *f != FINALIZER).collect();
-        let patch = serde_json::json!({"metadata": {"finalizers": finalizers}});
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|source| Error::Kube { action: "remove the finalizer", source })?;
-        return Ok(Action::await_change());
-    }
-    let previous: Option<FormatPluginStatus> =
-        object.data.get("status").and_then(|status| serde_json::from_value(status.clone()).ok());
-    let failure = Failure {
-        step: Step::Validate,
-        reason: Reason::ValidationFailed,
-        message: format!("failed to read the FormatPlugin: {error}; correct its spec"),
-        transient: false,
-    };
-    let subject = Subject { previous: previous.as_ref(), generation: object.metadata.generation, enabled: true };
-    let (next, notices) = status::next(subject, &Outcome::Failed(failure), Time(Timestamp::now()));
-    ctx.metrics.reconciled(ReconcileResult::Failed);
-    if previous.as_ref() != Some(&next) {
-        let patch = serde_json::json!({"apiVersion": "wasmplug.dev/v1alpha1", "kind": "FormatPlugin", "status": next});
-        api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-            .await
-            .map_err(|source| Error::Kube { action: "write status", source })?;
-    }
-    for notice in notices {
-        record(&object.object_ref(&resource()), notice, ctx).await;
-    }
-    Ok(Action::await_change())
-}
-
-/// Records the removal; hosts unload the format when the object is gone. (Objects
-/// that were refused its key are reconciled again by the controller's watch.)
-pub async fn cleanup(plugin: Arc<FormatPlugin>, ctx: &Arc<Context>) -> Result<Action, Error> {
-    if let Some(key) = plugin.claimed_format_key() {
-        let note = format!("removed format {key}; hosts unload it");
-        let notice = Notice { type_: EventType::Normal, reason: Reason::Removed, note };
-        record(&plugin.object_ref(&()), notice, ctx).await;
-    }
-    Ok(Action::await_change())
-}
-
 /// Whether the published status already reflects this spec and its source cannot
 /// have moved: nothing to fetch.
 fn is_up_to_date(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Context) -> bool {
@@ -320,49 +222,4 @@ fn next_check(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Context) -> Act
         return Action::await_change();
     }
     Action::requeue(plugin.spec.interval.as_ref().map_or(ctx.config.default_interval, wasmplug_crds::Duration::as_std))
-}
-
-/// Removes store entries no FormatPlugin references, after the grace period, and
-/// keeps the store-size metric current. Runs until aborted.
-///
-/// Each round lists the FormatPlugins afresh rather than reading the controller's
-/// cache: a list is complete by construction, so an entry is never collected
-/// because the cache had not seen its object yet.
-pub async fn collect_garbage(ctx: Arc<Context>, api: Api<Guarded>) {
-    if let Err(error) = ctx.store.remove_partial() {
-        tracing::warn!(%error, "failed to remove partial store entries");
-    }
-    loop {
-        tokio::time::sleep(ctx.config.gc_interval).await;
-        let referenced = match api.list(&Default::default()).await {
-            Ok(list) => referenced_digests(&list.items),
-            Err(error) => {
-                tracing::warn!(%error, "failed to list FormatPlugins; collecting nothing this round");
-                continue;
-            }
-        };
-        let (store, grace) = (ctx.store.clone(), ctx.config.gc_grace);
-        let collected = tokio::task::spawn_blocking(move || {
-            let removed = store.collect_garbage(&referenced, grace, SystemTime::now());
-            (removed, store.count())
-        })
-        .await;
-        match collected {
-            Ok((Ok(removed), count)) => {
-                for digest in removed {
-                    tracing::info!(%digest, "removed an unreferenced store entry");
-                }
-                ctx.metrics.set_artifacts(count);
-            }
-            Ok((Err(error), _)) => tracing::warn!(%error, "failed to collect unreferenced store entries"),
-            Err(error) => tracing::warn!(%error, "store collection task failed"),
-        }
-    }
-}
-
-/// The digests some FormatPlugin's status references (read untyped: an object
-/// whose spec cannot be read still protects its artifact).
-fn referenced_digests(objects: &[Guarded]) -> HashSet<Digest> {
-    let digest = |o: &Guarded| o.data.get("status")?.get("artifact")?.get("digest")?.as_str()?.parse().ok();
-    objects.iter().filter_map(digest).collect()
 }

@@ -7,6 +7,8 @@
 //! retried with per-object exponential backoff.
 
 mod apply;
+mod collector;
+mod report;
 mod source;
 
 use std::collections::HashMap;
@@ -153,7 +155,7 @@ pub async fn run(client: Client, settings: Settings, shutdown: impl Future<Outpu
         config: settings.config,
         metrics: settings.metrics,
     });
-    let collector = tokio::spawn(apply::collect_garbage(ctx.clone(), api.clone()));
+    let collector = tokio::spawn(collector::collect_garbage(ctx.clone(), api.clone()));
     controller
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -210,14 +212,14 @@ async fn reconcile(object: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Er
             finalizer(&api, FINALIZER, Arc::new(plugin), |event| async {
                 match event {
                     finalizer::Event::Apply(plugin) => apply::apply(plugin, &ctx).await,
-                    finalizer::Event::Cleanup(plugin) => apply::cleanup(plugin, &ctx).await,
+                    finalizer::Event::Cleanup(plugin) => report::cleanup(plugin, &ctx).await,
                 }
             })
             .instrument(span)
             .await
             .map_err(|e| Error::Finalizer(Box::new(e)))
         }
-        Err(error) => apply::unreadable(&object, &error.to_string(), &ctx).instrument(span).await,
+        Err(error) => report::unreadable(&object, &error.to_string(), &ctx).instrument(span).await,
     };
     if result.is_ok() {
         ctx.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&reference);

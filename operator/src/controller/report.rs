@@ -1,0 +1,110 @@
+//! Telling the world what a reconcile found: the status (by server-side apply,
+//! only when it changed), Events and the matching structured log lines, for
+//! readable objects, unreadable ones and removals.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use wasmplug_crds::conditions::Reason;
+use wasmplug_crds::{FormatPlugin, FormatPluginStatus};
+
+use super::{Context, Error, FIELD_MANAGER, FINALIZER, Guarded, resource};
+use crate::metrics::ReconcileResult;
+use crate::status::{self, Failure, Notice, Outcome, Step, Subject};
+
+/// Writes the status `outcome` leads to (when it differs) and records its Events.
+pub async fn report(plugin: &FormatPlugin, outcome: &Outcome, ctx: &Context) -> Result<(), Error> {
+    let (mut next, notices) = status::next(plugin.into(), outcome, Time(Timestamp::now()));
+    if let Outcome::Failed(Failure { reason: Reason::FormatConflict, .. }) = outcome {
+        // A conflicting object serves nothing, not even a last good version of the key.
+        next.artifact = None;
+        next.plugin = None;
+    }
+    if plugin.status.as_ref() != Some(&next) {
+        write_status(ctx, &plugin.namespace().unwrap_or_default(), &plugin.name_any(), &next).await?;
+    }
+    for notice in notices {
+        record(&plugin.object_ref(&()), notice, ctx).await;
+    }
+    Ok(())
+}
+
+/// Writes `status` by server-side apply with the operator's field manager.
+async fn write_status(ctx: &Context, namespace: &str, name: &str, status: &FormatPluginStatus) -> Result<(), Error> {
+    let api: Api<Guarded> = Api::namespaced_with(ctx.client.clone(), namespace, &resource());
+    let patch = serde_json::json!({"apiVersion": "wasmplug.dev/v1alpha1", "kind": "FormatPlugin", "status": status});
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map(drop)
+        .map_err(|source| Error::Kube { action: "write status", source })
+}
+
+/// Records an Event about `regarding` and the matching structured log line (the
+/// audit trail).
+async fn record(regarding: &ObjectReference, notice: Notice, ctx: &Context) {
+    match notice.type_ {
+        EventType::Normal => tracing::info!(reason = %notice.reason, "{}", notice.note),
+        EventType::Warning => tracing::warn!(reason = %notice.reason, "{}", notice.note),
+    }
+    let event = Event {
+        type_: notice.type_,
+        reason: notice.reason.to_string(),
+        note: Some(notice.note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, regarding).await {
+        tracing::warn!(%error, "failed to record an Event");
+    }
+}
+
+/// Reports an object that cannot be read as a FormatPlugin (Ready=False,
+/// ValidationFailed, once) and, when it is being deleted, lets it go.
+pub async fn unreadable(object: &Guarded, error: &str, ctx: &Context) -> Result<Action, Error> {
+    let namespace = object.namespace().unwrap_or_default();
+    let api: Api<Guarded> = Api::namespaced_with(ctx.client.clone(), &namespace, &resource());
+    let name = object.name_any();
+    if object.metadata.deletion_timestamp.is_some() {
+        let finalizers: Vec<&String> = object.finalizers().iter().filter(|f| *f != FINALIZER).collect();
+        let patch = serde_json::json!({"metadata": {"finalizers": finalizers}});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|source| Error::Kube { action: "remove the finalizer", source })?;
+        return Ok(Action::await_change());
+    }
+    let previous: Option<FormatPluginStatus> =
+        object.data.get("status").and_then(|status| serde_json::from_value(status.clone()).ok());
+    let failure = Failure {
+        step: Step::Validate,
+        reason: Reason::ValidationFailed,
+        message: format!("failed to read the FormatPlugin: {error}; correct its spec"),
+        transient: false,
+    };
+    let subject = Subject { previous: previous.as_ref(), generation: object.metadata.generation, enabled: true };
+    let (next, notices) = status::next(subject, &Outcome::Failed(failure), Time(Timestamp::now()));
+    ctx.metrics.reconciled(ReconcileResult::Failed);
+    if previous.as_ref() != Some(&next) {
+        write_status(ctx, &namespace, &name, &next).await?;
+    }
+    for notice in notices {
+        record(&object.object_ref(&resource()), notice, ctx).await;
+    }
+    Ok(Action::await_change())
+}
+
+/// Records the removal; hosts unload the format when the object is gone. (Objects
+/// that were refused its key are reconciled again by the controller's watch.)
+pub async fn cleanup(plugin: Arc<FormatPlugin>, ctx: &Arc<Context>) -> Result<Action, Error> {
+    if let Some(key) = plugin.claimed_format_key() {
+        let note = format!("removed format {key}; hosts unload it");
+        let notice = Notice { type_: EventType::Normal, reason: Reason::Removed, note };
+        record(&plugin.object_ref(&()), notice, ctx).await;
+    }
+    Ok(Action::await_change())
+}
