@@ -3,9 +3,14 @@
 //! both apply.
 //!
 //! An object claims the key in its `status.plugin.formatKey` (the operator writes it
-//! only once the plugin is published). Among claimants the oldest object wins: the
-//! earliest `creationTimestamp`, then namespace and name. A later object for an
-//! owned key gets Ready=False with reason FormatConflict naming the owner.
+//! only once the plugin is published). The first object to claim a key keeps it: a
+//! later one gets Ready=False with reason FormatConflict naming the owner
+//! ([`may_claim`]). Only when two objects were published at once (neither saw the
+//! other) do both claim it; then the older one wins — the earliest
+//! `creationTimestamp`, then namespace and name ([`owner_of`]) — hosts serve that
+//! one, and the operator withdraws the other's claim at its next reconcile.
+//! (`creationTimestamp` has one-second resolution, so age alone cannot decide who
+//! came first.)
 
 use std::cmp::Ordering;
 
@@ -47,6 +52,20 @@ pub fn owner_of<'a>(key: &str, plugins: impl IntoIterator<Item = &'a FormatPlugi
         .min_by(|a, b| claim_order(a, b))
 }
 
+/// Whether `plugin` may claim `key`, given every object (`plugin` among them or
+/// not): `Err(owner)` when another object holds the key — any holder if `plugin`
+/// does not hold it yet, or one that wins the tie if both hold it.
+pub fn may_claim<'a>(
+    plugin: &FormatPlugin,
+    key: &str,
+    all: impl IntoIterator<Item = &'a FormatPlugin>,
+) -> Result<(), &'a FormatPlugin> {
+    let others = all.into_iter().filter(|other| other.metadata.uid != plugin.metadata.uid);
+    let Some(holder) = owner_of(key, others) else { return Ok(()) };
+    let holds_it = plugin.claimed_format_key() == Some(key);
+    if !holds_it || holder.precedes(plugin) { Err(holder) } else { Ok(()) }
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -83,6 +102,27 @@ mod tests {
         assert_eq!(owner_of("npm", &all).map(|p| p.name_any()), Some("b-old".into()));
         assert!(old.precedes(&young) && !young.precedes(&old));
         assert_eq!(owner_of("maven", &all), None);
+    }
+
+    #[test]
+    fn the_first_to_claim_keeps_the_key_whatever_the_ages() {
+        let mut holder = claimant("z-holder", 10, "npm");
+        holder.metadata.uid = Some("holder".into());
+        let mut newcomer = claimant("a-newcomer", 10, "npm");
+        newcomer.metadata.uid = Some("newcomer".into());
+        newcomer.status = None;
+        let all = [holder.clone(), newcomer.clone()];
+        // Same second, and "a-newcomer" sorts first, but the key is already held.
+        assert_eq!(may_claim(&newcomer, "npm", &all).map_err(|o| o.name_any()), Err("z-holder".into()));
+        assert_eq!(may_claim(&holder, "npm", &all).map_err(|o| o.name_any()), Ok(()));
+        assert_eq!(may_claim(&newcomer, "pypi", &all).map_err(|o| o.name_any()), Ok(()));
+
+        // Published at once: both hold it, and the tie is decided by age, then name.
+        let mut racer = claimant("a-racer", 10, "npm");
+        racer.metadata.uid = Some("racer".into());
+        let all = [holder.clone(), racer.clone()];
+        assert_eq!(may_claim(&holder, "npm", &all).map_err(|o| o.name_any()), Err("a-racer".into()));
+        assert_eq!(may_claim(&racer, "npm", &all).map_err(|o| o.name_any()), Ok(()));
     }
 
     #[test]

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use wasmplug_crds::conditions::Reason;
 use wasmplug_crds::{Artifact, Capabilities, FormatPlugin, GitRef, PluginInfo, Precompiled, SourceKind, ownership};
@@ -102,16 +101,11 @@ async fn publish(
     Ok((Some(artifact), info))
 }
 
-/// Refuses a key that an older FormatPlugin already claims.
+/// Refuses a key that another FormatPlugin holds (see `wasmplug_crds::ownership`).
 fn claim(plugin: &FormatPlugin, key: &str, ctx: &Context) -> Result<(), Error> {
     let all = ctx.readable_plugins();
-    let others = all.iter().filter(|p| p.uid() != plugin.uid());
-    match ownership::owner_of(key, others) {
-        Some(owner) if owner.precedes(plugin) => {
-            Err(Error::Conflict { key: key.to_owned(), owner: owner.qualified_name() })
-        }
-        _ => Ok(()),
-    }
+    ownership::may_claim(plugin, key, &all)
+        .map_err(|owner| Error::Conflict { key: key.to_owned(), owner: owner.qualified_name() })
 }
 
 /// Publishes the validated package and its precompiled form into the store.
