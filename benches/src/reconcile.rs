@@ -209,7 +209,7 @@ impl Pipeline {
     }
 
     fn finish(&self, fetched: fetch::Fetched) -> anyhow::Result<()> {
-        let valid = validate::validate(fetched, None, &self.runtime)?;
+        let valid = validate::validate(fetched, validate::Expected::default(), &self.runtime)?;
         let digest = valid.package.digest;
         self.store.publish(&digest, &[("plugin.toml", &valid.manifest_file), ("plugin.wasm", &valid.package.wasm)])?;
         self.store.add_file(&digest, &Store::precompiled_file(&valid.engine), &valid.precompiled)?;

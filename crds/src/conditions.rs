@@ -59,6 +59,8 @@ pub enum Reason {
     Suspended,
     /// The source could not be fetched (network, authentication, missing ref).
     FetchFailed,
+    /// The source names a host the operator's allowlist does not allow.
+    SourceNotAllowed,
     /// The package is invalid (manifest, digest, component interface).
     ValidationFailed,
     /// The sha256 pin in the spec does not match plugin.wasm.
@@ -72,7 +74,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::Succeeded,
         Reason::Progressing,
         Reason::Installed,
@@ -81,6 +83,7 @@ impl Reason {
         Reason::Disabled,
         Reason::Suspended,
         Reason::FetchFailed,
+        Reason::SourceNotAllowed,
         Reason::ValidationFailed,
         Reason::DigestMismatch,
         Reason::FormatConflict,
@@ -98,6 +101,7 @@ impl Reason {
             Reason::Disabled => "Disabled",
             Reason::Suspended => "Suspended",
             Reason::FetchFailed => "FetchFailed",
+            Reason::SourceNotAllowed => "SourceNotAllowed",
             Reason::ValidationFailed => "ValidationFailed",
             Reason::DigestMismatch => "DigestMismatch",
             Reason::FormatConflict => "FormatConflict",

@@ -72,6 +72,8 @@ use crate::status::FormatPluginStatus;
 )]
 #[x_kube(validation = Rule::new("!has(self.sha256) || !has(self.source.builtin)")
     .message("sha256 cannot be set for a builtin source: a builtin format has no plugin.wasm to check"))]
+#[x_kube(validation = Rule::new("!has(self.formatKey) || !has(self.source.builtin) || self.formatKey == self.source.builtin.format")
+    .message("formatKey must equal source.builtin.format for a builtin source (or be left out)"))]
 #[serde(rename_all = "camelCase")]
 pub struct FormatPluginSpec {
     /// Where the plugin comes from. Set exactly one of git, url, local or builtin.
@@ -92,6 +94,16 @@ pub struct FormatPluginSpec {
         .message("sha256 must be 64 lowercase hex digits, optionally prefixed with 'sha256:'"))]
     #[schemars(length(max = 71))]
     pub sha256: Option<String>,
+
+    /// The format key the plugin must handle, e.g. unity. Optional, but worth
+    /// setting: a package whose manifest declares another key is rejected, and
+    /// wasmplug's admission webhook refuses this object at apply time when another
+    /// FormatPlugin already owns the key (without it, the conflict shows only after
+    /// the package is fetched, as Ready=False with reason FormatConflict).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = format_key_rule("formatKey"))]
+    #[schemars(length(min = 1, max = 63))]
+    pub format_key: Option<String>,
 
     /// Per-call limits for this plugin. Each may only lower the cluster-wide maximum
     /// set when wasmplug was installed (and the plugin manifest's own request); a
@@ -145,6 +157,17 @@ pub struct Source {
     /// generic). Nothing is fetched; the object enables or disables that format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builtin: Option<BuiltinSource>,
+}
+
+impl FormatPluginSpec {
+    /// The format key this spec names before anything is fetched: the builtin's
+    /// format, or `formatKey`.
+    pub fn declared_format_key(&self) -> Option<&str> {
+        match &self.source.builtin {
+            Some(builtin) => Some(&builtin.format),
+            None => self.format_key.as_deref(),
+        }
+    }
 }
 
 /// A borrowed view of the one source kind a [`Source`] holds.

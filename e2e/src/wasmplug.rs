@@ -92,9 +92,9 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Whether this replica says it leads (`/readyz` answers 200).
+    /// Whether this replica says it leads (its `wasmplug_operator_leader` metric is 1).
     pub async fn is_leading(&self) -> bool {
-        reqwest::get(format!("{}/readyz", self.url)).await.is_ok_and(|r| r.status().is_success())
+        self.metrics().await.is_ok_and(|text| text.lines().any(|line| line == "wasmplug_operator_leader 1"))
     }
 
     /// The `/metrics` text.

@@ -2,13 +2,16 @@
 //! package ([`fetch`]), validating it with the host's own rules ([`validate`]),
 //! publishing it into the shared store ([`store`]) and reporting status
 //! ([`status`]). [`controller`] drives those steps; [`leader`] makes sure only one
-//! replica does; [`serve`] exposes metrics and health.
+//! replica does; [`serve`] exposes metrics and health; [`webhook`] serves the
+//! admission webhook that applies [`policy`] when objects change.
 
 pub mod controller;
 pub mod fetch;
 pub mod leader;
 pub mod metrics;
+pub mod policy;
 pub mod serve;
 pub mod status;
 pub mod store;
 pub mod validate;
+pub mod webhook;

@@ -13,8 +13,10 @@ use wasmplug_operator::controller::{self, Config, Settings};
 use wasmplug_operator::fetch::{ArchiveLimits, FetchLimits};
 use wasmplug_operator::leader::LeaderElection;
 use wasmplug_operator::metrics::Metrics;
+use wasmplug_operator::policy::SourceHosts;
 use wasmplug_operator::serve::{Health, serve};
 use wasmplug_operator::store::Store;
+use wasmplug_operator::webhook::{self, CertificateFiles, ReloadingCertificate, Webhook};
 
 /// Reconcile FormatPlugins: fetch, validate and publish plugin packages into the
 /// shared store, and report their status.
@@ -74,6 +76,26 @@ struct Args {
     #[arg(long, env = "WASMPLUG_LEASE_DURATION", default_value = "15s")]
     lease_duration: wasmplug_crds::Duration,
 
+    /// Serve the validating admission webhook (POST /validate, TLS) on this
+    /// address, e.g. 0.0.0.0:9443; off when unset. Needs --webhook-cert-file and
+    /// --webhook-key-file.
+    #[arg(long, env = "WASMPLUG_WEBHOOK_LISTEN", requires_all = ["webhook_cert_file", "webhook_key_file"])]
+    webhook_listen: Option<SocketAddr>,
+
+    /// The webhook's serving certificate chain (PEM); re-read when it changes.
+    #[arg(long, env = "WASMPLUG_WEBHOOK_CERT_FILE", requires = "webhook_listen")]
+    webhook_cert_file: Option<PathBuf>,
+
+    /// The webhook certificate's private key (PEM); re-read when it changes.
+    #[arg(long, env = "WASMPLUG_WEBHOOK_KEY_FILE", requires = "webhook_listen")]
+    webhook_key_file: Option<PathBuf>,
+
+    /// Hosts that Git and URL sources may name, comma-separated: host names or
+    /// wildcards such as *.example.com. Every host when unset. The webhook refuses
+    /// other sources at apply time, and the operator does not fetch them.
+    #[arg(long, env = "WASMPLUG_ALLOWED_SOURCE_HOSTS", value_delimiter = ',')]
+    allowed_source_hosts: Vec<String>,
+
     /// This replica's identity in the Lease and in Events (the pod name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
@@ -103,6 +125,18 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("failed to listen on {}", args.metrics_listen))?;
     tokio::spawn(serve(listener, health.clone()));
+    let source_hosts = SourceHosts::new(args.allowed_source_hosts.iter().filter(|h| !h.trim().is_empty()));
+    if let (Some(address), Some(cert), Some(key)) = (args.webhook_listen, &args.webhook_cert_file, &args.webhook_key_file)
+    {
+        let files = CertificateFiles { cert: cert.clone(), key: key.clone() };
+        let certificate = Arc::new(ReloadingCertificate::load(files)?);
+        let listener =
+            tokio::net::TcpListener::bind(address).await.with_context(|| format!("failed to listen on {address}"))?;
+        let webhook = Webhook::new(client.clone(), args.watch_namespace.clone(), source_hosts.clone());
+        tracing::info!(%address, "serving the admission webhook");
+        tokio::spawn(webhook::serve(listener, certificate, Arc::new(webhook)));
+    }
+    health.set_ready();
 
     let election = args.leader_election.then(|| {
         LeaderElection::new(
@@ -128,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&scratch_dir)
         .with_context(|| format!("failed to create the scratch directory {}", scratch_dir.display()))?;
-    health.set_leading(true);
+    metrics.set_leading(true);
     tracing::info!(store = %args.store_dir.display(), engine = runtime.engine_id(), identity, "reconciling FormatPlugins");
 
     let settings = Settings {
@@ -150,6 +184,7 @@ async fn main() -> anyhow::Result<()> {
             },
             gc_grace: args.gc_grace.into(),
             gc_interval: args.gc_interval.into(),
+            source_hosts,
         },
         metrics,
     };

@@ -1,5 +1,5 @@
 //! The operator's Prometheus metrics: reconciles by result, fetch duration by
-//! source kind, and entries in the store. Labels are fixed, low-cardinality words.
+//! source kind, entries in the store, and whether this replica leads. Labels are fixed, low-cardinality words.
 
 use std::time::Duration;
 
@@ -42,6 +42,7 @@ pub struct Metrics {
     reconciles: Family<ResultLabels, Counter>,
     fetch_duration: Family<SourceLabels, Histogram>,
     artifacts: Gauge,
+    leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -65,7 +66,9 @@ impl Metrics {
             fetch_duration.clone(),
         );
         registry.register("store_artifacts", "Entries published in the store", artifacts.clone());
-        Metrics { registry, reconciles, fetch_duration, artifacts }
+        let leader = Gauge::default();
+        registry.register("leader", "1 while this replica holds the Lease and reconciles, else 0", leader.clone());
+        Metrics { registry, reconciles, fetch_duration, artifacts, leader }
     }
 
     pub fn reconciled(&self, result: ReconcileResult) {
@@ -78,6 +81,15 @@ impl Metrics {
 
     pub fn set_artifacts(&self, count: usize) {
         self.artifacts.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    pub fn set_leading(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
+    /// Whether this replica leads, as last set.
+    pub fn is_leading(&self) -> bool {
+        self.leader.get() == 1
     }
 
     /// The Prometheus text exposition of every metric.

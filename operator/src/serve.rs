@@ -1,6 +1,9 @@
 //! The operator's small HTTP endpoint: `/metrics` (Prometheus text), `/healthz`
-//! (the process runs) and `/readyz` (this replica leads and its controller runs;
-//! a standby replica is alive but not ready).
+//! (the process runs) and `/readyz` (started: the admission webhook, when
+//! enabled, listens). A standby replica is ready too: it serves the webhook, and
+//! a Deployment's rolling update needs its new pods to become ready while the old
+//! leader still holds the Lease. Which replica leads is the
+//! `wasmplug_operator_leader` metric.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,16 +23,16 @@ use crate::metrics::Metrics;
 #[derive(Debug)]
 pub struct Health {
     pub metrics: Arc<Metrics>,
-    leading: AtomicBool,
+    ready: AtomicBool,
 }
 
 impl Health {
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Health { metrics, leading: AtomicBool::new(false) }
+        Health { metrics, ready: AtomicBool::new(false) }
     }
 
-    pub fn set_leading(&self, leading: bool) {
-        self.leading.store(leading, Ordering::Release);
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
     }
 }
 
@@ -60,8 +63,11 @@ fn respond<B>(health: &Health, request: &Request<B>) -> Response<Full<Bytes>> {
     let (status, body) = match request.uri().path() {
         "/metrics" => (StatusCode::OK, health.metrics.encode()),
         "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
-        "/readyz" if health.leading.load(Ordering::Acquire) => (StatusCode::OK, "leading\n".to_owned()),
-        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "standing by: another replica leads\n".to_owned()),
+        "/readyz" if !health.ready.load(Ordering::Acquire) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "starting\n".to_owned())
+        }
+        "/readyz" if health.metrics.is_leading() => (StatusCode::OK, "ready, leading\n".to_owned()),
+        "/readyz" => (StatusCode::OK, "ready, standing by: another replica leads\n".to_owned()),
         _ => (StatusCode::NOT_FOUND, "not found; try /metrics, /healthz or /readyz\n".to_owned()),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));

@@ -32,18 +32,36 @@ pub enum ValidateError {
              update spec.sha256 if this version is intended"
     )]
     DigestMismatch { at: String, pinned: String, actual: Digest },
+    #[error(
+        "failed to match spec.formatKey: {at} declares format key {actual:?} in plugin.toml, but the \
+         FormatPlugin expects {expected:?}; fix spec.formatKey or point the source at the intended plugin"
+    )]
+    FormatKeyMismatch { at: String, expected: String, actual: String },
     #[error("{at}: {source}")]
     Component { at: String, source: LoadError },
 }
 
+/// What the FormatPlugin expects of the package, beyond the host's own rules.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Expected<'a> {
+    /// `spec.sha256`: the digest plugin.wasm must have.
+    pub sha256: Option<&'a str>,
+    /// `spec.formatKey`: the key plugin.toml must declare.
+    pub format_key: Option<&'a str>,
+}
+
 /// Checks `fetched` against every rule and compiles it. CPU-heavy; run it off the
 /// executor.
-pub fn validate(fetched: Fetched, pin: Option<&str>, runtime: &Runtime) -> Result<Validated, ValidateError> {
+pub fn validate(fetched: Fetched, expected: Expected<'_>, runtime: &Runtime) -> Result<Validated, ValidateError> {
     let Fetched { at, manifest, wasm, .. } = fetched;
     let manifest = manifest.ok_or_else(|| PackageError::Missing { at: at.clone(), file: MANIFEST_FILE })?;
     let wasm = wasm.ok_or_else(|| PackageError::Missing { at: at.clone(), file: WASM_FILE })?;
     let package = Package::from_files(&at, &manifest, wasm)?;
-    if let Some(pinned) = pin {
+    if let Some(key) = expected.format_key.filter(|key| *key != package.manifest.format_key) {
+        let actual = package.manifest.format_key.clone();
+        return Err(ValidateError::FormatKeyMismatch { at, expected: key.to_owned(), actual });
+    }
+    if let Some(pinned) = expected.sha256 {
         let matches = pinned.parse::<Digest>().is_ok_and(|pinned| pinned == package.digest);
         if !matches {
             return Err(ValidateError::DigestMismatch { at, pinned: pinned.to_owned(), actual: package.digest });

@@ -16,7 +16,7 @@ use super::{Context, Error, source};
 use crate::metrics::ReconcileResult;
 use crate::status::{Failure, Outcome, Step};
 use crate::store::Store;
-use crate::validate::{self, ValidateError, Validated};
+use crate::validate::{self, Expected, ValidateError, Validated};
 
 pub async fn apply(plugin: Arc<FormatPlugin>, ctx: &Arc<Context>) -> Result<Action, Error> {
     if plugin.spec.suspend {
@@ -83,15 +83,19 @@ async fn publish(
         claim(plugin, key, ctx)?;
         return Ok((None, builtin_info(key)));
     }
+    ctx.config.source_hosts.check(plugin)?;
     let started = Instant::now();
     let fetched = source::fetch(plugin, kind, ctx).await;
     ctx.metrics.fetched(kind.name(), started.elapsed());
     let fetched = fetched?;
     tracing::debug!(source = kind.name(), took = ?started.elapsed(), revision = fetched.revision, "fetched");
     let revision = fetched.revision.clone();
-    let (runtime, pin) = (ctx.runtime.clone(), plugin.spec.sha256.clone());
+    let (runtime, spec) = (ctx.runtime.clone(), plugin.spec.clone());
     let _compiling = ctx.compiling.acquire().await.map_err(|e| Error::Task(e.to_string()))?;
-    let validated = tokio::task::spawn_blocking(move || validate::validate(fetched, pin.as_deref(), &runtime))
+    let validated = tokio::task::spawn_blocking(move || {
+        let expected = Expected { sha256: spec.sha256.as_deref(), format_key: spec.format_key.as_deref() };
+        validate::validate(fetched, expected, &runtime)
+    })
         .await
         .map_err(|e| Error::Task(e.to_string()))??;
     tracing::debug!(took = ?started.elapsed(), digest = %validated.package.digest, "validated and precompiled");
@@ -171,6 +175,7 @@ fn failure_of(error: &Error) -> Option<Failure> {
     let failure = |step, reason, transient| Failure { step, reason, message: error.to_string(), transient };
     Some(match error {
         Error::Fetch(fetch) => failure(Step::Fetch, Reason::FetchFailed, fetch.is_transient()),
+        Error::SourceNotAllowed(_) => failure(Step::Fetch, Reason::SourceNotAllowed, false),
         Error::Validate(ValidateError::DigestMismatch { .. }) => failure(Step::Validate, Reason::DigestMismatch, false),
         Error::Validate(_) | Error::UnknownBuiltin(_) | Error::NoSource => {
             failure(Step::Validate, Reason::ValidationFailed, false)

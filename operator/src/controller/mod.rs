@@ -31,6 +31,7 @@ use wasmplug_host::runtime::Runtime;
 
 use crate::fetch::{FetchError, FetchLimits};
 use crate::metrics::Metrics;
+use crate::policy::{SourceHostDenied, SourceHosts};
 use crate::store::{Store, StoreError};
 use crate::validate::ValidateError;
 
@@ -53,6 +54,8 @@ pub struct Config {
     pub gc_grace: Duration,
     /// How often the store is checked for unreferenced entries.
     pub gc_interval: Duration,
+    /// The hosts Git and URL sources may name (the webhook checks the same).
+    pub source_hosts: SourceHosts,
 }
 
 /// Everything a reconcile needs from the outside world.
@@ -106,6 +109,8 @@ impl std::fmt::Debug for Context {
 pub enum Error {
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    #[error(transparent)]
+    SourceNotAllowed(#[from] SourceHostDenied),
     #[error(transparent)]
     Validate(#[from] ValidateError),
     #[error(transparent)]

@@ -1,0 +1,323 @@
+//! The rules about which FormatPlugins may exist that need more than the object
+//! itself (the CRD's CEL rules check that): the admission webhook applies them
+//! when an object is created, changed or deleted, and the controller applies the
+//! source-host allowlist again when it fetches, for objects that were stored
+//! before the allowlist or while the webhook was not called.
+//!
+//! Pure: objects in, verdict out.
+
+use kube::ResourceExt;
+use wasmplug_crds::{FormatPlugin, SourceKind, ownership};
+
+/// Set on a FormatPlugin (value "true") to allow disabling or deleting it even
+/// when it is the last enabled format, e.g. to take wasmplug out of a cluster.
+pub const ALLOW_LAST_REMOVAL_ANNOTATION: &str = "wasmplug.dev/allow-last-removal";
+
+/// What a change to one FormatPlugin does, as the webhook sees it.
+#[derive(Clone, Copy, Debug)]
+pub enum Change<'a> {
+    Create(&'a FormatPlugin),
+    Update { old: &'a FormatPlugin, new: &'a FormatPlugin },
+    Delete(&'a FormatPlugin),
+}
+
+/// Why a change is refused. Each message says what is wrong and what to do.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Denial {
+    #[error(
+        "at least one format must remain enabled: {subject} is the last enabled FormatPlugin{scope}; \
+         enable or add another format first, or annotate this one with {ALLOW_LAST_REMOVAL_ANNOTATION}=true \
+         to remove it anyway"
+    )]
+    LastEnabled { subject: String, scope: String },
+    #[error(
+        "format key {key:?} is already owned by FormatPlugin {owner}; delete that one first, \
+         or give this plugin another spec.formatKey"
+    )]
+    KeyOwned { key: String, owner: String },
+    #[error(transparent)]
+    SourceHost(#[from] SourceHostDenied),
+}
+
+/// A source whose host the allowlist does not name.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "source host {host:?} is not allowed; allowed source hosts are: {allowed} (the operator's \
+     --allowed-source-hosts); use a source on one of them"
+)]
+pub struct SourceHostDenied {
+    pub host: String,
+    pub allowed: String,
+}
+
+/// The hosts that Git and URL sources may name; empty allows every host.
+///
+/// A pattern is a host name (`git.example.com`) or a wildcard for its subdomains
+/// (`*.example.com`, which does not match `example.com` itself). Matching ignores
+/// case, ports and credentials. Local and builtin sources name no host.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceHosts {
+    patterns: Vec<String>,
+}
+
+impl SourceHosts {
+    pub fn new(patterns: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        SourceHosts { patterns: patterns.into_iter().map(|p| p.into().trim().to_ascii_lowercase()).collect() }
+    }
+
+    pub fn is_restricted(&self) -> bool {
+        !self.patterns.is_empty()
+    }
+
+    /// `Ok` when `plugin`'s source may be fetched.
+    pub fn check(&self, plugin: &FormatPlugin) -> Result<(), SourceHostDenied> {
+        if !self.is_restricted() {
+            return Ok(());
+        }
+        let url = match plugin.spec.source.kind() {
+            Some(SourceKind::Git(git)) => &git.url,
+            Some(SourceKind::Url(url)) => &url.url,
+            Some(SourceKind::Local(_) | SourceKind::Builtin(_)) | None => return Ok(()),
+        };
+        let host = host_of(url).unwrap_or_default();
+        if self.patterns.iter().any(|pattern| matches(pattern, &host)) {
+            return Ok(());
+        }
+        Err(SourceHostDenied { host, allowed: self.patterns.join(", ") })
+    }
+}
+
+fn matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(domain) => host.strip_suffix(domain).is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+        None => pattern == host,
+    }
+}
+
+/// The host a source URL names, lowercased: `scheme://[user@]host[:port]/…` or the
+/// scp-like `user@host:path`.
+fn host_of(url: &str) -> Option<String> {
+    let authority = match url.split_once("://") {
+        Some((_, rest)) => rest.split('/').next()?,
+        None => url.split_once(':')?.0,
+    };
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next()?,
+        None => host.split(':').next()?,
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// Everything [`review`] needs besides the change.
+#[derive(Debug)]
+pub struct Rules<'a> {
+    pub source_hosts: &'a SourceHosts,
+    /// The namespace the operator follows, or `None` for the whole cluster: the
+    /// scope in which one format must stay enabled.
+    pub scope: Option<&'a str>,
+}
+
+/// Whether `change` may happen, given every other FormatPlugin in scope
+/// (`others` may include the subject itself; it is skipped).
+pub fn review(change: Change<'_>, others: &[FormatPlugin], rules: &Rules<'_>) -> Result<(), Denial> {
+    match change {
+        Change::Create(new) => {
+            rules.source_hosts.check(new)?;
+            key_is_free(new, others)
+        }
+        Change::Update { old, new } => {
+            if old.spec.source != new.spec.source {
+                rules.source_hosts.check(new)?;
+            }
+            if old.spec.declared_format_key() != new.spec.declared_format_key() {
+                key_is_free(new, others)?;
+            }
+            if old.spec.enabled && !new.spec.enabled {
+                another_stays_enabled(new, others, rules)?;
+            }
+            Ok(())
+        }
+        Change::Delete(old) if old.spec.enabled && old.metadata.deletion_timestamp.is_none() => {
+            another_stays_enabled(old, others, rules)
+        }
+        Change::Delete(_) => Ok(()),
+    }
+}
+
+/// Refuses `plugin` when another object owns the key it declares: one whose
+/// published status claims it or, failing that, the oldest other object that
+/// declares it and has not been published yet.
+fn key_is_free(plugin: &FormatPlugin, others: &[FormatPlugin]) -> Result<(), Denial> {
+    let Some(key) = plugin.spec.declared_format_key() else { return Ok(()) };
+    let others: Vec<&FormatPlugin> = others.iter().filter(|other| !same_object(other, plugin)).collect();
+    let claimed = ownership::owner_of(key, others.iter().copied());
+    let declared = || {
+        others
+            .iter()
+            .copied()
+            .filter(|p| {
+                p.metadata.deletion_timestamp.is_none()
+                    && p.claimed_format_key().is_none()
+                    && p.spec.declared_format_key() == Some(key)
+            })
+            .min_by(|a, b| ownership::claim_order(a, b))
+    };
+    match claimed.or_else(declared) {
+        Some(owner) => Err(Denial::KeyOwned { key: key.to_owned(), owner: owner.qualified_name() }),
+        None => Ok(()),
+    }
+}
+
+fn another_stays_enabled(plugin: &FormatPlugin, others: &[FormatPlugin], rules: &Rules<'_>) -> Result<(), Denial> {
+    let allowed = plugin.annotations().get(ALLOW_LAST_REMOVAL_ANNOTATION).is_some_and(|v| v == "true");
+    let another = others.iter().any(|other| {
+        !same_object(other, plugin) && other.spec.enabled && other.metadata.deletion_timestamp.is_none()
+    });
+    if allowed || another {
+        return Ok(());
+    }
+    let scope = rules.scope.map(|ns| format!(" in namespace {ns}")).unwrap_or_default();
+    Err(Denial::LastEnabled { subject: plugin.qualified_name(), scope })
+}
+
+fn same_object(a: &FormatPlugin, b: &FormatPlugin) -> bool {
+    a.namespace() == b.namespace() && a.name_any() == b.name_any()
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
+    use wasmplug_crds::{BuiltinSource, FormatPluginSpec, FormatPluginStatus, GitSource, PluginInfo, Source};
+
+    use super::*;
+
+    fn plugin(name: &str, builtin: Option<&str>, enabled: bool) -> FormatPlugin {
+        let source = match builtin {
+            Some(format) => Source { builtin: Some(BuiltinSource { format: format.into() }), ..Source::default() },
+            None => Source {
+                git: Some(GitSource {
+                    url: "https://git.example.com/unity.git".into(),
+                    reference: None,
+                    path: None,
+                    secret_ref: None,
+                }),
+                ..Source::default()
+            },
+        };
+        let spec: FormatPluginSpec = serde_json::from_value(serde_json::json!({ "source": source })).unwrap();
+        let mut plugin = FormatPlugin::new(name, FormatPluginSpec { enabled, ..spec });
+        plugin.metadata.namespace = Some("ns".into());
+        plugin.metadata.creation_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+        plugin
+    }
+
+    fn with_key(mut plugin: FormatPlugin, key: &str) -> FormatPlugin {
+        plugin.spec.format_key = Some(key.into());
+        plugin
+    }
+
+    fn published(mut plugin: FormatPlugin, key: &str) -> FormatPlugin {
+        let info: PluginInfo = serde_json::from_value(serde_json::json!({
+            "name": key, "version": "1.0.0", "formatKey": key, "capabilities": {}
+        }))
+        .unwrap();
+        plugin.status = Some(FormatPluginStatus { plugin: Some(info), ..FormatPluginStatus::default() });
+        plugin
+    }
+
+    const OPEN: Rules<'static> = Rules { source_hosts: &SourceHosts { patterns: Vec::new() }, scope: None };
+
+    #[test]
+    fn the_last_enabled_format_cannot_be_disabled_or_deleted() {
+        let npm = plugin("npm", Some("npm"), true);
+        let off = plugin("maven", Some("maven"), false);
+        let others = [npm.clone(), off];
+        let disabled = FormatPlugin { spec: FormatPluginSpec { enabled: false, ..npm.spec.clone() }, ..npm.clone() };
+        let denial = review(Change::Update { old: &npm, new: &disabled }, &others, &OPEN).unwrap_err();
+        assert_eq!(denial, Denial::LastEnabled { subject: "ns/npm".into(), scope: String::new() });
+        assert!(denial.to_string().starts_with("at least one format must remain enabled"));
+        assert!(review(Change::Delete(&npm), &others, &OPEN).is_err());
+
+        let pypi = plugin("pypi", Some("pypi"), true);
+        let more = [npm.clone(), pypi];
+        assert_eq!(review(Change::Update { old: &npm, new: &disabled }, &more, &OPEN), Ok(()));
+        assert_eq!(review(Change::Delete(&npm), &more, &OPEN), Ok(()));
+    }
+
+    #[test]
+    fn another_being_deleted_does_not_count_and_the_annotation_overrides() {
+        let npm = plugin("npm", Some("npm"), true);
+        let mut going = plugin("pypi", Some("pypi"), true);
+        going.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+        assert!(review(Change::Delete(&npm), &[npm.clone(), going], &OPEN).is_err());
+
+        let mut forced = npm.clone();
+        forced.annotations_mut().insert(ALLOW_LAST_REMOVAL_ANNOTATION.into(), "true".into());
+        assert_eq!(review(Change::Delete(&forced), &[forced.clone()], &OPEN), Ok(()));
+        // Deleting a disabled one, or one already being deleted, is always fine.
+        let off = plugin("maven", Some("maven"), false);
+        assert_eq!(review(Change::Delete(&off), &[off.clone()], &OPEN), Ok(()));
+    }
+
+    #[test]
+    fn a_second_plugin_for_an_owned_key_is_refused_naming_the_owner() {
+        let owner = published(plugin("unity", None, true), "unity");
+        let second = with_key(plugin("unity-2", None, true), "unity");
+        let denial = review(Change::Create(&second), &[owner.clone()], &OPEN).unwrap_err();
+        assert_eq!(denial, Denial::KeyOwned { key: "unity".into(), owner: "ns/unity".into() });
+        // Owned by declaration while the first is not published yet.
+        let pending = with_key(plugin("unity", None, true), "unity");
+        assert!(review(Change::Create(&second), &[pending], &OPEN).is_err());
+        // A builtin declares its key by its source.
+        let npm = published(plugin("npm", Some("npm"), true), "npm");
+        assert!(review(Change::Create(&plugin("npm-2", Some("npm"), true)), &[npm], &OPEN).is_err());
+        // Without a declared key nothing is known before the fetch.
+        assert_eq!(review(Change::Create(&plugin("other", None, true)), &[owner.clone()], &OPEN), Ok(()));
+    }
+
+    #[test]
+    fn re_applying_the_owner_or_updating_a_conflicting_object_is_fine() {
+        let owner = published(with_key(plugin("unity", None, true), "unity"), "unity");
+        let loser = with_key(plugin("unity-2", None, true), "unity");
+        let others = [owner.clone(), loser.clone()];
+        assert_eq!(review(Change::Update { old: &owner, new: &owner }, &others, &OPEN), Ok(()));
+        // The loser can still be disabled: its key does not change.
+        let off = FormatPlugin { spec: FormatPluginSpec { enabled: false, ..loser.spec.clone() }, ..loser.clone() };
+        assert_eq!(review(Change::Update { old: &loser, new: &off }, &others, &OPEN), Ok(()));
+    }
+
+    #[test]
+    fn source_hosts_match_names_and_subdomain_wildcards() {
+        let hosts = SourceHosts::new(["git.example.com", "*.plugins.example.org"]);
+        let at = |url: &str| {
+            let mut p = plugin("p", None, true);
+            p.spec.source.git.as_mut().unwrap().url = url.into();
+            hosts.check(&p)
+        };
+        assert_eq!(at("https://git.example.com/unity.git"), Ok(()));
+        assert_eq!(at("https://user:pw@GIT.example.com:8443/unity.git"), Ok(()));
+        assert_eq!(at("git@git.example.com:acme/unity.git"), Ok(()));
+        assert_eq!(at("ssh://git@a.plugins.example.org/unity.git"), Ok(()));
+        let denied = at("https://plugins.example.org/unity.git").unwrap_err();
+        assert_eq!(denied.host, "plugins.example.org");
+        assert!(denied.to_string().contains("git.example.com, *.plugins.example.org"));
+        assert!(at("https://git.example.com.evil.net/x.git").is_err());
+        assert!(at("https://evilgit.example.com/x.git").is_err());
+        assert_eq!(SourceHosts::default().check(&plugin("p", None, true)), Ok(()));
+        assert_eq!(hosts.check(&plugin("npm", Some("npm"), true)), Ok(()));
+    }
+
+    #[test]
+    fn a_source_change_is_checked_but_an_unchanged_source_is_not() {
+        let hosts = SourceHosts::new(["allowed.example.com"]);
+        let rules = Rules { source_hosts: &hosts, scope: Some("ns") };
+        let old = plugin("p", None, true);
+        let mut disabled = old.clone();
+        disabled.spec.enabled = false;
+        let others = [old.clone(), plugin("q", Some("npm"), true)];
+        assert_eq!(review(Change::Update { old: &old, new: &disabled }, &others, &rules), Ok(()));
+        assert!(matches!(review(Change::Create(&old), &others, &rules), Err(Denial::SourceHost(_))));
+    }
+}

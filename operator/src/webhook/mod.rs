@@ -1,0 +1,179 @@
+//! The validating admission webhook: `POST /validate` over TLS, called by the API
+//! server before a FormatPlugin is created, changed or deleted, answering with the
+//! verdict of [`crate::policy::review`].
+//!
+//! Every replica serves it, leader or not: it only reads. It lists the
+//! FormatPlugins in scope for each review (consistent reads, no cache to warm),
+//! which is cheap at the rate people and GitOps tools change them.
+
+mod tls;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use kube::api::{ApiResource, DynamicObject, ListParams};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::{Api, Client};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use wasmplug_crds::FormatPlugin;
+
+pub use tls::{CertificateFiles, ReloadingCertificate, TlsError};
+
+use crate::policy::{self, Change, Rules, SourceHosts};
+
+/// The path the API server posts AdmissionReviews to.
+pub const PATH: &str = "/validate";
+
+/// Largest AdmissionReview read (an old and a new object; FormatPlugins are small).
+const MAX_REVIEW_BYTES: usize = 4 << 20;
+
+/// Reviews changes to FormatPlugins.
+pub struct Webhook {
+    client: Client,
+    /// The namespace the operator follows, or `None` for every namespace.
+    scope: Option<String>,
+    source_hosts: SourceHosts,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook").field("scope", &self.scope).field("source_hosts", &self.source_hosts).finish()
+    }
+}
+
+impl Webhook {
+    pub fn new(client: Client, scope: Option<String>, source_hosts: SourceHosts) -> Self {
+        Webhook { client, scope, source_hosts }
+    }
+
+    /// The verdict on one AdmissionReview, as the AdmissionReview to answer with.
+    pub async fn admit(&self, review: AdmissionReview<DynamicObject>) -> AdmissionReview<DynamicObject> {
+        let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+            Ok(request) => request,
+            Err(_) => return AdmissionResponse::invalid("the AdmissionReview has no request").into_review(),
+        };
+        let response = AdmissionResponse::from(&request);
+        let response = match self.verdict(&request).await {
+            Ok(()) => response,
+            Err(reason) => {
+                tracing::info!(
+                    operation = ?request.operation,
+                    namespace = request.namespace.as_deref().unwrap_or_default(),
+                    name = request.name,
+                    user = request.user_info.username.as_deref().unwrap_or_default(),
+                    reason,
+                    "refused a FormatPlugin change"
+                );
+                response.deny(reason)
+            }
+        };
+        response.into_review()
+    }
+
+    async fn verdict(&self, request: &AdmissionRequest<DynamicObject>) -> Result<(), String> {
+        // The API server checked the schema already; an object that still cannot
+        // be read is the controller's to report, and must stay deletable.
+        let read = |object: Option<&DynamicObject>| object.and_then(|o| o.clone().try_parse::<FormatPlugin>().ok());
+        let (new, old) = (read(request.object.as_ref()), read(request.old_object.as_ref()));
+        let change = match (&request.operation, &new, &old) {
+            (Operation::Create, Some(new), _) => Change::Create(new),
+            (Operation::Update, Some(new), Some(old)) => Change::Update { old, new },
+            (Operation::Delete, _, Some(old)) => Change::Delete(old),
+            _ => return Ok(()),
+        };
+        let others = self.plugins().await.map_err(|error| {
+            format!("failed to list FormatPlugins to check this change against: {error}; retry in a moment")
+        })?;
+        let rules = Rules { source_hosts: &self.source_hosts, scope: self.scope.as_deref() };
+        policy::review(change, &others, &rules).map_err(|denial| denial.to_string())
+    }
+
+    /// Every readable FormatPlugin in scope.
+    async fn plugins(&self) -> kube::Result<Vec<FormatPlugin>> {
+        let resource = ApiResource::erase::<FormatPlugin>(&());
+        let api: Api<DynamicObject> = match &self.scope {
+            Some(namespace) => Api::namespaced_with(self.client.clone(), namespace, &resource),
+            None => Api::all_with(self.client.clone(), &resource),
+        };
+        let list = api.list(&ListParams::default()).await?;
+        Ok(list.items.into_iter().filter_map(|object| object.try_parse().ok()).collect())
+    }
+}
+
+/// Serves the webhook over TLS until the task is dropped.
+pub async fn serve(listener: TcpListener, certificate: Arc<ReloadingCertificate>, webhook: Arc<Webhook>) {
+    let config = match certificate.server_config() {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!(%error, "the webhook cannot serve");
+            return;
+        }
+    };
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "failed to accept a webhook connection");
+                continue;
+            }
+        };
+        let (acceptor, webhook) = (acceptor.clone(), webhook.clone());
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(stream).await {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::debug!(%error, %peer, "TLS handshake failed");
+                    return;
+                }
+            };
+            let service = service_fn(move |request| {
+                let webhook = webhook.clone();
+                async move { Ok::<_, Infallible>(respond(&webhook, request).await) }
+            });
+            if let Err(error) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!(%error, "webhook connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn respond(webhook: &Webhook, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.uri().path() != PATH {
+        return plain(StatusCode::NOT_FOUND, format!("not found; the webhook is at POST {PATH}\n"));
+    }
+    if request.method() != Method::POST {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, format!("use POST {PATH}\n"));
+    }
+    let body = match Limited::new(request.into_body(), MAX_REVIEW_BYTES).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(error) => return plain(StatusCode::BAD_REQUEST, format!("failed to read the AdmissionReview: {error}\n")),
+    };
+    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
+        Ok(review) => review,
+        Err(error) => return plain(StatusCode::BAD_REQUEST, format!("the body is not an AdmissionReview: {error}\n")),
+    };
+    let answer = webhook.admit(review).await;
+    match serde_json::to_vec(&answer) {
+        Ok(json) => {
+            let mut response = Response::new(Full::new(Bytes::from(json)));
+            response.headers_mut().insert(hyper::header::CONTENT_TYPE, "application/json".parse().expect("valid"));
+            response
+        }
+        Err(error) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("failed to encode the answer: {error}\n")),
+    }
+}
+
+fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    *response.status_mut() = status;
+    response
+}
