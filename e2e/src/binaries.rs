@@ -22,7 +22,7 @@ impl Binaries {
     pub fn locate() -> anyhow::Result<Self> {
         let dir = match std::env::var_os(BIN_DIR_ENV) {
             Some(dir) => PathBuf::from(dir),
-            None => build_or_reuse()?,
+            None => run_build_script("control-plane.sh")?,
         };
         let etcd = etcd_bin_vendored::etcd_bin_path()
             .map_err(|e| anyhow::anyhow!("failed to find an etcd binary for this platform: {e}"))?
@@ -40,18 +40,19 @@ impl Binaries {
     }
 }
 
-/// Runs the project's build script, which prints the binary directory last.
-fn build_or_reuse() -> anyhow::Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/control-plane.sh");
+/// Runs one of the project's build scripts in e2e/scripts (which reuse their
+/// cache); each prints the directory of what it built last.
+pub(crate) fn run_build_script(name: &str) -> anyhow::Result<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name);
     let output = Command::new("bash")
         .arg(&script)
         .stderr(std::process::Stdio::inherit())
         .output()
         .with_context(|| format!("failed to run {}", script.display()))?;
     if !output.status.success() {
-        bail!("failed to build the control plane: {} exited with {}", script.display(), output.status);
+        bail!("{} exited with {}", script.display(), output.status);
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let dir = stdout.lines().last().context("the control-plane script printed no directory")?;
+    let dir = stdout.lines().last().with_context(|| format!("{} printed no directory", script.display()))?;
     Ok(PathBuf::from(dir.trim()))
 }

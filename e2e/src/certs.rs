@@ -25,7 +25,7 @@ impl std::fmt::Debug for Certificates {
     }
 }
 
-/// A client certificate and its key, as PEM files.
+/// A certificate and its key, as PEM files.
 #[derive(Clone, Debug)]
 pub struct ClientCredentials {
     pub cert: PathBuf,
@@ -85,6 +85,15 @@ impl Certificates {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let file_stem: String = user.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
         self.issue(&format!("client-{file_stem}"), params)
+    }
+
+    /// Issues a serving certificate for 127.0.0.1 and localhost (for a webhook the
+    /// API server calls), named `name`; every call makes a new key and serial.
+    pub fn server(&self, name: &str) -> anyhow::Result<ClientCredentials> {
+        let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.issue(name, params)
     }
 
     fn issue(&self, name: &str, params: CertificateParams) -> anyhow::Result<ClientCredentials> {

@@ -39,6 +39,7 @@ pub struct ControlPlane {
     server: String,
     kubeconfig: PathBuf,
     kubectl: PathBuf,
+    certs: Certificates,
     started_in: Duration,
     namespaces: AtomicUsize,
     /// The write end of the watchdog's pipe; never written after start, closed only
@@ -130,6 +131,7 @@ impl ControlPlane {
             server,
             kubeconfig,
             kubectl: binaries.kubectl,
+            certs,
             started_in: began.elapsed(),
             namespaces: AtomicUsize::new(0),
             watchdog: Mutex::new(watchdog.into_pipe()),
@@ -202,6 +204,23 @@ impl ControlPlane {
     /// The kubeconfig file (cluster admin), for tools and processes under test.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// The certificate authority the API server trusts for clients, and can issue
+    /// certificates for other users and for servers it calls (webhooks).
+    pub fn certificates(&self) -> &Certificates {
+        &self.certs
+    }
+
+    /// A kubeconfig that authenticates as `user` in `group` (with a client
+    /// certificate), e.g. `system:serviceaccount:<ns>:<name>` in
+    /// `system:serviceaccounts` to act as a ServiceAccount.
+    pub fn kubeconfig_as(&self, user: &str, group: &str) -> anyhow::Result<PathBuf> {
+        let credentials = self.certs.client(user, Some(group))?;
+        let file_stem: String = user.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        let path = self.dir.join(format!("kubeconfig-{file_stem}"));
+        write_kubeconfig(&path, &self.server, &self.certs.ca_cert(), &credentials.cert, &credentials.key)?;
+        Ok(path)
     }
 
     /// Makes the watchdog stop process `pid` when this test binary ends, however
@@ -278,7 +297,7 @@ fn spawn_logged(command: &mut Command, log: &Path) -> anyhow::Result<Child> {
 }
 
 /// Distinct free ports on 127.0.0.1, all held open until each is known.
-pub(crate) fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+pub fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
     let listeners = (0..N)
         .map(|_| TcpListener::bind("127.0.0.1:0").context("failed to find a free port on 127.0.0.1"))
         .collect::<anyhow::Result<Vec<_>>>()?;

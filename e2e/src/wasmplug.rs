@@ -42,12 +42,26 @@ pub struct Process {
 
 impl Process {
     fn start(name: &str, program: &Path, args: &[String], log: PathBuf) -> anyhow::Result<Self> {
+        Self::start_as(name, program, args, &[], control_plane().kubeconfig(), log)
+    }
+
+    /// Starts `program` with `env` added, talking to the API server with
+    /// `kubeconfig`, logging to `log`.
+    pub fn start_as(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        kubeconfig: &Path,
+        log: PathBuf,
+    ) -> anyhow::Result<Self> {
         let file = std::fs::File::create(&log).with_context(|| format!("failed to create {}", log.display()))?;
         let child = tokio::process::Command::new(program)
             .args(args)
-            .env("KUBECONFIG", control_plane().kubeconfig())
+            .env("KUBECONFIG", kubeconfig)
             .env("WASMPLUG_LOG", "info,wasmplug_operator=debug,wasmplug_host=debug")
             .env("WASMPLUG_LOG_FORMAT", "pretty")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
@@ -268,33 +282,39 @@ where
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
+        if std::thread::panicking() {
+            dump_namespace(&self.namespace);
+            self.operator.process.dump_log();
+            self.host.dump_log();
         }
-        let kubectl = |args: &[&str]| {
-            let output = std::process::Command::new(control_plane().kubectl_program())
-                .arg(format!("--kubeconfig={}", control_plane().kubeconfig().display()))
-                .args(args)
-                .output();
-            output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
-        };
-        let ns = format!("--namespace={}", self.namespace);
-        eprintln!(
-            "==== FormatPlugins in {}:\n{}",
-            self.namespace,
-            kubectl(&["get", "fp", &ns, "-o", "yaml"]).unwrap_or_default()
-        );
-        eprintln!(
-            "==== Events:\n{}",
-            kubectl(&["get", "events", &ns, "--sort-by=.metadata.creationTimestamp"]).unwrap_or_default()
-        );
-        for process in [&self.operator.process, &self.host] {
-            let log = process.log();
-            let tail: Vec<&str> = log.lines().rev().take(80).collect();
-            eprintln!("==== {} log (last 80 lines):", process.name);
-            for line in tail.into_iter().rev() {
-                eprintln!("{line}");
-            }
+    }
+}
+
+/// Prints `namespace`'s FormatPlugins and Events, to explain a failed test.
+pub(crate) fn dump_namespace(namespace: &str) {
+    let kubectl = |args: &[&str]| {
+        let output = std::process::Command::new(control_plane().kubectl_program())
+            .arg(format!("--kubeconfig={}", control_plane().kubeconfig().display()))
+            .args(args)
+            .output();
+        output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
+    };
+    let ns = format!("--namespace={namespace}");
+    eprintln!("==== FormatPlugins in {namespace}:\n{}", kubectl(&["get", "fp", &ns, "-o", "yaml"]).unwrap_or_default());
+    eprintln!(
+        "==== Events:\n{}",
+        kubectl(&["get", "events", &ns, "--sort-by=.metadata.creationTimestamp"]).unwrap_or_default()
+    );
+}
+
+impl Process {
+    /// Prints the last 80 lines of the log, to explain a failed test.
+    pub(crate) fn dump_log(&self) {
+        let log = self.log();
+        let tail: Vec<&str> = log.lines().rev().take(80).collect();
+        eprintln!("==== {} log (last 80 lines):", self.name);
+        for line in tail.into_iter().rev() {
+            eprintln!("{line}");
         }
     }
 }

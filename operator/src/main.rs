@@ -126,7 +126,8 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("failed to listen on {}", args.metrics_listen))?;
     tokio::spawn(serve(listener, health.clone()));
     let source_hosts = SourceHosts::new(args.allowed_source_hosts.iter().filter(|h| !h.trim().is_empty()));
-    if let (Some(address), Some(cert), Some(key)) = (args.webhook_listen, &args.webhook_cert_file, &args.webhook_key_file)
+    if let (Some(address), Some(cert), Some(key)) =
+        (args.webhook_listen, &args.webhook_cert_file, &args.webhook_key_file)
     {
         let files = CertificateFiles { cert: cert.clone(), key: key.clone() };
         let certificate = Arc::new(ReloadingCertificate::load(files)?);

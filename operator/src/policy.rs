@@ -171,9 +171,9 @@ fn key_is_free(plugin: &FormatPlugin, others: &[FormatPlugin]) -> Result<(), Den
 
 fn another_stays_enabled(plugin: &FormatPlugin, others: &[FormatPlugin], rules: &Rules<'_>) -> Result<(), Denial> {
     let allowed = plugin.annotations().get(ALLOW_LAST_REMOVAL_ANNOTATION).is_some_and(|v| v == "true");
-    let another = others.iter().any(|other| {
-        !same_object(other, plugin) && other.spec.enabled && other.metadata.deletion_timestamp.is_none()
-    });
+    let another = others
+        .iter()
+        .any(|other| !same_object(other, plugin) && other.spec.enabled && other.metadata.deletion_timestamp.is_none());
     if allowed || another {
         return Ok(());
     }
@@ -258,14 +258,14 @@ mod tests {
         assert_eq!(review(Change::Delete(&forced), &[forced.clone()], &OPEN), Ok(()));
         // Deleting a disabled one, or one already being deleted, is always fine.
         let off = plugin("maven", Some("maven"), false);
-        assert_eq!(review(Change::Delete(&off), &[off.clone()], &OPEN), Ok(()));
+        assert_eq!(review(Change::Delete(&off), std::slice::from_ref(&off), &OPEN), Ok(()));
     }
 
     #[test]
     fn a_second_plugin_for_an_owned_key_is_refused_naming_the_owner() {
         let owner = published(plugin("unity", None, true), "unity");
         let second = with_key(plugin("unity-2", None, true), "unity");
-        let denial = review(Change::Create(&second), &[owner.clone()], &OPEN).unwrap_err();
+        let denial = review(Change::Create(&second), std::slice::from_ref(&owner), &OPEN).unwrap_err();
         assert_eq!(denial, Denial::KeyOwned { key: "unity".into(), owner: "ns/unity".into() });
         // Owned by declaration while the first is not published yet.
         let pending = with_key(plugin("unity", None, true), "unity");
@@ -274,7 +274,7 @@ mod tests {
         let npm = published(plugin("npm", Some("npm"), true), "npm");
         assert!(review(Change::Create(&plugin("npm-2", Some("npm"), true)), &[npm], &OPEN).is_err());
         // Without a declared key nothing is known before the fetch.
-        assert_eq!(review(Change::Create(&plugin("other", None, true)), &[owner.clone()], &OPEN), Ok(()));
+        assert_eq!(review(Change::Create(&plugin("other", None, true)), std::slice::from_ref(&owner), &OPEN), Ok(()));
     }
 
     #[test]

@@ -96,8 +96,8 @@ async fn publish(
         let expected = Expected { sha256: spec.sha256.as_deref(), format_key: spec.format_key.as_deref() };
         validate::validate(fetched, expected, &runtime)
     })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))??;
+    .await
+    .map_err(|e| Error::Task(e.to_string()))??;
     tracing::debug!(took = ?started.elapsed(), digest = %validated.package.digest, "validated and precompiled");
     claim(plugin, &validated.package.manifest.format_key, ctx)?;
     let info = plugin_info(&validated);

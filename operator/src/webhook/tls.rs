@@ -15,7 +15,9 @@ use rustls::sign::CertifiedKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("failed to read the webhook certificate {path}: {message}; check --webhook-cert-file and --webhook-key-file")]
+    #[error(
+        "failed to read the webhook certificate {path}: {message}; check --webhook-cert-file and --webhook-key-file"
+    )]
     Read { path: PathBuf, message: String },
     #[error("the webhook certificate {cert} does not suit its key {key}: {source}")]
     Key { cert: PathBuf, key: PathBuf, source: rustls::Error },

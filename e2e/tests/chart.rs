@@ -1,0 +1,197 @@
+//! The Helm chart against the real API server: what it renders passes a
+//! server-side dry run for each supported shape of values, and an installed
+//! release runs — its Deployments' containers started as they are declared
+//! (command, environment, volumes, probes; see `wasmplug_e2e::Kubelet`), each as
+//! its own ServiceAccount, so that a verb missing from the chart's RBAC fails
+//! here — with the chart's webhook configuration routing to the operator.
+
+mod support;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use support::{apply, format_plugin, wait_ready};
+use wasmplug_e2e::{GitServer, Helm, Kubelet, control_plane, eventually, free_ports, numbered_plugin};
+
+const SOON: Duration = Duration::from_secs(60);
+
+/// Values a user might install with, each rendered and dry-run on the server.
+const VALUE_SETS: &[(&str, &[&str])] = &[
+    ("defaults", &[]),
+    (
+        "one namespace, allowlist, source Secrets, own certificate",
+        &[
+            "--set=watchNamespace={ns}",
+            "--set=operator.allowedSourceHosts={git.example.com,*.plugins.example.org}",
+            "--set=operator.sourceSecrets[0].namespace={ns}",
+            "--set=operator.sourceSecrets[0].name=git-credentials",
+            "--set=operator.sourceSecrets[1].namespace={ns}",
+            "--set=operator.sourceSecrets[1].name=zip-token",
+            "--set=webhook.certificate.existingSecret=webhook-tls",
+            "--set=webhook.certificate.caBundle=Y2E=",
+            "--set=limits.maxFuel=100000000",
+        ],
+    ),
+    (
+        "existing claim, no webhook, no PodDisruptionBudget, no builtins",
+        &[
+            "--set=store.existingClaim=shared-store",
+            "--set=webhook.enabled=false",
+            "--set=host.podDisruptionBudget.enabled=false",
+            "--set=builtinFormats=null",
+        ],
+    ),
+];
+
+#[tokio::test]
+async fn every_shape_of_values_renders_and_passes_a_server_side_dry_run() {
+    let helm = Helm::locate().expect("helm is available");
+    let kubectl = control_plane().kubectl();
+    for (what, values) in VALUE_SETS {
+        let ns = control_plane().namespace("chart-dry-run").await;
+        let values: Vec<String> = values.iter().map(|v| v.replace("{ns}", ns.name())).collect();
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        let manifests = helm.template("wasmplug", ns.name(), &values).await.unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        let output = kubectl
+            .run_with_stdin(&["apply", "--dry-run=server", "-n", ns.name(), "-f", "-"], &manifests)
+            .await
+            .expect("kubectl runs");
+        let stdout = output.success().unwrap_or_else(|e| panic!("{what}: the dry run failed: {e:#}\n{manifests}"));
+        for kind in ["deployment.apps/wasmplug-operator", "deployment.apps/wasmplug-host", "serviceaccount/"] {
+            assert!(stdout.contains(kind), "{what}: {kind} missing from the dry run:\n{stdout}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_installed_release_runs_as_its_own_identities() {
+    let ns = control_plane().namespace("chart").await;
+    let kubectl = control_plane().kubectl();
+    let helm = Helm::locate().expect("helm is available");
+
+    // A private Git repository and the Secret for it, which the chart lets the
+    // operator read; and the webhook's certificate for 127.0.0.1, as a user
+    // bringing their own (cert-manager) would provide it.
+    let git = GitServer::start().expect("git daemon starts");
+    let repo = git.create("unity").expect("repository");
+    let (manifest, wasm) = numbered_plugin(7);
+    repo.commit(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)], "plugin").expect("commit");
+    let http = git.serve_http("reader", "s3cret").await.expect("git over HTTP");
+    let secret = |name: &str, key: &str| format!("create secret generic {name} -n {} --from-literal={key}", ns.name());
+    for command in [secret("git-credentials", "username=reader"), secret("unrelated", "password=hidden")] {
+        let args: Vec<&str> = command.split(' ').collect();
+        kubectl.succeed(&args).await;
+    }
+    kubectl
+        .succeed(&[
+            "patch",
+            "secret",
+            "git-credentials",
+            "-n",
+            ns.name(),
+            "-p",
+            r#"{"stringData":{"password":"s3cret"}}"#,
+        ])
+        .await;
+    let certs = control_plane().certificates();
+    let webhook_cert = certs.server("chart-webhook").expect("webhook certificate");
+    let (cert, key) = (webhook_cert.cert.display().to_string(), webhook_cert.key.display().to_string());
+    kubectl.succeed(&["create", "secret", "tls", "webhook-tls", "-n", ns.name(), "--cert", &cert, "--key", &key]).await;
+    let ca = std::fs::read(certs.ca_cert()).expect("CA certificate");
+    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca);
+    let [webhook_port] = free_ports().expect("a free port");
+
+    // The cluster quickstart's install, with what this machine needs: the
+    // webhook reached by URL (no Service routing without a cluster network) and
+    // checking only this test's namespace.
+    let values = [
+        format!("--set=webhook.url=https://127.0.0.1:{webhook_port}/validate"),
+        "--set=webhook.certificate.existingSecret=webhook-tls".to_owned(),
+        format!("--set=webhook.certificate.caBundle={ca_bundle}"),
+        format!("--set=webhook.namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name={}", ns.name()),
+        format!("--set=operator.sourceSecrets[0].namespace={}", ns.name()),
+        "--set=operator.sourceSecrets[0].name=git-credentials".to_owned(),
+        "--set=builtinFormats={npm}".to_owned(),
+        "--set=operator.leaseDuration=3s".to_owned(),
+    ];
+    let chart = Helm::chart().display().to_string();
+    let mut install = vec!["install", "wasmplug", &chart, "--namespace", ns.name()];
+    install.extend(values.iter().map(String::as_str));
+    let notes = helm.run(&install).await.expect("helm install succeeds");
+    assert!(notes.contains("STATUS: deployed"), "{notes}");
+
+    let kubelet = Kubelet::new(ns.name()).expect("kubelet");
+    let operator = kubelet.run("wasmplug-operator", "wasmplug-operator-0", &[(9443, webhook_port)]).await.expect("op");
+    let host = kubelet.run("wasmplug-host", "wasmplug-host-0", &[]).await.expect("host");
+    operator.wait_ready(SOON).await.expect("the operator is ready");
+    host.wait_ready(SOON).await.expect("the host is ready");
+
+    // The chart's builtin format, then a plugin from the private repository.
+    wait_ready(ns.name(), "builtin-npm", SOON).await;
+    let spec = format!(
+        "source:\n  git:\n    url: {}\n    ref:\n      branch: main\n    secretRef:\n      name: git-credentials\nformatKey: numbered-000007",
+        http.url("unity")
+    );
+    apply(ns.name(), &format_plugin("unity", &spec)).await;
+    wait_ready(ns.name(), "unity", SOON).await;
+    let formats_url = format!("{}/v1/formats", host.url("http"));
+    eventually("the host serves npm and the plugin", SOON, || async {
+        let text =
+            reqwest::get(&formats_url).await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
+        let serves = |key: &str| text.contains(&format!("\"key\":\"{key}\""));
+        (serves("npm") && serves("numbered-000007")).then_some(()).ok_or(text)
+    })
+    .await;
+
+    // The operator wrote Events and holds its Lease, as its own identity.
+    let events = kubectl.succeed(&["get", "events.events.k8s.io", "-n", ns.name(), "-o", "name"]).await;
+    assert!(!events.trim().is_empty(), "the operator recorded no Events");
+    let lease = kubectl
+        .succeed(&["get", "lease", "wasmplug-operator", "-n", ns.name(), "-o", "jsonpath={.spec.holderIdentity}"])
+        .await;
+    assert_eq!(lease, "wasmplug-operator-0");
+
+    // The chart's webhook configuration reaches the operator: a second plugin for
+    // the owned key is refused at apply time.
+    let second = format_plugin("unity-copy", &spec);
+    let refused = kubectl.run_with_stdin(&["apply", "-n", ns.name(), "-f", "-"], &second).await.expect("kubectl runs");
+    let stderr = refused.failure().expect("the second plugin is refused");
+    assert!(stderr.contains(&format!("already owned by FormatPlugin {}/unity", ns.name())), "{stderr}");
+
+    // Least privilege: what each identity must not do.
+    let operator_sa = format!("--as=system:serviceaccount:{}:wasmplug-operator", ns.name());
+    let host_sa = format!("--as=system:serviceaccount:{}:wasmplug-host", ns.name());
+    let can = |who: String, what: &'static [&'static str]| {
+        let ns = ns.name().to_owned();
+        async move {
+            let mut args = vec!["auth", "can-i", "-n", &ns, &who];
+            args.extend_from_slice(what);
+            let output = control_plane().kubectl().run(&args).await.expect("kubectl runs");
+            output.stdout.trim() == "yes"
+        }
+    };
+    assert!(can(operator_sa.clone(), &["get", "secret/git-credentials"]).await);
+    assert!(!can(operator_sa.clone(), &["get", "secret/unrelated"]).await, "the operator reads any Secret");
+    assert!(!can(operator_sa.clone(), &["list", "secrets"]).await, "the operator lists Secrets");
+    assert!(!can(operator_sa.clone(), &["delete", "formatplugins"]).await, "the operator deletes FormatPlugins");
+    assert!(!can(operator_sa.clone(), &["update", "formatplugins"]).await, "the operator replaces FormatPlugins");
+    assert!(can(host_sa.clone(), &["watch", "formatplugins"]).await);
+    assert!(!can(host_sa.clone(), &["patch", "formatplugins"]).await, "the host writes FormatPlugins");
+    assert!(!can(host_sa.clone(), &["patch", "formatplugins/status"]).await, "the host writes status");
+    assert!(!can(host_sa.clone(), &["get", "secret/git-credentials"]).await, "the host reads Secrets");
+
+    // GitOps re-applies the release: nothing changes for the plugins.
+    let before =
+        kubectl.succeed(&["get", "fp", "-n", ns.name(), "-o", "jsonpath={.items[*].metadata.resourceVersion}"]).await;
+    let mut upgrade = vec!["upgrade", "wasmplug", &chart, "--namespace", ns.name()];
+    upgrade.extend(values.iter().map(String::as_str));
+    helm.run(&upgrade).await.expect("helm upgrade with the same values succeeds");
+    let after =
+        kubectl.succeed(&["get", "fp", "-n", ns.name(), "-o", "jsonpath={.items[*].metadata.resourceVersion}"]).await;
+    assert_eq!(before, after, "an unchanged upgrade changed FormatPlugins");
+
+    // Uninstalling keeps the builtin formats (resource-policy keep) and the CRD.
+    helm.run(&["uninstall", "wasmplug", "--namespace", ns.name()]).await.expect("helm uninstall succeeds");
+    kubectl.succeed(&["get", "fp/builtin-npm", "-n", ns.name()]).await;
+    kubectl.succeed(&["get", "crd/formatplugins.wasmplug.dev"]).await;
+}
