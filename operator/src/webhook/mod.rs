@@ -62,7 +62,10 @@ impl Webhook {
         };
         let response = AdmissionResponse::from(&request);
         let response = match self.verdict(&request).await {
-            Ok(()) => response,
+            Ok(()) => {
+                tracing::debug!(operation = ?request.operation, name = request.name, "allowed a FormatPlugin change");
+                response
+            }
             Err(reason) => {
                 tracing::info!(
                     operation = ?request.operation,
