@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{apply, format_plugin, status, wait_condition, wait_ready};
+use support::{apply, format_plugin, sha256_hex, status, wait_condition, wait_ready};
 use wasmplug_crds::FormatPlugin;
 use wasmplug_e2e::{
     FileServer, GitServer, Served, Stack, control_plane, eventually, example_files, example_package, numbered_plugin,
@@ -158,9 +158,4 @@ async fn installs_from_a_zip_url_a_local_path_and_a_builtin() {
     .await;
     let maven = stack.validate("maven", "com/acme/app/1.0/app-1.0.pom", b"<project/>").await.expect("call");
     assert_eq!(maven.served_by.as_deref(), Some("builtin"), "{maven:?}");
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -155,11 +155,19 @@ pub enum Unavailable {
 pub struct Registry {
     current: ArcSwap<Snapshot>,
     writer: Mutex<()>,
+    /// Formats installed since start (each load or reload counts); also the
+    /// `wasmplug_host_installs_total` metric.
+    installs: prometheus_client::metrics::counter::Counter,
 }
 
 impl Registry {
     pub fn new() -> Self {
         Registry::default()
+    }
+
+    /// How many times a format was installed (loaded or reloaded) since start.
+    pub fn installs(&self) -> &prometheus_client::metrics::counter::Counter {
+        &self.installs
     }
 
     /// The current snapshot, for listing.
@@ -182,6 +190,7 @@ impl Registry {
     /// Publishes a new version of a format (or a new format). Calls in flight on
     /// the previous version finish on it.
     pub fn install(&self, install: Install) {
+        self.installs.inc();
         let format = Format {
             key: install.key.clone(),
             origin: install.origin,

@@ -139,6 +139,10 @@ async fn serves_builtin_and_plugin_formats() {
 
     let answer = post(&host, "/v1/formats/unity/validate?path=a%20b.unitypackage", package).await;
     assert_eq!(answer.status, StatusCode::NO_CONTENT);
+    // A refusal is the handler's answer too, and says which version gave it.
+    let answer = post(&host, "/v1/formats/unity/validate?path=x.unitypackage", "not gzip").await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(answer.served_by.as_deref().is_some_and(|s| s.starts_with("unity-format@0.1.0 sha256:")));
 
     let answer = post(&host, "/v1/formats/generic/metadata?path=docs/readme.txt", "hello").await;
     assert_eq!(answer.status, StatusCode::OK);

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod webhook;
+
 use std::time::Duration;
 
 use kube::Api;
@@ -64,4 +66,16 @@ pub fn store_contents(store: &std::path::Path) -> (Vec<String>, Vec<String>) {
             .unwrap_or_default()
     };
     (list(store.join("artifacts/sha256")), list(store.join(".staging")))
+}
+
+/// `kubectl <args>` (with `stdin`) that must fail; returns what kubectl printed.
+pub async fn refused(args: &[&str], stdin: &str) -> String {
+    let output = control_plane().kubectl().run_with_stdin(args, stdin).await.expect("kubectl runs");
+    output.failure().unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// The SHA-256 of `bytes` as 64 lowercase hex digits (the form spec.sha256 takes).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,5 +1,5 @@
 //! Prometheus metrics of the host: calls by format, operation and outcome, call
-//! latency, and the formats known by state.
+//! latency, the formats known by state, and how often formats were installed.
 
 use std::time::Duration;
 
@@ -38,14 +38,8 @@ pub struct Metrics {
     formats: Family<StateLabels, Gauge>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
-    }
-}
-
 impl Metrics {
-    pub fn new() -> Self {
+    pub fn new(formats: &Registry) -> Self {
         let mut registry = PromRegistry::with_prefix("wasmplug_host");
         let calls = Family::<CallLabels, Counter>::default();
         registry.register("calls", "Handler calls by format, operation and outcome", calls.clone());
@@ -53,9 +47,10 @@ impl Metrics {
             Histogram::new([0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0])
         });
         registry.register("call_duration_seconds", "Handler call latency, body read excluded", latency.clone());
-        let formats = Family::<StateLabels, Gauge>::default();
-        registry.register("formats", "Formats this host knows, by state", formats.clone());
-        Metrics { registry, calls, latency, formats }
+        registry.register("installs", "Formats installed (loaded or reloaded) since start", formats.installs().clone());
+        let states = Family::<StateLabels, Gauge>::default();
+        registry.register("formats", "Formats this host knows, by state", states.clone());
+        Metrics { registry, calls, latency, formats: states }
     }
 
     /// Counts one call; `outcome` is "ok" or an error code.

@@ -60,10 +60,10 @@ pub struct App {
 impl App {
     pub fn new(registry: Arc<Registry>, config: ServerConfig) -> Arc<Self> {
         Arc::new(App {
+            metrics: Metrics::new(&registry),
             registry,
             calls: Semaphore::new(config.max_concurrent_calls.max(1)),
             config,
-            metrics: Metrics::new(),
             ready: AtomicBool::new(false),
         })
     }

@@ -116,12 +116,15 @@ where
     let outcome = output.as_ref().map_or_else(|error| error.code, |_| "ok");
     app.metrics.observe_call(key, operation.name(), outcome, took);
     let served_by = served_by(&serving.format);
-    let mut response = match output? {
-        Output::Metadata(metadata) => json(StatusCode::OK, &metadata),
-        Output::Valid => empty(StatusCode::NO_CONTENT),
-        Output::Index(None) => empty(StatusCode::NO_CONTENT),
-        Output::Index(Some(files)) => json(StatusCode::OK, &IndexFiles::new(files)),
-        Output::Response(response) => json(StatusCode::OK, &WireResponse::from(response)),
+    // The handler answered, with a result or a refusal: either way the header
+    // says which version did.
+    let mut response = match output {
+        Ok(Output::Metadata(metadata)) => json(StatusCode::OK, &metadata),
+        Ok(Output::Valid) => empty(StatusCode::NO_CONTENT),
+        Ok(Output::Index(None)) => empty(StatusCode::NO_CONTENT),
+        Ok(Output::Index(Some(files))) => json(StatusCode::OK, &IndexFiles::new(files)),
+        Ok(Output::Response(response)) => json(StatusCode::OK, &WireResponse::from(response)),
+        Err(error) => json(error.status, &error),
     };
     if let Ok(value) = HeaderValue::from_str(&served_by) {
         response.headers_mut().insert(SERVED_BY, value);

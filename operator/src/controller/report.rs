@@ -19,15 +19,26 @@ use crate::metrics::ReconcileResult;
 use crate::status::{self, Failure, Notice, Outcome, Step, Subject};
 
 /// Writes the status `outcome` leads to (when it differs) and records its Events.
+///
+/// What changed is judged against the status as the API server has it now, not
+/// as the watch cache last showed it: right after a status write the cache may
+/// still hold the one before, and a quick disable-then-enable would otherwise
+/// lose its Enabled Event.
 pub async fn report(plugin: &FormatPlugin, outcome: &Outcome, ctx: &Context) -> Result<(), Error> {
-    let (mut next, notices) = status::next(plugin.into(), outcome, Time(Timestamp::now()));
+    let (namespace, name) = (plugin.namespace().unwrap_or_default(), plugin.name_any());
+    let api: Api<Guarded> = Api::namespaced_with(ctx.client.clone(), &namespace, &resource());
+    let current = api.get_status(&name).await.map_err(|source| Error::Kube { action: "read status", source })?;
+    let previous: Option<FormatPluginStatus> =
+        current.data.get("status").and_then(|status| serde_json::from_value(status.clone()).ok());
+    let subject = Subject { previous: previous.as_ref(), ..Subject::from(plugin) };
+    let (mut next, notices) = status::next(subject, outcome, Time(Timestamp::now()));
     if let Outcome::Failed(Failure { reason: Reason::FormatConflict, .. }) = outcome {
         // A conflicting object serves nothing, not even a last good version of the key.
         next.artifact = None;
         next.plugin = None;
     }
-    if plugin.status.as_ref() != Some(&next) {
-        write_status(ctx, &plugin.namespace().unwrap_or_default(), &plugin.name_any(), &next).await?;
+    if previous.as_ref() != Some(&next) {
+        write_status(ctx, &namespace, &name, &next).await?;
     }
     for notice in notices {
         record(&plugin.object_ref(&()), notice, ctx).await;
