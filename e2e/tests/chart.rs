@@ -10,7 +10,8 @@ mod support;
 use std::time::Duration;
 
 use base64::Engine as _;
-use support::{apply, format_plugin, wait_ready};
+use support::{apply, format_plugin, wait_condition, wait_ready};
+use wasmplug_crds::FormatPlugin;
 use wasmplug_e2e::{GitServer, Helm, Kubelet, control_plane, eventually, free_ports, numbered_plugin};
 
 const SOON: Duration = Duration::from_secs(60);
@@ -142,6 +143,14 @@ async fn an_installed_release_runs_as_its_own_identities() {
         (serves("npm") && serves("numbered-000007")).then_some(()).ok_or(text)
     })
     .await;
+
+    // A Secret the chart does not let the operator read is reported, not hidden.
+    let unlisted =
+        spec.replace("name: git-credentials", "name: unrelated").replace("numbered-000007", "numbered-000008");
+    apply(ns.name(), &format_plugin("unlisted", &unlisted)).await;
+    let message = wait_condition(&ns.api::<FormatPlugin>(), "unlisted", "False", "FetchFailed").await;
+    assert!(message.contains(&format!("Secret {}/unrelated", ns.name())), "{message}");
+    assert!(message.contains("operator.sourceSecrets"), "{message}");
 
     // The operator wrote Events and holds its Lease, as its own identity.
     let events = kubectl.succeed(&["get", "events.events.k8s.io", "-n", ns.name(), "-o", "name"]).await;

@@ -57,6 +57,10 @@ async fn credentials(
             }
             .into());
         }
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            let (namespace, secret) = (namespace.to_owned(), reference.name.clone());
+            return Err(FetchError::SecretForbidden { namespace, secret }.into());
+        }
         Err(error) => return Err(Error::Kube { action: "read the source Secret", source: error }),
     };
     let data = secret.data.unwrap_or_default();

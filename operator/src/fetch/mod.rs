@@ -94,6 +94,12 @@ pub enum FetchError {
     Local { path: String, reason: String },
     #[error("failed to read credentials from Secret {secret}: {reason}")]
     Credentials { secret: String, reason: String },
+    #[error(
+        "failed to read credentials from Secret {namespace}/{secret}: the operator may not read it; \
+         its role names the Secrets sources may use: add this one to the chart's operator.sourceSecrets \
+         (retrying until then)"
+    )]
+    SecretForbidden { namespace: String, secret: String },
 }
 
 impl FetchError {
@@ -101,7 +107,8 @@ impl FetchError {
     /// timeouts) rather than needing a change by the user.
     pub fn is_transient(&self) -> bool {
         match self {
-            FetchError::Unreachable { .. } | FetchError::TimedOut { .. } => true,
+            // Fixed outside the object (RBAC), so worth retrying.
+            FetchError::Unreachable { .. } | FetchError::TimedOut { .. } | FetchError::SecretForbidden { .. } => true,
             FetchError::Status { status, .. } => *status >= 500 || *status == 429,
             FetchError::Git { transient, .. } => *transient,
             _ => false,

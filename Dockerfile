@@ -1,0 +1,24 @@
+# One image with both binaries: wasmplug-operator and wasmplug-host (the chart
+# runs each with its own command). Build from the repository root:
+#
+#   docker build -t <registry>/wasmplug:<tag> .
+#
+# Not built in CI: the CI machines have no container engine.
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p wasmplug-operator -p wasmplug-host \
+ && install -D target/release/wasmplug-operator target/release/wasmplug-host -t /out
+
+FROM debian:bookworm-slim
+# libgit2 links OpenSSL; the CA bundle serves https sources.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /out/ /usr/local/bin/
+# The chart's security context runs as 65532 with a read-only root filesystem;
+# the operator writes only to the store volume and /tmp (an emptyDir).
+USER 65532:65532
+ENTRYPOINT []
+CMD ["wasmplug-host", "--help"]
