@@ -65,6 +65,79 @@ async fn every_shape_of_values_renders_and_passes_a_server_side_dry_run() {
 }
 
 #[tokio::test]
+async fn the_service_monitor_scrapes_both_components() {
+    let helm = Helm::locate().expect("helm is available");
+    let values = ["--set=serviceMonitor.enabled=true", "--show-only=templates/servicemonitor.yaml"];
+    let rendered = helm.template("wasmplug", "monitoring", &values).await.expect("renders");
+    let monitor: serde_json::Value = serde_saphyr::from_str(&rendered).expect("one YAML document");
+    assert_eq!(monitor["kind"], "ServiceMonitor");
+    let ports: Vec<&str> =
+        monitor["spec"]["endpoints"].as_array().expect("endpoints").iter().filter_map(|e| e["port"].as_str()).collect();
+    // The port names the two Services declare: the operator's metrics, the hosts' API.
+    assert_eq!(ports, ["metrics", "http"]);
+    let services =
+        helm.template("wasmplug", "monitoring", &["--show-only=templates/services.yaml"]).await.expect("renders");
+    assert!(services.contains("name: metrics") && services.contains("name: http"), "{services}");
+}
+
+#[tokio::test]
+async fn the_generated_webhook_certificate_is_kept_across_upgrades_and_rotated_on_request() {
+    let ns = control_plane().namespace("chart-certificate").await;
+    let helm = Helm::locate().expect("helm is available");
+    let kubectl = control_plane().kubectl();
+    let chart = Helm::chart().display().to_string();
+    // Checks no namespace: the Service it names does not run here.
+    let values = ["--set=webhook.namespaceSelector.matchLabels.wasmplug\\.dev/none=none", "--set=builtinFormats=null"];
+    let release = |verb: &'static str, extra: &'static [&'static str]| {
+        let (chart, ns) = (chart.clone(), ns.name().to_owned());
+        let helm = &helm;
+        async move {
+            let mut args = vec![verb, "wasmplug", &chart, "--namespace", &ns];
+            args.extend(values);
+            args.extend(extra);
+            helm.run(&args).await.unwrap_or_else(|e| panic!("{e:#}"));
+        }
+    };
+    let secret = || async {
+        kubectl
+            .succeed(&["get", "secret", "wasmplug-webhook-tls", "-n", ns.name(), "-o", "jsonpath={.data.tls\\.crt}"])
+            .await
+    };
+    let bundle = || async {
+        let name = format!("wasmplug-{}-webhook", ns.name());
+        let bundle = kubectl
+            .succeed(&[
+                "get",
+                "validatingwebhookconfiguration",
+                &name,
+                "-o",
+                "jsonpath={.webhooks[0].clientConfig.caBundle}",
+            ])
+            .await;
+        let pem = base64::engine::general_purpose::STANDARD.decode(bundle.trim()).expect("base64");
+        String::from_utf8(pem).expect("PEM")
+    };
+
+    release("install", &[]).await;
+    let (first, first_bundle) = (secret().await, bundle().await);
+    assert_eq!(first_bundle.matches("BEGIN CERTIFICATE").count(), 1);
+    release("upgrade", &[]).await;
+    assert_eq!(secret().await, first, "an upgrade replaced the certificate");
+    assert_eq!(bundle().await, first_bundle);
+
+    release("upgrade", &["--set=webhook.certificate.rotate=true"]).await;
+    let rotated = secret().await;
+    assert_ne!(rotated, first, "rotate did not replace the certificate");
+    let both = bundle().await;
+    assert_eq!(both.matches("BEGIN CERTIFICATE").count(), 2, "the old CA is trusted while pods pick up the new one");
+    assert!(both.contains(first_bundle.trim()), "{both}");
+
+    release("upgrade", &[]).await;
+    assert_eq!(secret().await, rotated, "the rotated certificate is kept");
+    assert_eq!(bundle().await.matches("BEGIN CERTIFICATE").count(), 1);
+}
+
+#[tokio::test]
 async fn an_installed_release_runs_as_its_own_identities() {
     let ns = control_plane().namespace("chart").await;
     let kubectl = control_plane().kubectl();
