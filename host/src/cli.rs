@@ -61,8 +61,25 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// The logging flag both binaries take.
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
+    /// Log as JSON lines (default when stdout is not a terminal) or for people.
+    /// The level comes from WASMPLUG_LOG (default info), e.g. debug or
+    /// info,wasmplug_operator=debug.
+    #[arg(long, env = "WASMPLUG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+}
+
+impl LogArgs {
+    /// Starts logging as these flags say.
+    pub fn init(&self) {
+        init_logging(self.log_format);
+    }
+}
+
 /// Starts logging; the filter comes from `WASMPLUG_LOG` (default `info`).
-pub fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat) {
     use std::io::IsTerminal;
     let filter = EnvFilter::try_from_env("WASMPLUG_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match format {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use wasmplug_host::builtin;
-use wasmplug_host::cli::{EngineArgs, LogFormat, init_logging, parse_size, shutdown_signal};
+use wasmplug_host::cli::{EngineArgs, LogArgs, parse_size, shutdown_signal};
 use wasmplug_host::local::LocalSource;
 use wasmplug_host::registry::Registry;
 use wasmplug_host::runtime::Runtime;
@@ -61,15 +61,14 @@ struct Args {
     #[arg(long, env = "WASMPLUG_POLL_MS", default_value_t = 500)]
     poll_ms: u64,
 
-    /// Log as JSON lines (default when stdout is not a terminal) or for people.
-    #[arg(long, env = "WASMPLUG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging(args.log_format);
+    args.log.init();
 
     let max_limits = args.engine.max_limits();
     let runtime = Arc::new(Runtime::new(args.engine.settings()).context("failed to start the WebAssembly runtime")?);

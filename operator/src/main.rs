@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use kube::Client;
-use wasmplug_host::cli::{EngineArgs, LogFormat, init_logging, parse_size, shutdown_signal};
+use wasmplug_host::cli::{EngineArgs, LogArgs, parse_size, shutdown_signal};
 use wasmplug_host::runtime::Runtime;
 use wasmplug_operator::controller::{self, Config, Settings};
 use wasmplug_operator::fetch::{ArchiveLimits, FetchLimits};
@@ -103,15 +103,14 @@ struct Args {
     #[command(flatten)]
     engine: EngineArgs,
 
-    /// Log as JSON lines (default when stdout is not a terminal) or for people.
-    #[arg(long, env = "WASMPLUG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging(args.log_format);
+    args.log.init();
 
     let client = Client::try_default().await.context("failed to configure the Kubernetes client")?;
     let runtime = Arc::new(Runtime::new(args.engine.settings()).context("failed to start the WebAssembly runtime")?);

@@ -116,9 +116,10 @@ fn claim(plugin: &FormatPlugin, key: &str, ctx: &Context) -> Result<(), Error> {
 async fn store(ctx: &Arc<Context>, validated: Validated, revision: String) -> Result<Artifact, Error> {
     let store = ctx.store.clone();
     let digest = validated.package.digest;
-    let precompiled_file = Store::precompiled_file(&validated.engine);
+    let precompiled =
+        Precompiled { file: Store::precompiled_file(&validated.engine), engine: validated.engine.clone() };
+    let precompiled_file = precompiled.file.clone();
     let size = validated.package.wasm.len();
-    let engine = validated.engine.clone();
     tokio::task::spawn_blocking(move || {
         store.publish(
             &digest,
@@ -137,7 +138,7 @@ async fn store(ctx: &Arc<Context>, validated: Validated, revision: String) -> Re
         revision,
         size: i64::try_from(size).unwrap_or(i64::MAX),
         last_update_time: Time(Timestamp::now()),
-        precompiled: Some(Precompiled { file: Store::precompiled_file(&engine), engine }),
+        precompiled: Some(precompiled),
     })
 }
 
