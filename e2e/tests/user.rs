@@ -73,11 +73,9 @@ async fn wait_served_by(webhook: &Webhooked, key: &str, path: &str, expected: &s
 
 /// Reasons of the Events about `name`, oldest first.
 async fn event_reasons(namespace: &str, name: &str) -> Vec<String> {
-    let filter = format!("{{range .items[?(@.regarding.name==\"{name}\")]}}{{.reason}}{{\"\\n\"}}{{end}}");
-    let args = ["get", "events.events.k8s.io", "-n", namespace, "--sort-by=.metadata.creationTimestamp"];
-    let jsonpath = format!("-o=jsonpath={filter}");
-    let mut args = args.to_vec();
-    args.push(&jsonpath);
+    let jsonpath =
+        format!("-o=jsonpath={{range .items[?(@.regarding.name==\"{name}\")]}}{{.reason}}{{\"\\n\"}}{{end}}");
+    let args = ["get", "events.events.k8s.io", "-n", namespace, "--sort-by=.metadata.creationTimestamp", &jsonpath];
     control_plane().kubectl().succeed(&args).await.lines().map(str::to_owned).collect()
 }
 
@@ -98,7 +96,7 @@ async fn a_user_installs_updates_disables_and_removes_plugins_with_kubectl() {
     kubectl_wait_ready(ns.name(), &["fp/npm", "fp/unity"]).await;
     wait_served_by(&webhook, "unity", unity_path, "unity-format@0.1.0").await;
     let listed = kubectl.succeed(&["get", "fp", "-n", ns.name(), "-o", "wide"]).await;
-    assert!(listed.contains("unity-format") || listed.contains("0.1.0"), "{listed}");
+    assert!(listed.contains("0.1.0") && listed.contains("v0.1.0@sha1:"), "the version and revision columns: {listed}");
 
     // Update: the new version serves; the host did not restart.
     kubectl_apply(ns.name(), &tagged("v0.2.0")).await;

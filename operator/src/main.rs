@@ -124,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("failed to listen on {}", args.metrics_listen))?;
     tokio::spawn(serve(listener, health.clone()));
-    let source_hosts = SourceHosts::new(args.allowed_source_hosts.iter().filter(|h| !h.trim().is_empty()));
+    let source_hosts = SourceHosts::new(&args.allowed_source_hosts);
     if let (Some(address), Some(cert), Some(key)) =
         (args.webhook_listen, &args.webhook_cert_file, &args.webhook_key_file)
     {

@@ -1,5 +1,6 @@
 //! The operator's Prometheus metrics: reconciles by result, fetch duration by
-//! source kind, entries in the store, and whether this replica leads. Labels are fixed, low-cardinality words.
+//! source kind, entries in the store, and whether this replica leads. Labels
+//! are fixed, low-cardinality words.
 
 use std::time::Duration;
 

@@ -61,8 +61,10 @@ pub struct SourceHosts {
 }
 
 impl SourceHosts {
+    /// The allowlist of `patterns`; blank ones are ignored.
     pub fn new(patterns: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        SourceHosts { patterns: patterns.into_iter().map(|p| p.into().trim().to_ascii_lowercase()).collect() }
+        let patterns = patterns.into_iter().map(|p| p.into().trim().to_ascii_lowercase());
+        SourceHosts { patterns: patterns.filter(|p| !p.is_empty()).collect() }
     }
 
     pub fn is_restricted(&self) -> bool {

@@ -35,11 +35,12 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 
 {{/*
-The engine settings the operator compiles plugins for and the hosts run them
-with: one list, so that both always agree (a host ignores precompiled code made
-for other settings and compiles again).
+The environment both containers share: the engine settings the operator
+compiles plugins for and the hosts run them with (one list, so that both always
+agree: a host ignores precompiled code made for other settings and compiles
+again), the log format, and the namespace both follow.
 */}}
-{{- define "wasmplug.engineEnv" -}}
+{{- define "wasmplug.sharedEnv" -}}
 - name: WASMPLUG_MAX_MEMORY
   value: {{ .Values.limits.maxMemory | quote }}
 - name: WASMPLUG_MAX_CALL_MS
