@@ -3,7 +3,8 @@
 //! sources, and 100 FormatPlugins at once. The baseline, measured in the same run,
 //! is the operator's own pipeline (fetch → validate → precompile → publish) called
 //! in-process on the same sources: the ratio is what Kubernetes round trips, the
-//! controller and the host's watch add.
+//! controller and the host's watch add. Then the admission webhook: a FormatPlugin
+//! write in a namespace it checks against one in a namespace it does not.
 //!
 //!     cargo build --release --bins && cargo run --release -p wasmplug-benches -- reconcile
 
@@ -14,7 +15,7 @@ use anyhow::Context;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use wasmplug_crds::FormatPlugin;
-use wasmplug_e2e::{FileServer, GitServer, Served, Stack, control_plane, numbered_plugin, zip};
+use wasmplug_e2e::{FileServer, GitServer, Served, Stack, Webhooked, control_plane, numbered_plugin, zip};
 use wasmplug_host::runtime::{EngineSettings, Runtime};
 use wasmplug_operator::fetch::{self, FetchLimits, GitRequest};
 use wasmplug_operator::store::Store;
@@ -25,6 +26,7 @@ use crate::stats::{Summary, format};
 
 const INSTALLS: u32 = 20;
 const MANY: u32 = 100;
+const WRITES: u32 = 200;
 
 pub fn run(report: &mut Report) -> anyhow::Result<()> {
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -141,6 +143,43 @@ async fn run_async(report: &mut Report) -> anyhow::Result<()> {
         format!("peak {peak:.0} MiB, now {:.0} MiB", rss_mib(stack.operator.process.pid())?),
         format!("{idle:.0} MiB idle before"),
         format!("{:.2} MiB per plugin", (peak - idle) / f64::from(MANY)),
+    );
+    drop(stack);
+    admission(report, &ns.api::<FormatPlugin>()).await
+}
+
+/// Server-side dry-run creates (which run admission, store nothing and wake no
+/// controller) in a namespace the webhook checks, against the same in `plain`,
+/// which it does not: what the webhook adds to each write, its list of the
+/// namespace's FormatPlugins (the 100 above) included.
+async fn admission(report: &mut Report, plain: &Api<FormatPlugin>) -> anyhow::Result<()> {
+    let checked_ns = control_plane().namespace("bench-webhook").await;
+    let webhooked = Webhooked::start(checked_ns.name(), &[]).await?;
+    webhooked.register().await?;
+    let checked = checked_ns.api::<FormatPlugin>();
+    // The same 100 objects for the webhook to list.
+    for n in 0..MANY {
+        let spec =
+            serde_json::json!({"source": {"url": {"url": format!("http://127.0.0.1:9/p{n}.zip")}}, "suspend": true});
+        checked.create(&PostParams::default(), &object(&format!("many-{n}"), spec)?).await?;
+    }
+    let dry_run = PostParams { dry_run: true, ..PostParams::default() };
+    let probe = object("probe", serde_json::json!({"source": {"builtin": {"format": "maven"}}}))?;
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..WRITES {
+        let started = Instant::now();
+        plain.create(&dry_run, &probe).await?;
+        without.push(started.elapsed());
+        let started = Instant::now();
+        checked.create(&dry_run, &probe).await?;
+        with.push(started.elapsed());
+    }
+    let (with, without) = (Summary::of(with), Summary::of(without));
+    report.row(
+        &format!("a FormatPlugin write through the webhook ({MANY} objects listed)"),
+        summary(&with),
+        format!("{} without it", summary(&without)),
+        ratio(&with, &without),
     );
     Ok(())
 }

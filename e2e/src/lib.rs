@@ -16,6 +16,7 @@ mod kubectl;
 mod namespace;
 mod pods;
 mod wasmplug;
+mod webhook;
 
 pub use binaries::{BIN_DIR_ENV, Binaries};
 pub use certs::{Certificates, ClientCredentials};
@@ -28,3 +29,4 @@ pub use kubectl::{Kubectl, KubectlOutput};
 pub use namespace::TestNamespace;
 pub use pods::{Kubelet, Pod};
 pub use wasmplug::{HostAnswer, Operator, Process, Stack, eventually, workspace_binary};
+pub use webhook::Webhooked;

@@ -9,12 +9,11 @@ mod support;
 
 use std::time::Duration;
 
-use support::webhook::{Webhooked, start};
 use support::{refused, sha256_hex, wait_condition};
 use wasmplug_crds::FormatPlugin;
 use wasmplug_e2e::{
-    FileServer, GitServer, Repo, Served, control_plane, eventually, example_files, example_package, repository_root,
-    with_custom_section, with_version, zip,
+    FileServer, GitServer, Repo, Served, Webhooked, control_plane, eventually, example_files, example_package,
+    repository_root, with_custom_section, with_version, zip,
 };
 
 const SOON: Duration = Duration::from_secs(60);
@@ -82,8 +81,8 @@ async fn event_reasons(namespace: &str, name: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_user_installs_updates_disables_and_removes_plugins_with_kubectl() {
     let ns = control_plane().namespace("user").await;
-    let webhook = start(ns.name(), &[]).await;
-    webhook.register().await;
+    let webhook = Webhooked::start(ns.name(), &[]).await.expect("operator and host start");
+    webhook.register().await.expect("the webhook is registered");
     let git = GitServer::start().expect("git daemon starts");
     let repo = unity_repository(&git);
     let kubectl = control_plane().kubectl();
@@ -160,8 +159,8 @@ async fn a_user_installs_updates_disables_and_removes_plugins_with_kubectl() {
 #[tokio::test]
 async fn every_example_source_installs_as_written_apart_from_its_addresses() {
     let ns = control_plane().namespace("user-sources").await;
-    let webhook = start(ns.name(), &[]).await;
-    webhook.register().await;
+    let webhook = Webhooked::start(ns.name(), &[]).await.expect("operator and host start");
+    webhook.register().await.expect("the webhook is registered");
     kubectl_apply(ns.name(), &example("npm-builtin.yaml", &[])).await;
     let git = GitServer::start().expect("git daemon starts");
     let repo = git.create("unity-format").expect("repository");
@@ -208,8 +207,8 @@ async fn every_example_source_installs_as_written_apart_from_its_addresses() {
 #[tokio::test]
 async fn re_applying_identical_manifests_changes_nothing() {
     let ns = control_plane().namespace("gitops").await;
-    let webhook = start(ns.name(), &[]).await;
-    webhook.register().await;
+    let webhook = Webhooked::start(ns.name(), &[]).await.expect("operator and host start");
+    webhook.register().await.expect("the webhook is registered");
     let git = GitServer::start().expect("git daemon starts");
     let repo = unity_repository(&git);
     let manifests = [example("npm-builtin.yaml", &[]), example("unity-git-tag.yaml", &[(EXAMPLE_GIT_URL, repo.url())])]

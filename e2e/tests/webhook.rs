@@ -9,10 +9,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine as _;
-use support::webhook::start;
 use support::{apply, format_plugin, refused, wait_condition, wait_ready};
 use wasmplug_crds::FormatPlugin;
-use wasmplug_e2e::{GitServer, control_plane, eventually, numbered_plugin};
+use wasmplug_e2e::{GitServer, Webhooked, control_plane, eventually, numbered_plugin};
 
 const SOON: Duration = Duration::from_secs(60);
 
@@ -22,10 +21,10 @@ const PYPI: &str = "source:\n  builtin:\n    format: pypi";
 #[tokio::test]
 async fn the_last_enabled_format_can_be_neither_disabled_nor_deleted() {
     let ns = control_plane().namespace("webhook-last").await;
-    let webhook = start(ns.name(), &[]).await;
+    let webhook = Webhooked::start(ns.name(), &[]).await.expect("operator and host start");
     apply(ns.name(), &format_plugin("npm", NPM)).await;
     wait_ready(ns.name(), "npm", SOON).await;
-    webhook.register().await;
+    webhook.register().await.expect("the webhook is registered");
 
     let disable = r#"{"spec":{"enabled":false}}"#;
     let stderr = refused(&["patch", "fp", "npm", "-n", ns.name(), "--type=merge", "-p", disable], "").await;
@@ -53,8 +52,8 @@ async fn the_last_enabled_format_can_be_neither_disabled_nor_deleted() {
 #[tokio::test]
 async fn a_second_plugin_for_an_owned_key_is_refused_naming_the_owner() {
     let ns = control_plane().namespace("webhook-owned").await;
-    let webhook = start(ns.name(), &[]).await;
-    webhook.register().await;
+    let webhook = Webhooked::start(ns.name(), &[]).await.expect("operator and host start");
+    webhook.register().await.expect("the webhook is registered");
     apply(ns.name(), &format_plugin("npm", NPM)).await;
     wait_ready(ns.name(), "npm", SOON).await;
 
@@ -84,7 +83,9 @@ async fn a_second_plugin_for_an_owned_key_is_refused_naming_the_owner() {
 #[tokio::test]
 async fn sources_outside_the_allowlist_are_refused_at_apply_time_and_never_fetched() {
     let ns = control_plane().namespace("webhook-hosts").await;
-    let webhook = start(ns.name(), &["--allowed-source-hosts=127.0.0.1,*.plugins.example.org"]).await;
+    let webhook = Webhooked::start(ns.name(), &["--allowed-source-hosts=127.0.0.1,*.plugins.example.org"])
+        .await
+        .expect("operator and host start");
     let git = GitServer::start().expect("git daemon starts");
     let repo = git.create("plugin").expect("repository");
     let (manifest, wasm) = numbered_plugin(5);
@@ -96,7 +97,7 @@ async fn sources_outside_the_allowlist_are_refused_at_apply_time_and_never_fetch
     let message = wait_condition(&ns.api::<FormatPlugin>(), "early", "False", "SourceNotAllowed").await;
     assert!(message.contains("source host \"downloads.example.com\" is not allowed"), "{message}");
 
-    webhook.register().await;
+    webhook.register().await.expect("the webhook is registered");
     let stderr = refused(&["apply", "-n", ns.name(), "-f", "-"], &format_plugin("late", elsewhere)).await;
     assert!(stderr.contains("source host \"downloads.example.com\" is not allowed"), "{stderr}");
     assert!(stderr.contains("127.0.0.1, *.plugins.example.org"), "{stderr}");
@@ -109,8 +110,8 @@ async fn sources_outside_the_allowlist_are_refused_at_apply_time_and_never_fetch
 #[tokio::test]
 async fn a_rotated_certificate_is_served_without_a_restart() {
     let ns = control_plane().namespace("webhook-rotation").await;
-    let webhook = start(ns.name(), &[]).await;
-    webhook.register().await;
+    let webhook = Webhooked::start(ns.name(), &[]).await.expect("operator and host start");
+    webhook.register().await.expect("the webhook is registered");
     let first = served_certificate(webhook.port).await;
     assert_eq!(first, der_of(&webhook.certificate.cert));
 

@@ -3,8 +3,6 @@
 
 #![allow(dead_code)]
 
-pub mod webhook;
-
 use std::time::Duration;
 
 use kube::Api;
