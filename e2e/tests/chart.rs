@@ -151,22 +151,10 @@ async fn an_installed_release_runs_as_its_own_identities() {
     let (manifest, wasm) = numbered_plugin(7);
     repo.commit(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)], "plugin").expect("commit");
     let http = git.serve_http("reader", "s3cret").await.expect("git over HTTP");
-    let secret = |name: &str, key: &str| format!("create secret generic {name} -n {} --from-literal={key}", ns.name());
-    for command in [secret("git-credentials", "username=reader"), secret("unrelated", "password=hidden")] {
-        let args: Vec<&str> = command.split(' ').collect();
-        kubectl.succeed(&args).await;
-    }
-    kubectl
-        .succeed(&[
-            "patch",
-            "secret",
-            "git-credentials",
-            "-n",
-            ns.name(),
-            "-p",
-            r#"{"stringData":{"password":"s3cret"}}"#,
-        ])
-        .await;
+    let create = ["create", "secret", "generic"];
+    let git_secret = ["git-credentials", "--from-literal=username=reader", "--from-literal=password=s3cret"];
+    kubectl.succeed(&[&create[..], &git_secret, &["-n", ns.name()]].concat()).await;
+    kubectl.succeed(&[&create[..], &["unrelated", "--from-literal=password=hidden", "-n", ns.name()]].concat()).await;
     let certs = control_plane().certificates();
     let webhook_cert = certs.server("chart-webhook").expect("webhook certificate");
     let (cert, key) = (webhook_cert.cert.display().to_string(), webhook_cert.key.display().to_string());
