@@ -135,6 +135,26 @@ async fn the_generated_webhook_certificate_is_kept_across_upgrades_and_rotated_o
     release("upgrade", &[]).await;
     assert_eq!(secret().await, rotated, "the rotated certificate is kept");
     assert_eq!(bundle().await.matches("BEGIN CERTIFICATE").count(), 1);
+
+    // The operator, run as the chart declares it (the Secret mounted), serves the
+    // generated certificate, and it is valid for the name the API server calls.
+    let kubelet = Kubelet::new(ns.name()).expect("kubelet");
+    let [port] = free_ports().expect("a free port");
+    let operator = kubelet.run("wasmplug-operator", "wasmplug-operator-0", &[(9443, port)]).await.expect("operator");
+    operator.wait_ready(SOON).await.expect("the operator is ready");
+    let ca = kubectl
+        .succeed(&["get", "secret", "wasmplug-webhook-tls", "-n", ns.name(), "-o", "jsonpath={.data.ca\\.crt}"])
+        .await;
+    let ca = base64::engine::general_purpose::STANDARD.decode(ca.trim()).expect("base64");
+    let service = format!("wasmplug-operator.{}.svc", ns.name());
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA"))
+        .resolve(&service, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .build()
+        .expect("client");
+    let response = client.get(format!("https://{service}:{port}/validate")).send().await;
+    let response = response.unwrap_or_else(|e| panic!("TLS to {service} with the generated certificate: {e:?}"));
+    assert_eq!(response.status(), 405, "GET is not how the API server calls");
 }
 
 #[tokio::test]

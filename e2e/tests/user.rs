@@ -153,6 +153,11 @@ async fn a_user_installs_updates_disables_and_removes_plugins_with_kubectl() {
     for reason in expected {
         assert!(rest.any(|r| r == reason), "Events about unity, in order, should include {expected:?}: {reasons:?}");
     }
+    // ... and a structured log line with the same reason.
+    let log = webhook.stack.operator.process.log();
+    for reason in expected {
+        assert!(log.contains(&format!("reason={reason}")), "no operator log line with reason={reason}");
+    }
     assert_eq!(webhook.stack.host.log().matches("serving; try").count(), 1, "the host did not restart");
 }
 
