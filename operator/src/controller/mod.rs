@@ -137,10 +137,7 @@ pub enum Error {
 /// Runs the controller until `shutdown` completes; calls in progress finish first.
 pub async fn run(client: Client, settings: Settings, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let resource = resource();
-    let api: Api<Guarded> = match settings.namespace.as_deref() {
-        Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
-        None => Api::all_with(client.clone(), &resource),
-    };
+    let api = wasmplug_host::watch::api(client.clone(), settings.namespace.as_deref());
     let watch = || watcher::Config::default().any_semantic();
     let controller = Controller::new_with(api.clone(), watch(), resource.clone());
     let plugins = controller.store();

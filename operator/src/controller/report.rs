@@ -26,10 +26,11 @@ use crate::status::{self, Failure, Notice, Outcome, Step, Subject};
 /// lose its Enabled Event.
 pub async fn report(plugin: &FormatPlugin, outcome: &Outcome, ctx: &Context) -> Result<(), Error> {
     let (namespace, name) = (plugin.namespace().unwrap_or_default(), plugin.name_any());
-    let api: Api<Guarded> = Api::namespaced_with(ctx.client.clone(), &namespace, &resource());
-    let current = api.get_status(&name).await.map_err(|source| Error::Kube { action: "read status", source })?;
-    let previous: Option<FormatPluginStatus> =
-        current.data.get("status").and_then(|status| serde_json::from_value(status.clone()).ok());
+    let current = api_in(ctx, &namespace)
+        .get_status(&name)
+        .await
+        .map_err(|source| Error::Kube { action: "read status", source })?;
+    let previous = status_of(&current);
     let subject = Subject { previous: previous.as_ref(), ..Subject::from(plugin) };
     let (mut next, notices) = status::next(subject, outcome, Time(Timestamp::now()));
     if let Outcome::Failed(Failure { reason: Reason::FormatConflict, .. }) = outcome {
@@ -46,9 +47,19 @@ pub async fn report(plugin: &FormatPlugin, outcome: &Outcome, ctx: &Context) -> 
     Ok(())
 }
 
+/// The untyped API for FormatPlugins in `namespace`.
+fn api_in(ctx: &Context, namespace: &str) -> Api<Guarded> {
+    wasmplug_host::watch::api(ctx.client.clone(), Some(namespace))
+}
+
+/// The status `object` carries, if it can be read.
+fn status_of(object: &Guarded) -> Option<FormatPluginStatus> {
+    object.data.get("status").and_then(|status| serde_json::from_value(status.clone()).ok())
+}
+
 /// Writes `status` by server-side apply with the operator's field manager.
 async fn write_status(ctx: &Context, namespace: &str, name: &str, status: &FormatPluginStatus) -> Result<(), Error> {
-    let api: Api<Guarded> = Api::namespaced_with(ctx.client.clone(), namespace, &resource());
+    let api = api_in(ctx, namespace);
     let patch = serde_json::json!({"apiVersion": "wasmplug.dev/v1alpha1", "kind": "FormatPlugin", "status": status});
     api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
@@ -79,7 +90,7 @@ async fn record(regarding: &ObjectReference, notice: Notice, ctx: &Context) {
 /// ValidationFailed, once) and, when it is being deleted, lets it go.
 pub async fn unreadable(object: &Guarded, error: &str, ctx: &Context) -> Result<Action, Error> {
     let namespace = object.namespace().unwrap_or_default();
-    let api: Api<Guarded> = Api::namespaced_with(ctx.client.clone(), &namespace, &resource());
+    let api = api_in(ctx, &namespace);
     let name = object.name_any();
     if object.metadata.deletion_timestamp.is_some() {
         let finalizers: Vec<&String> = object.finalizers().iter().filter(|f| *f != FINALIZER).collect();
@@ -89,8 +100,7 @@ pub async fn unreadable(object: &Guarded, error: &str, ctx: &Context) -> Result<
             .map_err(|source| Error::Kube { action: "remove the finalizer", source })?;
         return Ok(Action::await_change());
     }
-    let previous: Option<FormatPluginStatus> =
-        object.data.get("status").and_then(|status| serde_json::from_value(status.clone()).ok());
+    let previous = status_of(object);
     let failure = Failure {
         step: Step::Validate,
         reason: Reason::ValidationFailed,

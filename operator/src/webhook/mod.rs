@@ -18,9 +18,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use kube::api::{ApiResource, DynamicObject, ListParams};
+use kube::Client;
+use kube::api::{DynamicObject, ListParams};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::{Api, Client};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use wasmplug_crds::FormatPlugin;
@@ -101,11 +101,7 @@ impl Webhook {
 
     /// Every readable FormatPlugin in scope.
     async fn plugins(&self) -> kube::Result<Vec<FormatPlugin>> {
-        let resource = ApiResource::erase::<FormatPlugin>(&());
-        let api: Api<DynamicObject> = match &self.scope {
-            Some(namespace) => Api::namespaced_with(self.client.clone(), namespace, &resource),
-            None => Api::all_with(self.client.clone(), &resource),
-        };
+        let api = wasmplug_host::watch::api(self.client.clone(), self.scope.as_deref());
         let list = api.list(&ListParams::default()).await?;
         Ok(list.items.into_iter().filter_map(|object| object.try_parse().ok()).collect())
     }
