@@ -19,8 +19,8 @@ fn nuspec(data: &[u8]) -> Result<(String, String), String> {
         .ok_or("not a NuGet package: no <id>.nuspec at the root of the archive")?;
     let text = String::from_utf8_lossy(&bytes);
     let text = text.trim_start_matches('\u{feff}');
-    let (_, found) = xml::read(text, &[&["package", "metadata", "id"], &["package", "metadata", "version"]])
-        .map_err(|e| format!("{name} is not valid XML: {e}"))?;
+    let found = xml::read(text, "package", &[&["package", "metadata", "id"], &["package", "metadata", "version"]])
+        .map_err(|e| format!("{name} is not a valid <package> document: {e}"))?;
     match (&found[0], &found[1]) {
         (Some(id), Some(version)) => Ok((id.clone(), version.clone())),
         _ => Err(format!("{name} must have <metadata><id> and <version>")),

@@ -235,7 +235,7 @@ fn read_package(
             let dir = object.peel_to_tree().map_err(|_| not_found())?;
             let mut files = Vec::new();
             for entry in dir.iter() {
-                let Some(name) = entry.name() else { continue };
+                let Ok(name) = entry.name() else { continue };
                 // Blobs only: 0o120000 is a link, which a package must not contain.
                 if entry.kind() != Some(ObjectType::Blob) || entry.filemode() == 0o120000 {
                     continue;
