@@ -93,10 +93,8 @@ fn main() -> anyhow::Result<()> {
     let unity = read("unity-format")?;
     let compile_time = measure(1, 7, || drop(runtime.load(&unity, CallLimits::DEFAULT).expect("loads")));
     let precompiled = runtime.precompile(&unity.wasm)?;
-    let engine = runtime.engine_id().to_owned();
-    let precompiled_time = measure(3, 30, || {
-        drop(runtime.load_precompiled(&unity, &precompiled, &engine, CallLimits::DEFAULT).expect("loads"))
-    });
+    let precompiled_time =
+        measure(3, 30, || drop(runtime.load_precompiled(&unity, &precompiled, CallLimits::DEFAULT).expect("loads")));
     report.row(
         &format!("load the {} KiB unity plugin: precompiled vs compile", unity.wasm.len() / 1024),
         summary(&precompiled_time),
@@ -154,6 +152,7 @@ fn install(key: &str, handler: SharedHandler) -> Install {
         origin: Origin::Plugin { name: key.to_owned(), version: "0.1.0".to_owned() },
         digest: None,
         limits: None,
+        compilation: None,
         enabled: true,
         handler,
     }
@@ -199,9 +198,8 @@ fn swap_times(runtime: &Arc<Runtime>, package: &Package) -> anyhow::Result<(Summ
     });
 
     let precompiled = runtime.precompile(&package.wasm)?;
-    let engine = runtime.engine_id().to_owned();
     let swapped = measure(3, 30, || {
-        let plugin = runtime.load_precompiled(package, &precompiled, &engine, CallLimits::DEFAULT).expect("loads");
+        let plugin = runtime.load_precompiled(package, &precompiled, CallLimits::DEFAULT).expect("loads");
         registry.install(install("misbehaving", Arc::new(plugin)));
         registry.serving("misbehaving").expect("serving").handler().validate("fine", b"").expect("valid");
     });

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
-use wasmplug_crds::FormatPlugin;
+use wasmplug_crds::{FormatPlugin, Precompiled};
 use wasmplug_e2e::{FileServer, GitServer, Served, Stack, Webhooked, control_plane, numbered_plugin, zip};
 use wasmplug_host::runtime::{EngineSettings, Runtime};
 use wasmplug_operator::fetch::{self, FetchLimits, GitRequest};
@@ -251,7 +251,7 @@ impl Pipeline {
         let valid = validate::validate(fetched, validate::Expected::default(), &self.runtime)?;
         let digest = valid.package.digest;
         self.store.publish(&digest, &[("plugin.toml", &valid.manifest_file), ("plugin.wasm", &valid.package.wasm)])?;
-        self.store.add_file(&digest, &Store::precompiled_file(&valid.engine), &valid.precompiled)?;
+        self.store.add_file(&digest, &Precompiled::file_for(&valid.engine), valid.precompiled.bytes())?;
         Ok(())
     }
 }

@@ -39,14 +39,20 @@ pub struct FormatPluginStatus {
 
 /// A plugin package published in the shared store.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("self.path == 'artifacts/sha256/' + self.digest.substring(7)")
+    .message("path must be the content address of digest: artifacts/sha256/<the digest's hex digits>"))]
 #[serde(rename_all = "camelCase")]
 pub struct Artifact {
-    /// SHA-256 of plugin.wasm, as sha256:<64 hex digits>. Hosts check the file on disk
+    /// SHA-256 of plugin.wasm, as sha256:<64 hex digits>. Hosts check the file
     /// against it before loading.
+    #[x_kube(validation = Rule::new("self.matches('^sha256:[a-f0-9]{64}$')")
+        .message("digest must be sha256: followed by 64 lowercase hex digits"))]
+    #[schemars(length(max = 71))]
     pub digest: String,
 
     /// Directory of the package relative to the store root:
-    /// artifacts/sha256/<hex>.
+    /// artifacts/sha256/<hex>, the content address of digest.
+    #[schemars(length(max = 81))]
     pub path: String,
 
     /// The source revision: <tag or branch>@sha1:<commit> for Git, the URL and its
@@ -64,16 +70,65 @@ pub struct Artifact {
     pub precompiled: Option<Precompiled>,
 }
 
-/// An ahead-of-time compiled plugin, valid only for one engine build.
+impl Artifact {
+    /// The store path of the package whose plugin.wasm has `digest`
+    /// (`sha256:<hex>`): `artifacts/sha256/<hex>`.
+    pub fn path_for(digest: &str) -> String {
+        format!("artifacts/sha256/{}", digest.strip_prefix("sha256:").unwrap_or(digest))
+    }
+}
+
+/// An ahead-of-time compiled plugin: native code, valid only for one engine
+/// build. Hosts use it only when its own digest matches, and otherwise compile
+/// plugin.wasm themselves.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("self.file == self.engine + '.cwasm'")
+    .message("file must be the engine identifier followed by .cwasm"))]
 #[serde(rename_all = "camelCase")]
 pub struct Precompiled {
-    /// File name of the compiled module inside the artifact directory.
+    /// File name of the compiled module inside the artifact directory: the engine
+    /// identifier followed by .cwasm, one plain file name.
+    #[schemars(length(max = 128))]
     pub file: String,
 
     /// Identifier of the engine (runtime version and configuration) it was compiled
-    /// for. A host with any other engine compiles plugin.wasm itself.
+    /// for, wasmtime-<architecture>-<16 hex digits>. A host with any other engine
+    /// compiles plugin.wasm itself.
+    #[x_kube(validation = Rule::new("self.matches('^wasmtime-[a-z0-9_]+-[a-f0-9]{16}$')")
+        .message("engine must be wasmtime-<architecture>-<16 lowercase hex digits>"))]
+    #[schemars(length(max = 122))]
     pub engine: String,
+
+    /// SHA-256 of the compiled file, as sha256:<64 hex digits>. Hosts check the file
+    /// against it before running any of it; without it they compile plugin.wasm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^sha256:[a-f0-9]{64}$')")
+        .message("digest must be sha256: followed by 64 lowercase hex digits"))]
+    #[schemars(length(max = 71))]
+    pub digest: Option<String>,
+
+    /// Size of the compiled file in bytes; hosts read no more than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+}
+
+impl Precompiled {
+    /// The file name of a component precompiled for `engine`.
+    pub fn file_for(engine: &str) -> String {
+        format!("{engine}.cwasm")
+    }
+
+    /// Whether `engine` has the shape of an engine identifier, so that
+    /// [`file_for`](Self::file_for) of it is one plain file name.
+    pub fn is_valid_engine(engine: &str) -> bool {
+        let Some((arch, hash)) = engine.strip_prefix("wasmtime-").and_then(|rest| rest.rsplit_once('-')) else {
+            return false;
+        };
+        !arch.is_empty()
+            && arch.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && hash.len() == 16
+            && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
 }
 
 /// What the plugin manifest (plugin.toml) declares.
@@ -171,6 +226,26 @@ mod tests {
         assert!(!plugin(3, 2, "True").is_ready_at_current_generation());
         assert!(!plugin(2, 2, "False").is_ready_at_current_generation());
         assert!(!plugin(2, 2, "Unknown").is_ready_at_current_generation());
+    }
+
+    #[test]
+    fn engine_identifiers_make_plain_file_names() {
+        assert!(Precompiled::is_valid_engine("wasmtime-x86_64-9c1e0a2b3c4d5e6f"));
+        assert!(Precompiled::is_valid_engine("wasmtime-aarch64-0000000000000000"));
+        for engine in [
+            "",
+            "wasmtime--9c1e0a2b3c4d5e6f",
+            "wasmtime-x86_64-9C1E0A2B3C4D5E6F",
+            "wasmtime-x86_64-9c1e",
+            "wasmtime-../..-9c1e0a2b3c4d5e6f",
+            "wasmtime-x86/64-9c1e0a2b3c4d5e6f",
+            "other-x86_64-9c1e0a2b3c4d5e6f",
+        ] {
+            assert!(!Precompiled::is_valid_engine(engine), "{engine:?}");
+        }
+        assert_eq!(Precompiled::file_for("wasmtime-x86_64-9c1e0a2b3c4d5e6f"), "wasmtime-x86_64-9c1e0a2b3c4d5e6f.cwasm");
+        let hex = "ab".repeat(32);
+        assert_eq!(Artifact::path_for(&format!("sha256:{hex}")), format!("artifacts/sha256/{hex}"));
     }
 
     #[test]

@@ -173,7 +173,10 @@ fn published_status(generation: i64) -> serde_json::Value {
             "revision": format!("v1.0.0@sha1:{}", "cd".repeat(20)),
             "size": 164_532,
             "lastUpdateTime": "2026-11-21T10:00:00Z",
-            "precompiled": {"file": "plugin.cwasm", "engine": "wasmtime-38.0.0-x86_64-abc"},
+            "precompiled": {
+                "file": "wasmtime-x86_64-0123456789abcdef.cwasm", "engine": "wasmtime-x86_64-0123456789abcdef",
+                "digest": format!("sha256:{}", "ef".repeat(32)), "size": 412_000,
+            },
         },
         "plugin": {
             "name": "unity-format", "version": "1.0.0", "formatKey": "unity", "displayName": "Unity packages",
@@ -240,6 +243,36 @@ async fn status_round_trips_and_kubectl_wait_sees_ready() {
     let stale = api.get("unity").await.expect("exists");
     assert_eq!(stale.metadata.generation, Some(generation + 1));
     assert!(!stale.is_ready_at_current_generation(), "Ready from an older generation does not count");
+}
+
+/// Trust invariant 1, at the API server: a status that names a file outside its
+/// artifact directory, or a directory other than the digest's, is refused.
+#[tokio::test]
+async fn status_names_only_content_addresses_and_plain_file_names() {
+    let ns = control_plane().namespace("status-paths").await;
+    apply(&ns, &manifest("unity", "source:\n  builtin:\n    format: npm")).await.success().expect("apply succeeds");
+    let api = ns.api::<FormatPlugin>();
+    let refused = [
+        (("precompiled", "file"), json!("/dev/zero"), "file must be the engine identifier followed by .cwasm"),
+        (("precompiled", "file"), json!("../../x.cwasm"), "file must be the engine identifier followed by .cwasm"),
+        (("precompiled", "engine"), json!("wasmtime-../..-0123456789abcdef"), "engine must be wasmtime-"),
+        (("precompiled", "digest"), json!("sha256:00"), "digest must be sha256: followed by 64"),
+        (("artifact", "path"), json!("/etc"), "path must be the content address of digest"),
+        (("artifact", "path"), json!(format!("artifacts/sha256/{}", "cd".repeat(32))), "path must be the content"),
+    ];
+    for ((object, field), value, message) in refused {
+        let mut status = published_status(1);
+        match object {
+            "artifact" => status["artifact"][field] = value.clone(),
+            _ => status["artifact"][object][field] = value.clone(),
+        }
+        let patch = json!({"apiVersion": "wasmplug.dev/v1alpha1", "kind": "FormatPlugin", "status": status});
+        let error = api
+            .patch_status("unity", &PatchParams::apply("wasmplug-operator").force(), &Patch::Apply(patch))
+            .await
+            .expect_err("the API server refuses the status");
+        assert!(error.to_string().contains(message), "{object}.{field} = {value}: {error}");
+    }
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 //! [`plugin`] is the single definition of a valid plugin package; the operator uses
 //! it too, so a package the operator publishes is one every host can load.
 
+pub mod artifact;
 pub mod builtin;
 pub mod cli;
 pub mod handler;

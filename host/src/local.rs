@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::plugin::{MANIFEST_FILE, Package, WASM_FILE};
 use crate::registry::{Install, Origin, Registry};
-use crate::runtime::{CallLimits, Runtime};
+use crate::runtime::{CallLimits, Compilation, Runtime};
 
 /// How a package directory looked when it was last loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +99,9 @@ impl LocalSource {
                     origin,
                     digest: Some(package.digest),
                     limits: Some(limits),
+                    compilation: Some(Compilation::Compiled {
+                        reason: "a local package has no precompiled file".to_owned(),
+                    }),
                     enabled: true,
                     handler: Arc::new(plugin),
                 });

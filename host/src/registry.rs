@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 
 use crate::handler::{HandlerError, SharedHandler};
 use crate::plugin::Digest;
-use crate::runtime::CallLimits;
+use crate::runtime::{CallLimits, Compilation};
 
 /// Consecutive limit failures after which a plugin is quarantined.
 pub const QUARANTINE_AFTER: u32 = 5;
@@ -58,6 +58,8 @@ pub struct Format {
     pub origin: Origin,
     pub digest: Option<Digest>,
     pub limits: Option<CallLimits>,
+    /// How a plugin's code was compiled; `None` for builtins.
+    pub compilation: Option<Compilation>,
     pub enabled: bool,
     /// Why the last attempt to change this format failed, or why it is
     /// quarantined; the version described here may still be serving.
@@ -90,6 +92,7 @@ impl Format {
             origin: self.origin.clone(),
             digest: self.digest,
             limits: self.limits,
+            compilation: self.compilation.clone(),
             enabled: self.enabled,
             last_error: self.last_error.clone(),
             health: self.health,
@@ -108,6 +111,7 @@ pub struct Install {
     pub origin: Origin,
     pub digest: Option<Digest>,
     pub limits: Option<CallLimits>,
+    pub compilation: Option<Compilation>,
     pub enabled: bool,
     pub handler: SharedHandler,
 }
@@ -196,6 +200,7 @@ impl Registry {
             origin: install.origin,
             digest: install.digest,
             limits: install.limits,
+            compilation: install.compilation,
             enabled: install.enabled,
             last_error: None,
             health: Health::Healthy,
@@ -219,6 +224,7 @@ impl Registry {
                     origin,
                     digest: None,
                     limits: None,
+                    compilation: None,
                     enabled: true,
                     last_error: Some(error),
                     health: Health::Failed,

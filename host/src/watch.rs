@@ -8,12 +8,11 @@
 //! builtin format `status.plugin.formatKey`. The operator replaces `status.artifact`
 //! only with a version that passed validation, so a failed update keeps the last
 //! good version serving. `spec.enabled` and `spec.limits` apply as soon as the host
-//! sees them. Before loading, the host checks that plugin.wasm on disk has the
-//! digest the status names; the operator's precompiled file is used only when it
-//! was compiled for this host's engine.
+//! sees them. What status names is read and verified by [`crate::artifact`]
+//! before anything of it runs.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -22,10 +21,11 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, ResourceExt};
-use wasmplug_crds::{Duration, FormatPlugin, Precompiled, ownership};
+use wasmplug_crds::{Artifact, Duration, FormatPlugin, ownership};
 
+use crate::artifact::{self, Verified};
 use crate::builtin;
-use crate::plugin::{Package, ResourceRequest};
+use crate::plugin::ResourceRequest;
 use crate::registry::{Install, Origin, Registry};
 use crate::runtime::{CallLimits, Runtime};
 
@@ -42,7 +42,7 @@ struct Wanted {
 #[derive(Clone, Debug, PartialEq)]
 enum What {
     Builtin,
-    Artifact { digest: String, path: String, precompiled: Option<Precompiled> },
+    Artifact(Box<Artifact>),
 }
 
 /// Keeps a registry in step with the FormatPlugins a client can see.
@@ -196,11 +196,7 @@ fn what_to_serve(plugin: &FormatPlugin) -> Option<What> {
     let status = plugin.status.as_ref()?;
     let key = plugin.claimed_format_key()?;
     match &status.artifact {
-        Some(artifact) => Some(What::Artifact {
-            digest: artifact.digest.clone(),
-            path: artifact.path.clone(),
-            precompiled: artifact.precompiled.clone(),
-        }),
+        Some(artifact) => Some(What::Artifact(Box::new(artifact.clone()))),
         None => builtin::handler(key).map(|_| What::Builtin),
     }
 }
@@ -217,7 +213,7 @@ fn requested_limits(plugin: &FormatPlugin) -> ResourceRequest {
 
 /// Loads a format from the store (or the builtins). Blocking.
 fn load(runtime: &Runtime, root: &Path, max: CallLimits, key: &str, want: &Wanted) -> Result<Install, String> {
-    let (digest, path, precompiled) = match &want.what {
+    let artifact = match &want.what {
         What::Builtin => {
             let handler = builtin::handler(key).ok_or_else(|| format!("{key:?} is not a builtin format"))?;
             return Ok(Install {
@@ -225,40 +221,23 @@ fn load(runtime: &Runtime, root: &Path, max: CallLimits, key: &str, want: &Wante
                 origin: Origin::Builtin,
                 digest: None,
                 limits: None,
+                compilation: None,
                 enabled: want.enabled,
                 handler,
             });
         }
-        What::Artifact { digest, path, precompiled } => (digest, path, precompiled),
+        What::Artifact(artifact) => artifact,
     };
-    let relative = Path::new(path);
-    if !relative.components().all(|c| matches!(c, Component::Normal(_))) {
-        return Err(format!("status.artifact.path {path:?} is not a path inside the store"));
-    }
-    let dir = root.join(relative);
-    let package = Package::read_dir(&dir).map_err(|e| e.to_string())?;
-    if package.digest.to_string() != *digest {
-        return Err(format!(
-            "plugin.wasm in {} has digest {}, but the status says {digest}; not loading it",
-            dir.display(),
-            package.digest
-        ));
-    }
+    let Verified { package, precompiled } =
+        artifact::read(root, artifact, runtime.engine_id()).map_err(|e| e.to_string())?;
     let limits = max.grant([&package.manifest.resources, &want.limits]);
-    let compiled = precompiled
-        .as_ref()
-        .filter(|p| p.engine == runtime.engine_id())
-        .and_then(|p| std::fs::read(dir.join(&p.file)).ok().map(|bytes| (bytes, p.engine.as_str())));
-    let plugin = match compiled {
-        Some((bytes, engine)) => runtime.load_precompiled(&package, &bytes, engine, limits),
-        None => runtime.load(&package, limits),
-    }
-    .map_err(|e| e.to_string())?;
+    let (plugin, compilation) = runtime.load_verified(&package, precompiled, limits).map_err(|e| e.to_string())?;
     Ok(Install {
         key: key.to_owned(),
         origin: Origin::Plugin { name: package.manifest.name.clone(), version: package.manifest.version.to_string() },
         digest: Some(package.digest),
         limits: Some(limits),
+        compilation: Some(compilation),
         enabled: want.enabled,
         handler: Arc::new(plugin),
     })

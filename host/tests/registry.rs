@@ -25,6 +25,7 @@ fn install(registry: &Registry, key: &str, version: &str, handler: SharedHandler
         origin: Origin::Plugin { name: key.into(), version: version.into() },
         digest: None,
         limits: None,
+        compilation: None,
         enabled: true,
         handler,
     });
@@ -143,6 +144,7 @@ fn builtin_and_plugin_formats_sit_side_by_side() {
         origin: Origin::Builtin,
         digest: None,
         limits: None,
+        compilation: None,
         enabled: true,
         handler: builtin::handler("generic").expect("generic is builtin"),
     });

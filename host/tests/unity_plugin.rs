@@ -5,7 +5,7 @@ mod support;
 
 use sha2::{Digest as _, Sha256};
 use wasmplug_host::plugin::{MANIFEST_FILE, Package, WASM_FILE};
-use wasmplug_host::runtime::{CallLimits, EngineSettings, LoadError, Runtime, World};
+use wasmplug_host::runtime::{CallLimits, Compilation, EngineSettings, LoadError, Runtime, World};
 
 const GUID_A: &str = "0123456789abcdef0123456789abcdef";
 const GUID_B: &str = "fedcba9876543210fedcba9876543210";
@@ -97,18 +97,21 @@ fn a_precompiled_plugin_loads_on_the_same_engine_and_falls_back_elsewhere() {
     let package = support::read_example("unity-format");
     let runtime = runtime();
     let precompiled = runtime.precompile(&package.wasm).expect("precompiles");
-    assert_ne!(precompiled, package.wasm);
+    assert_ne!(precompiled.bytes(), package.wasm);
 
-    let plugin = runtime
-        .load_precompiled(&package, &precompiled, runtime.engine_id(), CallLimits::DEFAULT)
+    let (plugin, compilation) = runtime
+        .load_verified(&package, Ok(precompiled.clone()), CallLimits::DEFAULT)
         .expect("loads from the precompiled bytes");
+    assert_eq!(compilation, Compilation::Precompiled);
     assert_eq!(plugin.format_key(), Ok("unity".to_owned()));
 
-    // Another engine configuration has another identifier; its artifact is ignored.
+    // Another engine configuration has another identifier: wasmtime refuses the
+    // bytes and the host compiles plugin.wasm, saying why.
     let fuel = Runtime::new(EngineSettings { fuel_metering: true, ..EngineSettings::default() }).expect("engine");
     assert_ne!(fuel.engine_id(), runtime.engine_id());
-    let plugin = fuel
-        .load_precompiled(&package, &precompiled, runtime.engine_id(), CallLimits::DEFAULT)
-        .expect("compiles plugin.wasm instead");
+    let (plugin, compilation) =
+        fuel.load_verified(&package, Ok(precompiled), CallLimits::DEFAULT).expect("compiles plugin.wasm instead");
+    let Compilation::Compiled { reason } = compilation else { panic!("compiled here") };
+    assert!(reason.starts_with("the precompiled file did not load"), "{reason}");
     assert_eq!(plugin.format_key(), Ok("unity".to_owned()));
 }

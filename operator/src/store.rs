@@ -13,6 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use wasmplug_crds::Artifact;
 use wasmplug_host::plugin::{Digest, WASM_FILE};
 
 /// Where published entries live, relative to the store root.
@@ -54,17 +55,12 @@ impl Store {
 
     /// The entry's path relative to the store root, as `status.artifact.path` says it.
     pub fn relative_path(digest: &Digest) -> String {
-        format!("{ARTIFACTS_DIR}/{}", digest.hex())
+        Artifact::path_for(&digest.to_string())
     }
 
     /// The entry's directory.
     pub fn path_of(&self, digest: &Digest) -> PathBuf {
         self.root.join(Self::relative_path(digest))
-    }
-
-    /// The file name of a component precompiled for `engine` inside an entry.
-    pub fn precompiled_file(engine: &str) -> String {
-        format!("{engine}.cwasm")
     }
 
     /// How many entries are published.
@@ -73,14 +69,16 @@ impl Store {
         entries.map(|entries| entries.flatten().count()).unwrap_or(0)
     }
 
-    /// Adds `name` to the published entry for `digest` unless it is already there:
-    /// written beside it under a temporary name and renamed, so a reader sees the
-    /// whole file or none. Existing files are never touched; this is how a
-    /// component precompiled for another engine joins an entry.
+    /// Adds `name` to the published entry for `digest` unless it is already there
+    /// with exactly these contents: written beside it under a temporary name and
+    /// renamed, so a reader sees the whole file or none. This is how a component
+    /// precompiled for another engine joins an entry; a file of that name with
+    /// other contents (damaged, or changed by another writer) is replaced, since
+    /// status will name the digest of `contents`.
     pub fn add_file(&self, digest: &Digest, name: &str, contents: &[u8]) -> Result<Published, StoreError> {
         let entry = self.path_of(digest);
         let target = entry.join(name);
-        if target.exists() {
+        if holds(&target, contents) {
             return Ok(Published::AlreadyPresent);
         }
         let staging = self.root.join(STAGING_DIR).join(format!("{}-{name}-{}", digest.hex(), std::process::id()));
@@ -179,6 +177,12 @@ impl Store {
     }
 }
 
+/// Whether `path` is a regular file (not a link to one) holding exactly `contents`.
+fn holds(path: &Path, contents: &[u8]) -> bool {
+    let regular = fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == contents.len() as u64);
+    regular && fs::read(path).is_ok_and(|found| found == contents)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +205,20 @@ mod tests {
         assert_eq!(fs::read(entry.join("plugin.toml")).expect("read"), MANIFEST);
         assert_eq!(store.publish(&digest, &files(b"wasm v1")).expect("again"), Published::AlreadyPresent);
         assert!(!root.path().join(STAGING_DIR).read_dir().expect("staging exists").any(|_| true), "nothing staged");
+    }
+
+    #[test]
+    fn an_added_file_is_kept_when_equal_and_replaced_when_it_differs() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(root.path());
+        let digest = Digest::of(b"wasm");
+        store.publish(&digest, &files(b"wasm")).expect("publish");
+        assert_eq!(store.add_file(&digest, "e.cwasm", b"native").expect("add"), Published::Written);
+        assert_eq!(store.add_file(&digest, "e.cwasm", b"native").expect("again"), Published::AlreadyPresent);
+        let path = store.path_of(&digest).join("e.cwasm");
+        fs::write(&path, b"swapped").expect("tamper");
+        assert_eq!(store.add_file(&digest, "e.cwasm", b"native").expect("restore"), Published::Written);
+        assert_eq!(fs::read(&path).expect("read"), b"native");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! package or the FormatPlugin must change.
 
 use wasmplug_host::plugin::{Digest, MANIFEST_FILE, Package, PackageError, WASM_FILE};
-use wasmplug_host::runtime::{CallLimits, LoadError, Runtime};
+use wasmplug_host::runtime::{CallLimits, LoadError, Precompiled, Runtime};
 
 use crate::fetch::Fetched;
 
@@ -17,8 +17,8 @@ pub struct Validated {
     pub package: Package,
     /// plugin.toml as fetched, for the store.
     pub manifest_file: Vec<u8>,
-    /// The component compiled by [`Runtime::precompile`].
-    pub precompiled: Vec<u8>,
+    /// The component compiled by [`Runtime::precompile`], with its digest.
+    pub precompiled: Precompiled,
     /// The engine the component was compiled for ([`Runtime::engine_id`]).
     pub engine: String,
 }
@@ -70,6 +70,6 @@ pub fn validate(fetched: Fetched, expected: Expected<'_>, runtime: &Runtime) -> 
     let component = |source| ValidateError::Component { at: at.clone(), source };
     // Compile once, then check the compiled form: what the store gets is what was checked.
     let precompiled = runtime.precompile(&package.wasm).map_err(component)?;
-    runtime.load_precompiled(&package, &precompiled, runtime.engine_id(), CallLimits::DEFAULT).map_err(component)?;
+    runtime.load_precompiled(&package, &precompiled, CallLimits::DEFAULT).map_err(component)?;
     Ok(Validated { package, manifest_file: manifest, precompiled, engine: runtime.engine_id().to_owned() })
 }

@@ -31,6 +31,7 @@ pub fn install(registry: &Registry, keys: &[String]) -> Result<(), String> {
             origin: Origin::Builtin,
             digest: None,
             limits: None,
+            compilation: None,
             enabled: true,
             handler,
         });

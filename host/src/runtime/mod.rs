@@ -9,6 +9,7 @@ mod error;
 mod limits;
 mod output;
 mod plugin;
+mod precompiled;
 mod state;
 
 pub use bindings::{HttpRequest, HttpResponse, Metadata, RepoContext};
@@ -17,6 +18,7 @@ pub use engine::{EPOCH_TICK, EngineSettings};
 pub use error::{CallError, LoadError};
 pub use limits::CallLimits;
 pub use plugin::LoadedPlugin;
+pub use precompiled::{Compilation, Precompiled};
 pub use state::MemoryLimitExceeded;
 
 use wasmtime::Engine;
@@ -69,39 +71,54 @@ impl Runtime {
 
     /// Compiles `wasm` ahead of time for this engine. The result is valid only for
     /// engines whose [`engine_id`](Self::engine_id) equals this one's.
-    pub fn precompile(&self, wasm: &[u8]) -> Result<Vec<u8>, LoadError> {
-        self.engine.precompile_component(wasm).map_err(|e| LoadError::NotAComponent { reason: format!("{e:#}") })
+    pub fn precompile(&self, wasm: &[u8]) -> Result<Precompiled, LoadError> {
+        let bytes = self
+            .engine
+            .precompile_component(wasm)
+            .map_err(|e| LoadError::NotAComponent { reason: format!("{e:#}") })?;
+        Ok(Precompiled::made_here(bytes))
     }
 
-    /// Like [`load`](Self::load), but from `precompiled` bytes made by
-    /// [`precompile`](Self::precompile) on an engine identified by `engine_id`.
-    /// When that is not this engine, `plugin.wasm` is compiled instead, so a
-    /// stale or foreign artifact costs time, never correctness.
-    ///
-    /// The precompiled bytes must come from a trusted writer (the operator, via
-    /// the read-only store): native code in them is not verified.
+    /// Like [`load`](Self::load), but from native code made by
+    /// [`precompile`](Self::precompile), here or (read back through
+    /// [`crate::artifact`]) by the operator for an engine with this engine's
+    /// identifier. wasmtime refuses bytes made for another engine build.
     pub fn load_precompiled(
         &self,
         package: &Package,
-        precompiled: &[u8],
-        engine_id: &str,
+        precompiled: &Precompiled,
         limits: CallLimits,
     ) -> Result<LoadedPlugin, LoadError> {
-        if engine_id != self.engine_id {
-            tracing::info!(
-                ours = %self.engine_id, theirs = engine_id,
-                "precompiled plugin is for another engine; compiling plugin.wasm"
-            );
-            return self.load(package, limits);
-        }
-        // SAFETY: wasmtime requires that the bytes were produced by a compatible
-        // `Engine::precompile_component`; it checks the engine compatibility
-        // header itself. The caller guarantees the writer is trusted (the
-        // operator publishing into the store that hosts mount read-only).
+        // SAFETY: wasmtime requires bytes produced by a compatible
+        // `Engine::precompile_component`, and checks the compatibility header
+        // itself. A `Precompiled` holds either bytes this process compiled, or
+        // bytes whose SHA-256 equals the digest the operator wrote into the
+        // FormatPlugin's status for what it compiled (trust invariant 1); never
+        // bytes merely found in the store.
         #[allow(unsafe_code)]
-        let component = unsafe { Component::deserialize(&self.engine, precompiled) }
+        let component = unsafe { Component::deserialize(&self.engine, precompiled.bytes()) }
             .map_err(|e| LoadError::NotAComponent { reason: format!("precompiled artifact: {e:#}") })?;
         self.link(component, package, limits)
+    }
+
+    /// Loads `package` from its precompiled form when there is a usable one, and
+    /// otherwise compiles plugin.wasm: a precompiled file that is missing, foreign
+    /// or fails its check (`Err` says why) costs time, never correctness. Says
+    /// which it did.
+    pub fn load_verified(
+        &self,
+        package: &Package,
+        precompiled: Result<Precompiled, String>,
+        limits: CallLimits,
+    ) -> Result<(LoadedPlugin, Compilation), LoadError> {
+        let reason = match precompiled.map(|p| self.load_precompiled(package, &p, limits)) {
+            Ok(Ok(plugin)) => return Ok((plugin, Compilation::Precompiled)),
+            Ok(Err(error)) => format!("the precompiled file did not load: {error}"),
+            Err(reason) => reason,
+        };
+        tracing::info!(plugin = package.manifest.name, reason, "compiling plugin.wasm on this host");
+        let plugin = self.load(package, limits)?;
+        Ok((plugin, Compilation::Compiled { reason }))
     }
 
     fn link(&self, component: Component, package: &Package, limits: CallLimits) -> Result<LoadedPlugin, LoadError> {

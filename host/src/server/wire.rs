@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use crate::registry::{Format, Origin, Snapshot};
-use crate::runtime::{HttpRequest, HttpResponse, Metadata, RepoContext};
+use crate::runtime::{Compilation, HttpRequest, HttpResponse, Metadata, RepoContext};
 
 /// The body of `POST /v1/formats/{key}/request`: the client's request as the
 /// registry received it, the repository, and the artifacts it holds.
@@ -105,7 +105,21 @@ struct FormatView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     limits: Option<LimitsView>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    compilation: Option<CompilationView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     last_error: Option<&'a str>,
+}
+
+/// Where a plugin's native code came from: the operator's verified precompiled
+/// file, or plugin.wasm compiled on this host (and why).
+#[derive(Serialize)]
+#[serde(tag = "from", rename_all = "lowercase")]
+enum CompilationView<'a> {
+    Precompiled,
+    #[serde(rename = "plugin.wasm")]
+    Wasm {
+        reason: &'a str,
+    },
 }
 
 #[derive(Serialize)]
@@ -143,6 +157,10 @@ fn view(format: &Format) -> FormatView<'_> {
             memory_bytes: l.memory_bytes,
             timeout_ms: l.timeout.as_millis(),
             fuel: l.fuel,
+        }),
+        compilation: format.compilation.as_ref().map(|compilation| match compilation {
+            Compilation::Precompiled => CompilationView::Precompiled,
+            Compilation::Compiled { reason } => CompilationView::Wasm { reason },
         }),
         last_error: format.last_error.as_deref(),
     }

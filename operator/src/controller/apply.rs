@@ -15,7 +15,6 @@ use wasmplug_host::plugin::Digest;
 use super::{Context, Error, source};
 use crate::metrics::ReconcileResult;
 use crate::status::{Failure, Outcome, Step};
-use crate::store::Store;
 use crate::validate::{self, Expected, ValidateError, Validated};
 
 pub async fn apply(plugin: Arc<FormatPlugin>, ctx: &Arc<Context>) -> Result<Action, Error> {
@@ -116,8 +115,12 @@ fn claim(plugin: &FormatPlugin, key: &str, ctx: &Context) -> Result<(), Error> {
 async fn store(ctx: &Arc<Context>, validated: Validated, revision: String) -> Result<Artifact, Error> {
     let store = ctx.store.clone();
     let digest = validated.package.digest;
-    let precompiled =
-        Precompiled { file: Store::precompiled_file(&validated.engine), engine: validated.engine.clone() };
+    let precompiled = Precompiled {
+        file: Precompiled::file_for(&validated.engine),
+        engine: validated.engine.clone(),
+        digest: Some(validated.precompiled.digest().to_string()),
+        size: Some(i64::try_from(validated.precompiled.bytes().len()).unwrap_or(i64::MAX)),
+    };
     let precompiled_file = precompiled.file.clone();
     let size = validated.package.wasm.len();
     tokio::task::spawn_blocking(move || {
@@ -128,13 +131,13 @@ async fn store(ctx: &Arc<Context>, validated: Validated, revision: String) -> Re
                 (wasmplug_host::plugin::WASM_FILE, &validated.package.wasm),
             ],
         )?;
-        store.add_file(&digest, &precompiled_file, &validated.precompiled)
+        store.add_file(&digest, &precompiled_file, validated.precompiled.bytes())
     })
     .await
     .map_err(|e| Error::Task(e.to_string()))??;
     Ok(Artifact {
         digest: digest.to_string(),
-        path: Store::relative_path(&digest),
+        path: Artifact::path_for(&digest.to_string()),
         revision,
         size: i64::try_from(size).unwrap_or(i64::MAX),
         last_update_time: Time(Timestamp::now()),
@@ -198,7 +201,12 @@ fn is_up_to_date(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Context) -> 
         (None, SourceKind::Builtin(_)) => true,
         (Some(artifact), _) => {
             let stored = artifact.digest.parse::<Digest>().is_ok_and(|d| ctx.store.path_of(&d).is_dir());
-            let compiled = artifact.precompiled.as_ref().is_some_and(|p| p.engine == ctx.runtime.engine_id());
+            // A precompiled file described without its digest (an older operator's)
+            // is republished with one, or hosts would compile plugin.wasm.
+            let compiled = artifact
+                .precompiled
+                .as_ref()
+                .is_some_and(|p| p.engine == ctx.runtime.engine_id() && p.digest.is_some());
             stored && compiled
         }
         _ => false,
