@@ -6,8 +6,10 @@ mod support;
 
 use std::time::Duration;
 
+use kube::api::{Patch, PatchParams};
+use sha2::Digest as _;
 use support::{apply, format_plugin, wait_ready};
-use wasmplug_crds::{FormatPlugin, Precompiled};
+use wasmplug_crds::{Artifact, FormatPlugin, Precompiled};
 use wasmplug_e2e::{FileServer, Served, Stack, control_plane, eventually, example_files, zip};
 
 const SOON: Duration = Duration::from_secs(60);
@@ -57,4 +59,73 @@ async fn a_precompiled_file_swapped_in_the_store_is_never_run() {
     let answer = stack.validate("unity", "Assets/x.unitypackage", b"not a unity package").await.expect("answers");
     assert_eq!(answer.status, 422, "unity's own code answers: {answer:?}");
     assert!(stack.host.log().contains("compiling plugin.wasm on this host"), "the log says why");
+}
+
+/// Invariant 2: a plugin whose `format-key` sleeps (hosts call it while loading)
+/// fails its load at the time limit, and meanwhile another tenant's disable and
+/// the host's readiness go on without it. The test publishes the plugin itself,
+/// as the operator would if it had not refused it.
+#[tokio::test]
+async fn a_load_that_hangs_in_format_key_holds_up_no_other_change() {
+    let ns = control_plane().namespace("slow-load").await;
+    let mut stack = Stack::start(ns.name(), &[]).await.expect("operator and host start");
+    apply(ns.name(), &format_plugin("npm", "source:\n  builtin:\n    format: npm")).await;
+    wait_ready(ns.name(), "npm", SOON).await;
+    eventually("npm to be served", SOON, || npm_answers(&stack, 422)).await;
+
+    // The operator refuses this plugin (its validation calls format-key too), so
+    // it stops, and the test writes the store entry and the status itself.
+    stack.operator.process.kill().await;
+    let (manifest, wasm) = example_files("slow-format-key");
+    let digest = format!("sha256:{:x}", sha2::Sha256::digest(&wasm));
+    let path = Artifact::path_for(&digest);
+    let entry = stack.store().join(&path);
+    std::fs::create_dir_all(&entry).expect("mkdir");
+    std::fs::write(entry.join("plugin.toml"), &manifest).expect("write");
+    std::fs::write(entry.join("plugin.wasm"), &wasm).expect("write");
+    apply(ns.name(), &format_plugin("slow", "source:\n  builtin:\n    format: npm\nsuspend: true")).await;
+    let status = serde_json::json!({
+        "apiVersion": "wasmplug.dev/v1alpha1", "kind": "FormatPlugin",
+        "status": {
+            "artifact": {
+                "digest": digest, "path": path, "revision": "by hand", "size": wasm.len(),
+                "lastUpdateTime": "2026-11-29T10:00:00Z",
+            },
+            "plugin": {
+                "name": "slow-format-key", "version": "0.1.0", "formatKey": "slow-format-key",
+                "capabilities": {"validateArtifact": true},
+            },
+        },
+    });
+    let api = ns.api::<FormatPlugin>();
+    api.patch_status("slow", &PatchParams::apply("wasmplug-operator").force(), &Patch::Apply(status))
+        .await
+        .expect("status written");
+
+    // While the host loads it, another format is disabled: that takes effect at once.
+    let kubectl = control_plane().kubectl();
+    kubectl.succeed(&["patch", "fp/npm", "-n", ns.name(), "--type=merge", "-p", r#"{"spec":{"enabled":false}}"#]).await;
+    let disabled = || npm_answers(&stack, 409);
+    eventually("npm to be unavailable while the other load hangs", Duration::from_secs(5), disabled).await;
+    let failed = eventually("the slow load to fail at the time limit", SOON, || async {
+        let formats = stack.formats().await.map_err(|e| e.to_string())?;
+        let slow = formats.get("slow-format-key").filter(|f| f["state"] == "failed").ok_or(format!("{formats:?}"))?;
+        Ok(slow["last_error"].as_str().unwrap_or_default().to_owned())
+    })
+    .await;
+    assert!(failed.contains("failed to call format-key") && failed.contains("time limit"), "{failed}");
+
+    // A restarted host is ready once the hanging load has failed, and lists it so.
+    stack.restart_host().await.expect("the host restarts and becomes ready");
+    let formats = stack.formats().await.expect("formats");
+    assert_eq!(formats["slow-format-key"]["state"], "failed", "{formats:?}");
+    assert_eq!(formats["npm"]["state"], "disabled", "{formats:?}");
+}
+
+/// Whether the host answers an npm validation with `status`.
+async fn npm_answers(stack: &Stack, status: u16) -> Result<(), String> {
+    match stack.validate("npm", "x/-/x-1.0.0.tgz", b"not a tarball").await {
+        Ok(answer) if answer.status == status => Ok(()),
+        other => Err(format!("{other:?}")),
+    }
 }

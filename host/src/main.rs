@@ -16,7 +16,7 @@ use wasmplug_host::local::LocalSource;
 use wasmplug_host::registry::Registry;
 use wasmplug_host::runtime::Runtime;
 use wasmplug_host::server::{App, ServerConfig, serve};
-use wasmplug_host::watch::{self, ClusterSource};
+use wasmplug_host::watch::{self, ClusterSource, Loader};
 
 /// Serve artifact-registry format handlers (builtin and WebAssembly plugins) over HTTP.
 #[derive(Debug, Parser)]
@@ -57,6 +57,12 @@ struct Args {
     #[arg(long, env = "WASMPLUG_MAX_BODY", default_value = "64Mi", value_parser = parse_size)]
     max_body: u64,
 
+    /// Longest time loading one plugin may take (reading and verifying it,
+    /// compiling or deserializing it, and its format-key call), in milliseconds.
+    /// A load that takes longer fails; the previous version keeps serving.
+    #[arg(long, env = "WASMPLUG_MAX_LOAD_MS", default_value_t = 60_000)]
+    max_load_ms: u64,
+
     /// How often the plugin directory is checked for changes, in milliseconds.
     #[arg(long, env = "WASMPLUG_POLL_MS", default_value_t = 500)]
     poll_ms: u64,
@@ -90,7 +96,9 @@ async fn main() -> anyhow::Result<()> {
     if let (true, Some(store_dir)) = (args.watch, &args.store_dir) {
         let client = kube::Client::try_default().await.context("failed to configure the Kubernetes client")?;
         let api = watch::api(client, args.watch_namespace.as_deref());
-        let source = ClusterSource::new(api, store_dir.clone(), runtime.clone(), registry.clone(), max_limits);
+        let loader =
+            Loader::new(runtime.clone(), store_dir.clone(), max_limits, Duration::from_millis(args.max_load_ms));
+        let source = ClusterSource::new(api, loader, registry.clone());
         let ready = app.clone();
         tokio::spawn(source.run(move || ready.set_ready()));
     } else if let Some(dir) = &args.plugins_dir {

@@ -49,6 +49,42 @@ fn growing_past_the_memory_limit_fails_the_call() {
     assert_eq!(plugin.validate("fine", b""), Ok(Ok(())));
 }
 
+/// Trust invariant 2: the time limit holds while the guest waits in WASI, where
+/// no wasm runs and the epoch deadline cannot fire.
+#[test]
+fn sleeping_or_polling_in_wasi_is_stopped_at_the_time_limit() {
+    let plugin = load(&runtime(), "misbehaving", TIGHT);
+    for how in ["sleep", "poll"] {
+        let error = plugin.validate(how, b"").expect_err("the call is stopped");
+        assert_eq!(error, CallError::Timeout { limit: Duration::from_millis(300) }, "{how}");
+    }
+    assert_eq!(plugin.validate("fine", b""), Ok(Ok(())), "the next call gets a fresh instance");
+}
+
+/// Trust invariant 2: host memory a call makes the host hold is capped too.
+#[test]
+fn host_side_resources_of_a_call_are_capped() {
+    let plugin = load(&runtime(), "misbehaving", CallLimits { timeout: Duration::from_secs(30), ..TIGHT });
+    let error = plugin.validate("pollables", b"").expect_err("the 1025th pollable is refused");
+    assert_eq!(error, CallError::HostResourceLimit { limit: 1024 });
+    assert_eq!(error.kind(), "resource_limit");
+    let error = plugin.validate("random", b"").expect_err("48 MiB of random bytes are refused");
+    let CallError::Crashed { message } = &error else { panic!("expected a refusal, got {error:?}") };
+    assert!(message.contains("exceeds limit 1048576"), "{message}");
+    assert_eq!(plugin.validate("fine", b""), Ok(Ok(())));
+}
+
+/// Trust invariant 2: loading calls `format-key`; a plugin that waits there
+/// makes its load fail at the time limit instead of holding the loader.
+#[test]
+fn a_format_key_that_sleeps_fails_the_load_at_the_time_limit() {
+    let error = runtime().load(&support::read_example("slow-format-key"), TIGHT).expect_err("the load fails");
+    assert!(
+        matches!(error, LoadError::FormatKeyCall(CallError::Timeout { limit }) if limit == TIGHT.timeout),
+        "{error:?}"
+    );
+}
+
 #[test]
 fn a_stack_overflow_fails_the_call() {
     let plugin = load(&runtime(), "misbehaving", TIGHT);

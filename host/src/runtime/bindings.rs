@@ -8,6 +8,8 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "format-plugin-v2",
     additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
+    // Calls run on a fiber so that a deadline can stop a guest waiting in WASI.
+    exports: { default: async },
 });
 
 pub use exports::artifact_keeper::format::handler::{self, Metadata};

@@ -43,6 +43,8 @@ pub enum CallError {
     Timeout { limit: Duration },
     #[error("plugin exceeded its fuel limit of {limit}")]
     FuelExhausted { limit: u64 },
+    #[error("plugin exceeded the limit of {limit} host resources (streams, pollables) held at once")]
+    HostResourceLimit { limit: usize },
     #[error("plugin does not implement {function} (it targets the world format-plugin)")]
     Unsupported { function: &'static str },
 }
@@ -55,12 +57,19 @@ impl CallError {
             CallError::MemoryLimit { .. } => "memory_limit",
             CallError::Timeout { .. } => "time_limit",
             CallError::FuelExhausted { .. } => "fuel_limit",
+            CallError::HostResourceLimit { .. } => "resource_limit",
             CallError::Unsupported { .. } => "unsupported",
         }
     }
 
     /// Whether the failure was an exceeded limit (these count towards quarantine).
     pub fn is_limit(&self) -> bool {
-        matches!(self, CallError::MemoryLimit { .. } | CallError::Timeout { .. } | CallError::FuelExhausted { .. })
+        matches!(
+            self,
+            CallError::MemoryLimit { .. }
+                | CallError::Timeout { .. }
+                | CallError::FuelExhausted { .. }
+                | CallError::HostResourceLimit { .. }
+        )
     }
 }

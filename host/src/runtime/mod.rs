@@ -4,6 +4,7 @@
 
 mod bindings;
 mod check;
+mod driver;
 mod engine;
 mod error;
 mod limits;
@@ -21,10 +22,13 @@ pub use plugin::LoadedPlugin;
 pub use precompiled::{Compilation, Precompiled};
 pub use state::MemoryLimitExceeded;
 
+use std::sync::Arc;
+
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use crate::plugin::Package;
+use driver::Driver;
 use state::CallState;
 
 /// The process's plugin runtime. Cheap to share behind an `Arc`.
@@ -33,6 +37,7 @@ pub struct Runtime {
     linker: Linker<CallState>,
     settings: EngineSettings,
     engine_id: String,
+    driver: Arc<Driver>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -45,10 +50,11 @@ impl Runtime {
     pub fn new(settings: EngineSettings) -> anyhow::Result<Self> {
         let engine = engine::build(&settings)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         let engine_id = engine::identifier(&engine);
         engine::start_epoch_ticker(&engine)?;
-        Ok(Runtime { engine, linker, settings, engine_id })
+        let driver = Arc::new(Driver::new()?);
+        Ok(Runtime { engine, linker, settings, engine_id, driver })
     }
 
     /// Identifies this engine build and configuration (see [`EngineSettings`]).
@@ -127,7 +133,7 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::UnsatisfiedImport { reason: format!("{e:#}") })?;
-        let plugin = LoadedPlugin::new(pre, world, limits, self.settings.fuel_metering)?;
+        let plugin = LoadedPlugin::new(pre, world, limits, self.settings.fuel_metering, self.driver.clone())?;
         let key = plugin.format_key().map_err(LoadError::FormatKeyCall)?;
         if key != package.manifest.format_key {
             return Err(LoadError::FormatKeyMismatch { plugin: key, manifest: package.manifest.format_key.clone() });

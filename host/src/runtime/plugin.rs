@@ -1,16 +1,20 @@
 //! A compiled, linked plugin, and one call into it: a fresh instance from the
-//! pool, a store with the call's limits, the guest's output logged afterwards,
-//! and every failure turned into a [`CallError`].
+//! pool, a store with the call's limits, run under its deadline by the
+//! [`Driver`], the guest's output logged afterwards, and every failure turned
+//! into a [`CallError`].
 
-use wasmtime::component::{Instance, InstancePre};
+use std::sync::Arc;
+
+use wasmtime::component::{Instance, InstancePre, ResourceTableError};
 use wasmtime::{Store, Trap};
 
 use super::bindings::{HttpRequest, HttpResponse, Metadata, RepoContext, handler, request_handler};
 use super::check::World;
+use super::driver::Driver;
 use super::engine::deadline_ticks;
 use super::error::{CallError, LoadError};
 use super::limits::CallLimits;
-use super::state::{CallState, MemoryLimitExceeded};
+use super::state::{CallState, MAX_HOST_RESOURCES, MemoryLimitExceeded};
 use crate::handler::IndexFiles;
 
 /// A plugin ready to serve. Cloning is cheap; calls may run concurrently.
@@ -23,6 +27,7 @@ pub struct LoadedPlugin {
     limits: CallLimits,
     /// Whether the engine meters fuel; then every store needs some.
     fuel_metered: bool,
+    driver: Arc<Driver>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -37,6 +42,7 @@ impl LoadedPlugin {
         world: World,
         limits: CallLimits,
         fuel_metered: bool,
+        driver: Arc<Driver>,
     ) -> Result<Self, LoadError> {
         let handler = handler::GuestIndices::new(&pre).map_err(|e| LoadError::WrongInterface {
             interface: super::bindings::HANDLER_INTERFACE,
@@ -51,7 +57,7 @@ impl LoadedPlugin {
                 })?)
             }
         };
-        Ok(LoadedPlugin { pre, handler, request_handler, world, limits, fuel_metered })
+        Ok(LoadedPlugin { pre, handler, request_handler, world, limits, fuel_metered, driver })
     }
 
     pub fn world(&self) -> World {
@@ -63,19 +69,19 @@ impl LoadedPlugin {
     }
 
     pub fn format_key(&self) -> Result<String, CallError> {
-        self.call_handler(|guest, store| guest.call_format_key(store))
+        self.call_handler(async |guest, store| guest.call_format_key(store).await)
     }
 
     pub fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Result<Metadata, String>, CallError> {
-        self.call_handler(|guest, store| guest.call_parse_metadata(store, path, data))
+        self.call_handler(async |guest, store| guest.call_parse_metadata(store, path, data).await)
     }
 
     pub fn validate(&self, path: &str, data: &[u8]) -> Result<Result<(), String>, CallError> {
-        self.call_handler(|guest, store| guest.call_validate(store, path, data))
+        self.call_handler(async |guest, store| guest.call_validate(store, path, data).await)
     }
 
     pub fn generate_index(&self, artifacts: &[Metadata]) -> Result<Result<Option<IndexFiles>, String>, CallError> {
-        self.call_handler(|guest, store| guest.call_generate_index(store, artifacts))
+        self.call_handler(async |guest, store| guest.call_generate_index(store, artifacts).await)
     }
 
     pub fn handle_request(
@@ -85,24 +91,29 @@ impl LoadedPlugin {
         artifacts: &[Metadata],
     ) -> Result<Result<HttpResponse, String>, CallError> {
         let indices = self.request_handler.as_ref().ok_or(CallError::Unsupported { function: "handle-request" })?;
-        self.call(|store, instance| {
+        self.call(async |store, instance| {
             let guest = indices.load(&mut *store, instance)?;
-            guest.call_handle_request(store, request, context, artifacts)
+            guest.call_handle_request(store, request, context, artifacts).await
         })
     }
 
     fn call_handler<R>(
         &self,
-        f: impl FnOnce(&handler::Guest, &mut Store<CallState>) -> wasmtime::Result<R>,
+        f: impl AsyncFnOnce(&handler::Guest, &mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        self.call(|store, instance| {
+        self.call(async |store, instance| {
             let guest = self.handler.load(&mut *store, instance)?;
-            f(&guest, store)
+            f(&guest, store).await
         })
     }
 
-    /// Runs `f` against a fresh instance under this plugin's limits.
-    fn call<R>(&self, f: impl FnOnce(&mut Store<CallState>, &Instance) -> wasmtime::Result<R>) -> Result<R, CallError> {
+    /// Runs `f` against a fresh instance under this plugin's limits: memory by
+    /// the store's limiter, computation by the epoch deadline, and wall-clock
+    /// time (waiting in WASI included) by the driver's deadline.
+    fn call<R>(
+        &self,
+        f: impl AsyncFnOnce(&mut Store<CallState>, &Instance) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
         let mut store = Store::new(self.pre.engine(), CallState::new(self.limits.memory_bytes));
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(deadline_ticks(self.limits.timeout));
@@ -111,9 +122,16 @@ impl LoadedPlugin {
             let fuel = self.limits.fuel.unwrap_or(u64::MAX);
             store.set_fuel(fuel).map_err(|e| CallError::Crashed { message: format!("failed to set fuel: {e}") })?;
         }
-        let result = self.pre.instantiate(&mut store).and_then(|instance| f(&mut store, &instance));
+        let pre = &self.pre;
+        let outcome = self.driver.run(self.limits.timeout, async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            f(&mut store, &instance).await
+        });
         let stderr = log_output(&store);
-        result.map_err(|error| classify(&error, &self.limits, &stderr))
+        match outcome {
+            Some(result) => result.map_err(|error| classify(&error, &self.limits, &stderr)),
+            None => Err(CallError::Timeout { limit: self.limits.timeout }),
+        }
     }
 }
 
@@ -134,6 +152,9 @@ fn log_output(store: &Store<CallState>) -> String {
 fn classify(error: &wasmtime::Error, limits: &CallLimits, stderr: &str) -> CallError {
     if error.downcast_ref::<MemoryLimitExceeded>().is_some() {
         return CallError::MemoryLimit { limit_bytes: limits.memory_bytes };
+    }
+    if matches!(error.downcast_ref::<ResourceTableError>(), Some(ResourceTableError::Full)) {
+        return CallError::HostResourceLimit { limit: MAX_HOST_RESOURCES };
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => CallError::Timeout { limit: limits.timeout },

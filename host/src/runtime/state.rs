@@ -7,6 +7,14 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::output::CappedOutput;
 
+/// Most host-side resources (streams, pollables, …) one call may hold at once.
+/// A plugin needs a handful; each costs host memory outside its linear memory.
+pub const MAX_HOST_RESOURCES: usize = 1024;
+
+/// Most random bytes one call may ask the host for at once (WASI's own default
+/// is 64 MiB of host memory).
+pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
+
 /// The data of one call's `Store`.
 pub struct CallState {
     wasi: WasiCtx,
@@ -18,11 +26,21 @@ pub struct CallState {
 
 impl CallState {
     /// No preopened directories, no environment, no arguments, no stdin, no
-    /// network; stdout and stderr are captured.
+    /// network; stdout and stderr are captured; host-side resources and random
+    /// bytes are capped.
     pub fn new(memory_limit: u64) -> Self {
         let (stdout, stderr) = (CappedOutput::default(), CappedOutput::default());
-        let wasi = WasiCtx::builder().stdout(stdout.clone()).stderr(stderr.clone()).allow_ip_name_lookup(false).build();
-        CallState { wasi, table: ResourceTable::new(), limiter: MemoryLimiter::new(memory_limit), stdout, stderr }
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_ip_name_lookup(false)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .max_random_size(MAX_RANDOM_BYTES)
+            .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HOST_RESOURCES);
+        CallState { wasi, table, limiter: MemoryLimiter::new(memory_limit), stdout, stderr }
     }
 }
 

@@ -59,7 +59,9 @@ impl From<HandlerError> for ApiError {
             HandlerError::Failed(call) => {
                 let status = match call {
                     CallError::Crashed { .. } => StatusCode::BAD_GATEWAY,
-                    CallError::MemoryLimit { .. } | CallError::FuelExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                    CallError::MemoryLimit { .. }
+                    | CallError::FuelExhausted { .. }
+                    | CallError::HostResourceLimit { .. } => StatusCode::SERVICE_UNAVAILABLE,
                     CallError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
                     CallError::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
                 };

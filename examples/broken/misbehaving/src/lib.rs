@@ -7,6 +7,11 @@
 //! - `stack`: recurses without end (the stack overflows)
 //! - `print`: writes 100 KiB to stdout, then succeeds (output is capped, not fatal)
 //! - `slow`: sleeps 300 ms, then succeeds (a call that is in flight for a while)
+//! - `sleep`: sleeps 20 s in `wasi:clocks` (the time limit must hold while no
+//!   wasm runs)
+//! - `poll`: waits 20 s in `wasi:io/poll` on a clock pollable
+//! - `pollables`: creates 100 000 pollables (host-side resources of the call)
+//! - `random`: asks the host for 48 MiB of random bytes (host memory of the call)
 //! - anything else: succeeds
 
 wit_bindgen::generate!({
@@ -15,6 +20,8 @@ wit_bindgen::generate!({
 });
 
 use std::hint::black_box;
+
+use wasip2::clocks::monotonic_clock;
 
 use exports::artifact_keeper::format::handler::{Guest, Metadata};
 
@@ -51,6 +58,23 @@ impl Guest for Misbehaving {
             "slow" => {
                 std::thread::sleep(std::time::Duration::from_millis(300));
                 Ok(())
+            }
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(20));
+                Err("slept 20 s without being stopped".to_owned())
+            }
+            "poll" => {
+                let pollable = monotonic_clock::subscribe_duration(20_000_000_000);
+                wasip2::io::poll::poll(&[&pollable]);
+                Err("polled 20 s without being stopped".to_owned())
+            }
+            "pollables" => {
+                let pollables: Vec<_> = (0..100_000).map(|_| monotonic_clock::subscribe_duration(1)).collect();
+                Err(format!("created {} pollables without being stopped", black_box(pollables).len()))
+            }
+            "random" => {
+                let bytes = wasip2::random::random::get_random_bytes(48 << 20);
+                Err(format!("got {} random bytes without being stopped", black_box(bytes).len()))
             }
             "print" => {
                 for line in 0..1024 {

@@ -1,0 +1,47 @@
+//! Where a call's wall-clock limit is kept, whatever the guest does.
+//!
+//! The calling thread (a blocking-pool thread, never an async worker) blocks on
+//! the call's future; wasmtime runs the guest on a fiber inside it. A guest that
+//! computes is stopped by the engine's epoch deadline; a guest that waits in WASI
+//! (a sleep, a `poll` on a clock) is suspended in a timer, and the call's
+//! deadline drops its future, which unwinds the guest. Those timers, and the
+//! deadline's, are driven by one small tokio runtime owned by the plugin runtime,
+//! so plugins keep their limits in any caller: the host's server, the operator's
+//! validation, a test.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::runtime::{Builder, Handle};
+
+/// Runs calls under their deadline. Dropping it stops its timer thread.
+#[derive(Debug)]
+pub(super) struct Driver {
+    /// `Some` until dropped; taken to shut it down without blocking.
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: Handle,
+}
+
+impl Driver {
+    pub(super) fn new() -> std::io::Result<Self> {
+        let runtime =
+            Builder::new_multi_thread().worker_threads(1).thread_name("wasmplug-call-timers").enable_time().build()?;
+        let handle = runtime.handle().clone();
+        Ok(Driver { runtime: Some(runtime), handle })
+    }
+
+    /// Runs `call` on this thread until it finishes or `limit` passes; `None`
+    /// when the deadline came first (the call's future is dropped, whatever it
+    /// was waiting for). Must not be called from an async task.
+    pub(super) fn run<F: Future>(&self, limit: Duration, call: F) -> Option<F::Output> {
+        self.handle.block_on(async { tokio::time::timeout(limit, call).await.ok() })
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}

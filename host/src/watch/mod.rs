@@ -1,0 +1,188 @@
+//! Cluster mode: follow FormatPlugins and keep the registry serving what their
+//! status says ([`wanted`] decides what that is; [`load`] loads it from the
+//! read-only store, through [`crate::artifact`]'s checks).
+//!
+//! The watch loop never waits for a load. Enabling, disabling and removing a
+//! format take effect as soon as an event shows them; a load runs as its own
+//! task and installs its result only if the key still wants exactly what was
+//! loaded. Readiness waits for the loads of the first sync to finish, succeed
+//! or fail (a load that times out has failed).
+
+mod load;
+mod wanted;
+
+pub use load::Loader;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kube::api::{ApiResource, DynamicObject};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, ResourceExt};
+use tokio::task::JoinSet;
+use wasmplug_crds::FormatPlugin;
+
+use crate::registry::{Install, Origin, Registry};
+use wanted::{Wanted, What};
+
+/// A finished load: the key, what was loaded, and the outcome.
+type Loaded = (String, Wanted, Result<Install, String>);
+
+/// Keeps a registry in step with the FormatPlugins a client can see.
+///
+/// Objects are watched untyped and read one by one: a typed watch fails its whole
+/// list when one stored object cannot be read, and would stop following all of
+/// them. An object that cannot be read serves nothing and is logged.
+#[derive(Debug)]
+pub struct ClusterSource {
+    api: Api<DynamicObject>,
+    loader: Loader,
+    registry: Arc<Registry>,
+    /// What the registry serves for each key (the last load that finished).
+    applied: HashMap<String, Wanted>,
+    /// Loads in flight, by key, with what they load (enabled as last seen).
+    loading: HashMap<String, Wanted>,
+    /// Keys whose first load readiness waits for; `None` once ready.
+    first_sync: Option<HashSet<String>>,
+}
+
+impl ClusterSource {
+    pub fn new(api: Api<DynamicObject>, loader: Loader, registry: Arc<Registry>) -> Self {
+        ClusterSource { api, loader, registry, applied: HashMap::new(), loading: HashMap::new(), first_sync: None }
+    }
+
+    /// Follows FormatPlugins until the watch ends (it retries with backoff, so in
+    /// practice forever). Calls `on_first_sync` once every object listed at start
+    /// has been applied and each of their loads has finished.
+    pub async fn run(mut self, on_first_sync: impl FnOnce()) {
+        let writer = reflector::store::Writer::new(ApiResource::erase::<FormatPlugin>(&()));
+        let reader = writer.as_reader();
+        let events =
+            reflector::reflector(writer, watcher::watcher(self.api.clone(), watcher::Config::default().any_semantic()))
+                .default_backoff();
+        futures::pin_mut!(events);
+        let mut on_first_sync = Some(on_first_sync);
+        let mut listed = false;
+        let mut loads: JoinSet<Loaded> = JoinSet::new();
+        loop {
+            tokio::select! {
+                event = events.next() => match event {
+                    None => break,
+                    Some(Ok(Event::InitDone)) => {
+                        self.sync(&reader, &mut loads);
+                        if !listed {
+                            listed = true;
+                            self.first_sync = Some(self.loading.keys().cloned().collect());
+                        }
+                    }
+                    Some(Ok(Event::Apply(_) | Event::Delete(_))) if listed => self.sync(&reader, &mut loads),
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => tracing::warn!(%error, "FormatPlugin watch failed; retrying"),
+                },
+                Some(done) = loads.join_next(), if !loads.is_empty() => match done {
+                    Ok((key, loaded, outcome)) => self.finish(key, &loaded, outcome),
+                    Err(error) => tracing::error!(%error, "a load task failed"),
+                },
+            }
+            if self.first_sync.as_ref().is_some_and(|keys| keys.iter().all(|key| !self.loading.contains_key(key))) {
+                self.first_sync = None;
+                if let Some(ready) = on_first_sync.take() {
+                    tracing::info!(formats = self.applied.len(), "first sync done");
+                    ready();
+                }
+            }
+        }
+    }
+
+    /// Brings the registry towards what the objects in `reader` ask for:
+    /// removals and enabled flags now, loads as tasks on `loads`.
+    fn sync(&mut self, reader: &Store<DynamicObject>, loads: &mut JoinSet<Loaded>) {
+        let plugins: Vec<FormatPlugin> = reader
+            .state()
+            .iter()
+            .filter_map(|object| match DynamicObject::clone(object).try_parse::<FormatPlugin>() {
+                Ok(plugin) => Some(plugin),
+                Err(error) => {
+                    let name = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
+                    tracing::warn!(formatplugin = name, %error, "cannot read this FormatPlugin; it serves nothing");
+                    None
+                }
+            })
+            .collect();
+        let wanted = wanted::wanted(&plugins);
+        let gone: Vec<String> =
+            self.applied.keys().chain(self.loading.keys()).filter(|key| !wanted.contains_key(*key)).cloned().collect();
+        for key in gone {
+            self.loading.remove(&key);
+            if self.applied.remove(&key).is_some() {
+                self.registry.remove(&key);
+                tracing::info!(format = key, "unloaded: no FormatPlugin serves it any more");
+            }
+        }
+        for (key, want) in wanted {
+            // Whatever serves the key now follows the enabled flag at once, even
+            // while a new version loads.
+            if let Some(applied) = self.applied.get_mut(&key).filter(|applied| applied.enabled != want.enabled) {
+                applied.enabled = want.enabled;
+                self.registry.set_enabled(&key, want.enabled);
+                let change = if want.enabled { "enabled" } else { "disabled" };
+                tracing::info!(format = key, enabled = want.enabled, owner = want.owner, "{change}");
+            }
+            let current = self.loading.get(&key).or_else(|| self.applied.get(&key));
+            if current.is_some_and(|current| current.same_load(&want)) {
+                if let Some(loading) = self.loading.get_mut(&key) {
+                    loading.enabled = want.enabled;
+                }
+                continue;
+            }
+            self.loading.insert(key.clone(), want.clone());
+            let loader = self.loader.clone();
+            loads.spawn(async move {
+                let outcome = loader.load(key.clone(), want.clone()).await;
+                (key, want, outcome)
+            });
+        }
+    }
+
+    /// Installs a finished load, unless the key has since asked for something else.
+    fn finish(&mut self, key: String, loaded: &Wanted, outcome: Result<Install, String>) {
+        let Some(want) = self.loading.get(&key).filter(|want| want.same_load(loaded)).cloned() else {
+            tracing::debug!(format = key, "dropping a load the key no longer wants");
+            return;
+        };
+        self.loading.remove(&key);
+        match outcome {
+            Ok(install) => {
+                let install = Install { enabled: want.enabled, ..install };
+                tracing::info!(
+                    format = key, owner = want.owner, digest = ?install.digest, enabled = want.enabled, "loaded"
+                );
+                self.registry.install(install);
+            }
+            Err(error) => {
+                tracing::error!(
+                    format = key, owner = want.owner, %error, "failed to load; the previous version keeps serving"
+                );
+                let origin = match &want.what {
+                    What::Builtin => Origin::Builtin,
+                    What::Artifact(_) => Origin::Plugin { name: want.owner.clone(), version: String::new() },
+                };
+                self.registry.record_load_failure(&key, origin, error);
+                self.registry.set_enabled(&key, want.enabled);
+            }
+        }
+        self.applied.insert(key, want);
+    }
+}
+
+/// The (untyped) API for FormatPlugins in `namespace`, or in every namespace.
+pub fn api(client: kube::Client, namespace: Option<&str>) -> Api<DynamicObject> {
+    let resource = ApiResource::erase::<FormatPlugin>(&());
+    match namespace {
+        Some(namespace) => Api::namespaced_with(client, namespace, &resource),
+        None => Api::all_with(client, &resource),
+    }
+}

@@ -1,0 +1,84 @@
+//! What each format key should serve, decided from the FormatPlugins a host
+//! sees: the serving rule of PRODUCT.md, pure (objects in, wanted state out).
+//!
+//! For each key, its owner (`wasmplug_crds::ownership`) among the objects whose
+//! status names something to serve: `status.artifact` (a plugin in the store)
+//! or, without an artifact, the builtin format `status.plugin.formatKey`. The
+//! operator replaces `status.artifact` only with a version that passed
+//! validation, so a failed update keeps the last good version serving.
+//! `spec.enabled` and `spec.limits` apply as soon as the host sees them.
+
+use std::collections::BTreeMap;
+
+use wasmplug_crds::{Artifact, Duration, FormatPlugin, ownership};
+
+use crate::builtin;
+use crate::plugin::ResourceRequest;
+
+/// What one format key should serve.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Wanted {
+    /// `namespace/name` of the FormatPlugin that owns the key.
+    pub owner: String,
+    pub what: What,
+    pub enabled: bool,
+    pub limits: ResourceRequest,
+}
+
+impl Wanted {
+    /// Whether `self` and `other` load the same thing (they may differ in
+    /// whether it is enabled, which needs no load).
+    pub fn same_load(&self, other: &Wanted) -> bool {
+        self.what == other.what && self.limits == other.limits && self.owner == other.owner
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum What {
+    Builtin,
+    Artifact(Box<Artifact>),
+}
+
+/// For every format key, what its owner asks to serve.
+pub(super) fn wanted(plugins: &[FormatPlugin]) -> BTreeMap<String, Wanted> {
+    let servable: Vec<(&FormatPlugin, What)> =
+        plugins.iter().filter_map(|plugin| Some((plugin, what_to_serve(plugin)?))).collect();
+    let mut wanted = BTreeMap::new();
+    for (plugin, _) in &servable {
+        let Some(key) = plugin.claimed_format_key() else { continue };
+        if wanted.contains_key(key) {
+            continue;
+        }
+        let Some(owner) = ownership::owner_of(key, servable.iter().map(|(plugin, _)| *plugin)) else { continue };
+        let Some((_, what)) = servable.iter().find(|(plugin, _)| std::ptr::eq(*plugin, owner)) else { continue };
+        wanted.insert(
+            key.to_owned(),
+            Wanted {
+                owner: owner.qualified_name(),
+                what: what.clone(),
+                enabled: owner.spec.enabled,
+                limits: requested_limits(owner),
+            },
+        );
+    }
+    wanted
+}
+
+fn what_to_serve(plugin: &FormatPlugin) -> Option<What> {
+    let status = plugin.status.as_ref()?;
+    let key = plugin.claimed_format_key()?;
+    match &status.artifact {
+        Some(artifact) => Some(What::Artifact(Box::new(artifact.clone()))),
+        None => builtin::handler(key).map(|_| What::Builtin),
+    }
+}
+
+fn requested_limits(plugin: &FormatPlugin) -> ResourceRequest {
+    let limits = plugin.spec.limits.as_ref();
+    ResourceRequest {
+        max_memory_bytes: limits.and_then(|l| l.memory_bytes()),
+        max_execution: limits.and_then(|l| l.timeout.as_ref()).map(Duration::as_std),
+        max_fuel: limits.and_then(|l| l.fuel),
+        ..ResourceRequest::default()
+    }
+}
