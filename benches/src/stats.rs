@@ -36,6 +36,25 @@ pub fn measure(warmup: usize, runs: usize, mut f: impl FnMut()) -> Summary {
     Summary::of(times)
 }
 
+/// Like [`measure`] for two closures whose times are compared: their runs
+/// alternate, so drift in the machine's speed affects both alike.
+pub fn measure_pair(warmup: usize, runs: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (Summary, Summary) {
+    for _ in 0..warmup {
+        a();
+        b();
+    }
+    let (mut times_a, mut times_b) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    for _ in 0..runs {
+        let started = Instant::now();
+        a();
+        times_a.push(started.elapsed());
+        let started = Instant::now();
+        b();
+        times_b.push(started.elapsed());
+    }
+    (Summary::of(times_a), Summary::of(times_b))
+}
+
 pub fn format(duration: Duration) -> String {
     let micros = duration.as_secs_f64() * 1e6;
     if micros < 1000.0 {
