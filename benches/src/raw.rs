@@ -98,5 +98,5 @@ type Validate<'a> = wasmtime::component::TypedFunc<(&'a str, &'a [u8]), (Result<
 fn validate_func<'a>(store: &mut Store<State>, instance: &Instance) -> Result<Validate<'a>, String> {
     let interface = instance.get_export_index(&mut *store, None, HANDLER).ok_or("no handler export")?;
     let func = instance.get_export_index(&mut *store, Some(&interface), "validate").ok_or("no validate")?;
-    instance.get_typed_func(&mut *store, &func).map_err(|e| e.to_string())
+    instance.get_typed_func(&mut *store, func).map_err(|e| e.to_string())
 }
