@@ -64,6 +64,24 @@ async fn every_shape_of_values_renders_and_passes_a_server_side_dry_run() {
     }
 }
 
+/// Trust invariant 3: the chart refuses a host memory limit its own call limits
+/// could exceed (docs/operations.md, "Sizing a host"), and its defaults fit.
+#[tokio::test]
+async fn a_host_memory_limit_below_what_its_calls_may_use_is_refused() {
+    let helm = Helm::locate().expect("helm is available");
+    let show = "--show-only=templates/host-deployment.yaml";
+    helm.template("wasmplug", "wasmplug", &[show]).await.expect("the defaults fit their own limit");
+    let error = helm
+        .template("wasmplug", "wasmplug", &[show, "--set=limits.maxConcurrentCalls=64"])
+        .await
+        .expect_err("64 calls of 64Mi do not fit in 1Gi");
+    let error = format!("{error:#}");
+    assert!(error.contains("host.resources.limits.memory (1Gi) is below what a host may use"), "{error}");
+    assert!(error.contains("= 6336Mi"), "{error}");
+    let raised = [show, "--set=limits.maxConcurrentCalls=64", "--set=host.resources.limits.memory=6336Mi"];
+    helm.template("wasmplug", "wasmplug", &raised).await.expect("a limit that fits renders");
+}
+
 #[tokio::test]
 async fn the_service_monitor_scrapes_both_components() {
     let helm = Helm::locate().expect("helm is available");

@@ -135,6 +135,36 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
     assert!(stderr.contains("at least one format must remain enabled"), "{stderr}");
 }
 
+/// Trust invariant 3 for the operator: a client that opens the webhook's port
+/// and never completes a TLS handshake (or sends half a request) is dropped,
+/// and the webhook keeps answering.
+#[tokio::test]
+async fn a_stalled_handshake_or_request_is_dropped_and_the_webhook_keeps_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ns = control_plane().namespace("webhook-stall").await;
+    let webhook = Webhooked::start(ns.name(), &["--header-read-timeout-ms=500", "--max-connections=4"])
+        .await
+        .expect("operator and host start");
+    let address = format!("127.0.0.1:{}", webhook.port);
+    let mut stalled = Vec::new();
+    for hello in [&b""[..], b"\x16\x03\x01\x00"] {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+        stream.write_all(hello).await.expect("write");
+        stalled.push(stream);
+    }
+    for stream in &mut stalled {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "the operator closes a connection that does not finish its handshake");
+    }
+    // More stalled connections than --max-connections wait in the backlog; the
+    // API server's next call gets through once they are dropped.
+    let crowd: Vec<_> =
+        futures::future::join_all((0..8).map(|_| tokio::net::TcpStream::connect(address.clone()))).await;
+    assert_eq!(served_certificate(webhook.port).await, der_of(&webhook.certificate.cert));
+    drop(crowd);
+}
+
 /// The DER of the certificate the webhook serves now.
 async fn served_certificate(port: u16) -> Vec<u8> {
     let ca = std::fs::read(control_plane().certificates().ca_cert()).expect("CA");

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 use crate::runtime::{CallLimits, EngineSettings};
+use crate::server::ConnectionLimits;
 
 /// Flags that configure the WebAssembly engine and the cluster-wide call limits.
 #[derive(Clone, Debug, clap::Args)]
@@ -24,8 +25,10 @@ pub struct EngineArgs {
     #[arg(long, env = "WASMPLUG_MAX_FUEL")]
     pub max_fuel: Option<u64>,
 
-    /// Handler calls running at once; more wait for a turn.
-    #[arg(long, env = "WASMPLUG_MAX_CONCURRENT_CALLS", default_value_t = 64)]
+    /// Handler calls running at once in a host; more wait for a turn. Sizes the
+    /// engine's instance pool. Plugin calls are CPU-bound: a few per core is
+    /// plenty, and each may use --max-memory.
+    #[arg(long, env = "WASMPLUG_MAX_CONCURRENT_CALLS", default_value_t = 8)]
     pub max_concurrent_calls: u32,
 }
 
@@ -43,6 +46,41 @@ impl EngineArgs {
             memory_bytes: self.max_memory,
             timeout: Duration::from_millis(self.max_call_ms),
             fuel: self.max_fuel,
+        }
+    }
+}
+
+/// Limits of an HTTP server's connections (the host's API, the operator's
+/// webhook and metrics endpoint).
+#[derive(Clone, Debug, clap::Args)]
+pub struct ConnectionArgs {
+    /// Connections open at once; further ones wait in the listen backlog.
+    #[arg(long, env = "WASMPLUG_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// Time for a request's head (and a TLS handshake) to arrive, in
+    /// milliseconds; also how long an idle keep-alive connection stays open.
+    #[arg(long, env = "WASMPLUG_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+
+    /// Time for a request's whole body to arrive, in milliseconds.
+    #[arg(long, env = "WASMPLUG_BODY_READ_TIMEOUT_MS", default_value_t = 60_000)]
+    pub body_read_timeout_ms: u64,
+
+    /// Time a response may wait for the client to read some of it, in milliseconds.
+    #[arg(long, env = "WASMPLUG_WRITE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub write_timeout_ms: u64,
+}
+
+impl ConnectionArgs {
+    pub fn limits(&self) -> ConnectionLimits {
+        let header = Duration::from_millis(self.header_read_timeout_ms);
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            handshake_timeout: header,
+            header_read_timeout: header,
+            body_read_timeout: Duration::from_millis(self.body_read_timeout_ms),
+            write_timeout: Duration::from_millis(self.write_timeout_ms),
         }
     }
 }

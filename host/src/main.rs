@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use wasmplug_host::builtin;
-use wasmplug_host::cli::{EngineArgs, LogArgs, parse_size, shutdown_signal};
+use wasmplug_host::cli::{ConnectionArgs, EngineArgs, LogArgs, parse_size, shutdown_signal};
 use wasmplug_host::local::LocalSource;
 use wasmplug_host::registry::Registry;
 use wasmplug_host::runtime::Runtime;
@@ -54,8 +54,26 @@ struct Args {
     engine: EngineArgs,
 
     /// Largest request body, in bytes with an optional Ki, Mi or Gi suffix.
-    #[arg(long, env = "WASMPLUG_MAX_BODY", default_value = "64Mi", value_parser = parse_size)]
+    #[arg(long, env = "WASMPLUG_MAX_BODY", default_value = "32Mi", value_parser = parse_size)]
     max_body: u64,
+
+    /// Bytes of request bodies held at once; a request waits for room before its
+    /// body is read. Defaults to --max-concurrent-calls × --max-body.
+    #[arg(long, env = "WASMPLUG_MAX_BODY_IN_FLIGHT", value_parser = parse_size)]
+    max_body_in_flight: Option<u64>,
+
+    /// Calls of one format running at once, so that no format takes every call
+    /// slot. Defaults to half of --max-concurrent-calls (at least 1).
+    #[arg(long, env = "WASMPLUG_MAX_CALLS_PER_FORMAT")]
+    max_calls_per_format: Option<u32>,
+
+    /// Longest wait for room for a body or a call slot, in milliseconds; then
+    /// 503 busy.
+    #[arg(long, env = "WASMPLUG_QUEUE_TIMEOUT_MS", default_value_t = 10_000)]
+    queue_timeout_ms: u64,
+
+    #[command(flatten)]
+    connections: ConnectionArgs,
 
     /// Longest time loading one plugin may take (reading and verifying it,
     /// compiling or deserializing it, and its format-key call), in milliseconds.
@@ -79,18 +97,12 @@ async fn main() -> anyhow::Result<()> {
     let max_limits = args.engine.max_limits();
     let runtime = Arc::new(Runtime::new(args.engine.settings()).context("failed to start the WebAssembly runtime")?);
     let registry = Arc::new(Registry::new());
-    let builtins: Vec<String> = match args.builtin {
-        Some(keys) => keys.into_iter().filter(|b| !b.is_empty()).collect(),
+    let builtins: Vec<String> = match &args.builtin {
+        Some(keys) => keys.iter().filter(|b| !b.is_empty()).cloned().collect(),
         None if args.watch => Vec::new(),
         None => vec!["all".to_owned()],
     };
-    let app = App::new(
-        registry.clone(),
-        ServerConfig {
-            max_body_bytes: usize::try_from(args.max_body)?,
-            max_concurrent_calls: args.engine.max_concurrent_calls as usize,
-        },
-    );
+    let app = App::new(registry.clone(), server_config(&args)?);
 
     builtin::install(&registry, &builtins).map_err(anyhow::Error::msg)?;
     if let (true, Some(store_dir)) = (args.watch, &args.store_dir) {
@@ -122,6 +134,24 @@ async fn main() -> anyhow::Result<()> {
     );
     serve(listener, app, shutdown_signal("calls")).await;
     Ok(())
+}
+
+/// The HTTP layer's limits, with the defaults that depend on other flags.
+fn server_config(args: &Args) -> anyhow::Result<ServerConfig> {
+    let calls = args.engine.max_concurrent_calls.max(1);
+    let max_body = usize::try_from(args.max_body)?;
+    let in_flight = match args.max_body_in_flight {
+        Some(bytes) => usize::try_from(bytes)?,
+        None => max_body.saturating_mul(calls as usize),
+    };
+    Ok(ServerConfig {
+        max_body_bytes: max_body,
+        max_body_bytes_in_flight: in_flight,
+        max_concurrent_calls: calls as usize,
+        max_calls_per_format: args.max_calls_per_format.unwrap_or((calls / 2).max(1)) as usize,
+        queue_timeout: Duration::from_millis(args.queue_timeout_ms),
+        connections: args.connections.limits(),
+    })
 }
 
 #[cfg(test)]

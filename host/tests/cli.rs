@@ -4,23 +4,19 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-#[test]
-fn the_quickstart_runs_serves_and_stops_cleanly() {
-    let packages = support::example_package("unity-format").parent().expect("packages dir").to_owned();
-    let mut host = Command::new(env!("CARGO_BIN_EXE_wasmplug-host"))
-        .args(["--listen", "127.0.0.1:0", "--plugins-dir"])
-        .arg(&packages)
+/// Starts `command` (the host binary, possibly behind a shell), and reads its
+/// JSON log until a line says where it listens.
+fn start(mut command: Command) -> (Child, BufReader<ChildStdout>, String) {
+    let mut host = command
         .env("WASMPLUG_LOG_FORMAT", "json")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("the host starts");
     let mut log = BufReader::new(host.stdout.take().expect("stdout"));
-
-    // A log line says where it listens.
     let listen = loop {
         let mut line = String::new();
         assert!(log.read_line(&mut line).expect("a log line") > 0, "the host exited before listening");
@@ -29,6 +25,15 @@ fn the_quickstart_runs_serves_and_stops_cleanly() {
             break listen.to_owned();
         }
     };
+    (host, log, listen)
+}
+
+#[test]
+fn the_quickstart_runs_serves_and_stops_cleanly() {
+    let packages = support::example_package("unity-format").parent().expect("packages dir").to_owned();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wasmplug-host"));
+    command.args(["--listen", "127.0.0.1:0", "--plugins-dir"]).arg(&packages);
+    let (mut host, log, listen) = start(command);
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let formats = runtime.block_on(async {
@@ -66,4 +71,46 @@ async fn get(addr: &str, path: &str) -> String {
     let response = sender.send_request(request).await.expect("response");
     let body = response.into_body().collect().await.expect("body").to_bytes();
     String::from_utf8_lossy(&body).into_owned()
+}
+
+/// Trust invariant 3: a host out of file descriptors backs off instead of
+/// spinning on accept (which filled logs at 80k lines a second and starved
+/// /healthz), and serves again once connections close.
+#[test]
+fn running_out_of_file_descriptors_backs_off_and_recovers() {
+    let mut command = Command::new("sh");
+    command.args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_wasmplug-host")]).args([
+        "--listen",
+        "127.0.0.1:0",
+        "--builtin",
+        "generic",
+        "--header-read-timeout-ms",
+        "3000",
+    ]);
+    let (mut host, log, listen) = start(command);
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let lines = lines.clone();
+        std::thread::spawn(move || log.lines().map_while(Result::ok).for_each(|l| lines.lock().expect("lock").push(l)))
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let mut open = Vec::new();
+        for _ in 0..100 {
+            open.push(tokio::net::TcpStream::connect(&listen).await.expect("the backlog takes it"));
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        drop(open);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !get(&listen, "/healthz").await.starts_with("ok") {
+            assert!(std::time::Instant::now() < deadline, "the host serves again once connections close");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let status = Command::new("kill").args(["-TERM", &host.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    host.wait().expect("the host exits");
+    reader.join().expect("the log reader ends");
+    let failures = lines.lock().expect("lock").iter().filter(|l| l.contains("failed to accept")).count();
+    assert!((1..=5).contains(&failures), "out of descriptors, then backing off: {failures} log lines");
 }

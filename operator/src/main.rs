@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use kube::Client;
-use wasmplug_host::cli::{EngineArgs, LogArgs, parse_size, shutdown_signal};
+use wasmplug_host::cli::{ConnectionArgs, EngineArgs, LogArgs, parse_size, shutdown_signal};
 use wasmplug_host::runtime::Runtime;
 use wasmplug_operator::controller::{self, Config, Settings};
 use wasmplug_operator::fetch::{ArchiveLimits, FetchLimits};
@@ -104,6 +104,9 @@ struct Args {
     engine: EngineArgs,
 
     #[command(flatten)]
+    connections: ConnectionArgs,
+
+    #[command(flatten)]
     log: LogArgs,
 }
 
@@ -123,7 +126,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.metrics_listen)
         .await
         .with_context(|| format!("failed to listen on {}", args.metrics_listen))?;
-    tokio::spawn(serve(listener, health.clone()));
+    tokio::spawn(serve(listener, args.connections.limits(), health.clone()));
     let source_hosts = SourceHosts::new(&args.allowed_source_hosts);
     if let (Some(address), Some(cert), Some(key)) =
         (args.webhook_listen, &args.webhook_cert_file, &args.webhook_key_file)
@@ -134,7 +137,7 @@ async fn main() -> anyhow::Result<()> {
             tokio::net::TcpListener::bind(address).await.with_context(|| format!("failed to listen on {address}"))?;
         let webhook = Webhook::new(client.clone(), args.watch_namespace.clone(), source_hosts.clone());
         tracing::info!(%address, "serving the admission webhook");
-        tokio::spawn(webhook::serve(listener, certificate, Arc::new(webhook)));
+        tokio::spawn(webhook::serve(listener, args.connections.limits(), certificate, Arc::new(webhook)));
     }
     health.set_ready();
 

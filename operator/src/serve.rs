@@ -5,17 +5,16 @@
 //! leader still holds the Lease. Which replica leads is the
 //! `wasmplug_operator_leader` metric.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
+use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use wasmplug_host::server::connections::Plain;
+use wasmplug_host::server::{ConnectionLimits, serve_connections};
 
 use crate::metrics::Metrics;
 
@@ -36,27 +35,13 @@ impl Health {
     }
 }
 
-/// Serves until the task is dropped.
-pub async fn serve(listener: TcpListener, health: Arc<Health>) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                tracing::warn!(%error, "failed to accept a connection");
-                continue;
-            }
-        };
+/// Serves under `limits` until the task is dropped.
+pub async fn serve(listener: TcpListener, limits: ConnectionLimits, health: Arc<Health>) {
+    let service = move |request: Request<Incoming>| {
         let health = health.clone();
-        let service = service_fn(move |request| {
-            let health = health.clone();
-            async move { Ok::<_, Infallible>(respond(&health, &request)) }
-        });
-        tokio::spawn(async move {
-            if let Err(error) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
-                tracing::debug!(%error, "connection ended with an error");
-            }
-        });
-    }
+        async move { respond(&health, &request) }
+    };
+    serve_connections(listener, limits, Plain, service, std::future::pending()).await;
 }
 
 fn respond<B>(health: &Health, request: &Request<B>) -> Response<Full<Bytes>> {

@@ -80,3 +80,33 @@ securityContext:
 
 {{/* Where FormatPlugins of this release live: the watched namespace, or the release's. */}}
 {{- define "wasmplug.formatNamespace" -}}{{ .Values.watchNamespace | default .Release.Namespace }}{{- end -}}
+
+{{/* A size (1Gi, 512Mi, 64Ki, 1G, 500M, 1048576) in bytes, as an integer. */}}
+{{- define "wasmplug.bytes" -}}
+{{- $text := toString . -}}
+{{- $units := dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 -}}
+{{- $bytes := "" -}}
+{{- range $suffix := list "Ki" "Mi" "Gi" "Ti" "k" "M" "G" "T" -}}
+{{- if and (not $bytes) (hasSuffix $suffix $text) -}}
+{{- $bytes = mul (trimSuffix $suffix $text | int64) (get $units $suffix) | toString -}}
+{{- end -}}
+{{- end -}}
+{{- default ($text | int64 | toString) $bytes -}}
+{{- end -}}
+
+{{/*
+Refuses a host memory limit below what its calls may use (docs/operations.md,
+"Sizing a host"): 192Mi for the process and its loaded plugins, plus, for each
+concurrent call, the call's memory and a request body.
+*/}}
+{{- define "wasmplug.checkHostMemory" -}}
+{{- with .Values.host.resources.limits }}{{ with .memory }}
+{{- $limit := include "wasmplug.bytes" . | int64 -}}
+{{- $calls := $.Values.limits.maxConcurrentCalls | int64 -}}
+{{- $perCall := add (include "wasmplug.bytes" $.Values.limits.maxMemory | int64) (include "wasmplug.bytes" $.Values.host.maxBody | int64) -}}
+{{- $needed := add 201326592 (mul $calls $perCall) -}}
+{{- if lt $limit $needed -}}
+{{- fail (printf "host.resources.limits.memory (%s) is below what a host may use: 192Mi + limits.maxConcurrentCalls (%d) × (limits.maxMemory (%s) + host.maxBody (%s)) = %dMi; raise the limit or lower those values" (toString .) $calls (toString $.Values.limits.maxMemory) (toString $.Values.host.maxBody) (div $needed 1048576)) -}}
+{{- end -}}
+{{- end }}{{ end -}}
+{{- end -}}

@@ -10,6 +10,11 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+/// Plugins loaded at once in one process. Loading calls `format-key`, so the
+/// instance pool has this many instances beyond the call slots; loaders (the
+/// host's watcher, the operator's validation) must not run more at once.
+pub const MAX_CONCURRENT_LOADS: u32 = 4;
+
 /// How often the epoch advances; timeouts are measured in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
@@ -34,7 +39,7 @@ impl Default for EngineSettings {
 /// equal settings.
 pub fn build(settings: &EngineSettings) -> anyhow::Result<Engine> {
     let max_memory = usize::try_from(settings.max_memory_bytes)?;
-    let calls = settings.max_concurrent_calls.max(1);
+    let calls = settings.max_concurrent_calls.max(1) + MAX_CONCURRENT_LOADS;
     // A Rust wasm32-wasip2 component has a handful of core instances (the
     // program and the WASI adapter's shims); leave room for more.
     const CORE_INSTANCES_PER_CALL: u32 = 16;

@@ -15,7 +15,7 @@ mod state;
 
 pub use bindings::{HttpRequest, HttpResponse, Metadata, RepoContext};
 pub use check::World;
-pub use engine::{EPOCH_TICK, EngineSettings};
+pub use engine::{EPOCH_TICK, EngineSettings, MAX_CONCURRENT_LOADS};
 pub use error::{CallError, LoadError};
 pub use limits::CallLimits;
 pub use plugin::LoadedPlugin;

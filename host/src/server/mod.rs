@@ -1,19 +1,22 @@
-//! The host's HTTP server (hyper 1): the JSON API over the registry, with a body
-//! size limit, a cap on concurrent handler calls, health, readiness and metrics.
+//! The host's HTTP server (hyper 1): the JSON API over the registry, with
+//! connection limits ([`connections`]), admission of bodies and calls
+//! ([`admission`]), health, readiness and metrics.
 //!
 //! Handler calls run on the blocking pool: they are CPU-bound and may run until
 //! their time limit.
 
+mod admission;
+pub mod connections;
 mod error;
 mod metrics;
 mod routes;
 mod wire;
 
+pub use connections::{ConnectionLimits, serve_connections};
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use routes::SERVED_BY;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,28 +25,39 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Body;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::registry::Registry;
+use admission::Admission;
 
 /// Limits of the HTTP layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
     /// Largest request body accepted (413 beyond).
     pub max_body_bytes: usize,
-    /// Handler calls running at once; more wait for a turn.
+    /// Bytes of request bodies held at once, read or being read; a request waits
+    /// for room before its body is read.
+    pub max_body_bytes_in_flight: usize,
+    /// Handler calls running at once.
     pub max_concurrent_calls: usize,
+    /// Handler calls of one format running at once.
+    pub max_calls_per_format: usize,
+    /// Longest wait for body room or a call slot (503 `busy` beyond).
+    pub queue_timeout: Duration,
+    pub connections: ConnectionLimits,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { max_body_bytes: 64 << 20, max_concurrent_calls: 64 }
+        ServerConfig {
+            max_body_bytes: 32 << 20,
+            max_body_bytes_in_flight: 8 * (32 << 20),
+            max_concurrent_calls: 8,
+            max_calls_per_format: 4,
+            queue_timeout: Duration::from_secs(10),
+            connections: ConnectionLimits::default(),
+        }
     }
 }
 
@@ -52,7 +66,7 @@ impl Default for ServerConfig {
 pub struct App {
     registry: Arc<Registry>,
     config: ServerConfig,
-    calls: Semaphore,
+    admission: Admission,
     metrics: Metrics,
     ready: AtomicBool,
 }
@@ -62,7 +76,12 @@ impl App {
         Arc::new(App {
             metrics: Metrics::new(&registry),
             registry,
-            calls: Semaphore::new(config.max_concurrent_calls.max(1)),
+            admission: Admission::new(
+                config.max_body_bytes_in_flight,
+                config.max_concurrent_calls,
+                config.max_calls_per_format,
+                config.queue_timeout,
+            ),
             config,
             ready: AtomicBool::new(false),
         })
@@ -87,40 +106,15 @@ impl App {
     }
 }
 
-/// How long connections get to finish after shutdown begins.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves `app` on `listener` until `shutdown` completes, then lets open
-/// connections finish (up to [`DRAIN_TIMEOUT`]).
+/// Serves `app` on `listener` until `shutdown` completes, then refuses new calls
+/// and lets open connections finish (up to 10 s).
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(error) => {
-                        tracing::warn!(%error, "failed to accept a connection");
-                        continue;
-                    }
-                };
-                let app = app.clone();
-                let service = service_fn(move |request| {
-                    let app = app.clone();
-                    async move { Ok::<_, Infallible>(app.handle(request).await) }
-                });
-                let connection = graceful.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "connection ended with an error");
-                    }
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
-        tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
-    }
+    let limits = app.config.connections;
+    let handler = app.clone();
+    let service = move |request| handler.clone().handle(request);
+    let shutdown = async {
+        shutdown.await;
+        app.admission.close();
+    };
+    serve_connections(listener, limits, connections::Plain, service, shutdown).await;
 }

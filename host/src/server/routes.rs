@@ -2,12 +2,12 @@
 //! answers to JSON live here; what a format does is the handler's business.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
@@ -85,8 +85,16 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let serving = app.registry.serving(key)?;
-    let artifact_path = query_param(request.uri().query(), "path");
-    let body = read_body(request.into_body(), app.config.max_body_bytes).await?;
+    let artifact_path = path_param(request.uri().query())?;
+    let limit = app.config.max_body_bytes;
+    let declared = declared_length(&request)?;
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::body_too_large(limit));
+    }
+    // Room for the body before a byte of it is read: the declared length, or
+    // the most a body may have.
+    let body_room = app.admission.body(declared.unwrap_or(limit)).await?;
+    let body = read_body(request.into_body(), limit, app.config.connections.body_read_timeout).await?;
     let missing_path = || ApiError::bad_request("missing ?path= (the artifact's path in its repository)");
     let input = match operation {
         Operation::Metadata => Input::Metadata { path: artifact_path.ok_or_else(missing_path)?, data: body },
@@ -98,15 +106,15 @@ where
         Operation::Request => Input::Request(Box::new(RequestCall::parse(&body)?)),
     };
 
-    let _permit =
-        app.calls.acquire().await.map_err(|_| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the host is shutting down")
-        })?;
+    let slot = app.admission.call(key).await?;
     let handler = serving.handler().clone();
     let started = Instant::now();
-    let output = tokio::task::spawn_blocking(move || run(&handler, input))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "crashed", format!("the handler call panicked: {e}")))?;
+    let output = tokio::task::spawn_blocking(move || {
+        let _held = (slot, body_room);
+        run(&handler, input)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "crashed", format!("the handler call panicked: {e}")))?;
     let took = started.elapsed();
 
     if app.registry.report(&serving, &output) {
@@ -170,20 +178,56 @@ fn run(handler: &SharedHandler, input: Input) -> Result<Output, HandlerError> {
     }
 }
 
-async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, ApiError>
+async fn read_body<B>(body: B, limit: usize, timeout: Duration) -> Result<Bytes, ApiError>
 where
     B: Body<Data = Bytes> + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(ApiError::body_too_large(limit)),
-        Err(error) => Err(ApiError::bad_request(format!("failed to read the request body: {error}"))),
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(ApiError::body_too_large(limit)),
+        Ok(Err(error)) => Err(ApiError::bad_request(format!("failed to read the request body: {error}"))),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the request body did not arrive within {timeout:?}; send it faster or in a smaller request"),
+        )),
     }
 }
 
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    form_urlencoded::parse(query?.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
+/// The body length the request declares in Content-Length, if it declares one.
+fn declared_length<B>(request: &Request<B>) -> Result<Option<usize>, ApiError> {
+    let Some(value) = request.headers().get(CONTENT_LENGTH) else { return Ok(None) };
+    let length = value.to_str().ok().and_then(|text| text.parse::<u64>().ok());
+    let length = length.ok_or_else(|| ApiError::bad_request("Content-Length is not a number"))?;
+    Ok(Some(usize::try_from(length).unwrap_or(usize::MAX)))
+}
+
+/// The `path` query parameter: absent, or given once and valid UTF-8 once
+/// decoded. An ambiguous request is refused rather than guessed at, so that a
+/// registry cannot validate one path and store another.
+fn path_param(query: Option<&str>) -> Result<Option<String>, ApiError> {
+    let mut found = None;
+    for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if decode_component(name)? != "path" {
+            continue;
+        }
+        if found.is_some() {
+            return Err(ApiError::bad_request("?path= is given more than once; give the artifact's path once"));
+        }
+        found = Some(decode_component(value)?);
+    }
+    Ok(found)
+}
+
+/// One percent-encoded query component (`+` is a space), as UTF-8.
+fn decode_component(text: &str) -> Result<String, ApiError> {
+    let spaced = text.replace('+', " ");
+    let decoded = percent_encoding::percent_decode_str(&spaced).decode_utf8().map_err(|_| {
+        ApiError::bad_request(format!("the query component {text:?} is not UTF-8 once percent-decoded"))
+    })?;
+    Ok(decoded.into_owned())
 }
 
 fn metrics(app: &App) -> Response<Full<Bytes>> {

@@ -8,11 +8,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
+
 use super::wanted::{Wanted, What};
 use crate::artifact::{self, Verified};
 use crate::builtin;
 use crate::registry::{Install, Origin};
-use crate::runtime::{CallLimits, Runtime};
+use crate::runtime::{CallLimits, MAX_CONCURRENT_LOADS, Runtime};
 
 /// Loads formats for a [`super::ClusterSource`].
 #[derive(Clone, Debug)]
@@ -21,19 +23,29 @@ pub struct Loader {
     store_root: PathBuf,
     max_limits: CallLimits,
     timeout: Duration,
+    /// At most [`MAX_CONCURRENT_LOADS`] at once (each compiles and instantiates).
+    running: Arc<Semaphore>,
 }
 
 impl Loader {
     /// Loads from the store at `store_root`, granting at most `max_limits`;
     /// each load may take up to `timeout`.
     pub fn new(runtime: Arc<Runtime>, store_root: PathBuf, max_limits: CallLimits, timeout: Duration) -> Self {
-        Loader { runtime, store_root, max_limits, timeout }
+        let running = Arc::new(Semaphore::new(MAX_CONCURRENT_LOADS as usize));
+        Loader { runtime, store_root, max_limits, timeout, running }
     }
 
-    /// Loads what `want` names for `key`.
+    /// Loads what `want` names for `key`, once one of the load slots is free;
+    /// the timeout counts from then.
     pub(super) async fn load(&self, key: String, want: Wanted) -> Result<Install, String> {
+        let slot = self.running.clone().acquire_owned().await.map_err(|e| e.to_string())?;
         let loader = self.clone();
-        let task = tokio::task::spawn_blocking(move || loader.load_blocking(&key, &want));
+        // The slot moves with the work: a load that timed out still holds it
+        // until its thread is done.
+        let task = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            loader.load_blocking(&key, &want)
+        });
         match tokio::time::timeout(self.timeout, task).await {
             Ok(Ok(loaded)) => loaded,
             Ok(Err(error)) => Err(format!("the load task failed: {error}")),

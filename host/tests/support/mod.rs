@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod http;
+
 use wasmplug_formats::test_support::{gzip, tar};
 use wasmplug_host::plugin::Package;
 

@@ -27,7 +27,7 @@ use kube::{Api, Client, ResourceExt};
 use tracing::Instrument;
 use wasmplug_crds::FormatPlugin;
 use wasmplug_crds::conditions::{ConditionType, Reason};
-use wasmplug_host::runtime::Runtime;
+use wasmplug_host::runtime::{MAX_CONCURRENT_LOADS, Runtime};
 
 use crate::fetch::{FetchError, FetchLimits};
 use crate::metrics::Metrics;
@@ -73,7 +73,8 @@ pub struct Context {
     /// Consecutive failures per object, for backoff.
     failures: Mutex<HashMap<ObjectRef<Guarded>, u32>>,
     /// Validation compiles components and already uses every core (wasmtime
-    /// compiles functions in parallel); more at once only adds memory.
+    /// compiles functions in parallel); more at once only adds memory. At most
+    /// the runtime's `MAX_CONCURRENT_LOADS`, which its instance pool has room for.
     compiling: tokio::sync::Semaphore,
 }
 
@@ -148,7 +149,9 @@ pub async fn run(client: Client, settings: Settings, shutdown: impl Future<Outpu
     let ctx = Arc::new(Context {
         plugins,
         failures: Mutex::default(),
-        compiling: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, usize::from)),
+        compiling: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, usize::from).min(MAX_CONCURRENT_LOADS as usize),
+        ),
         client: client.clone(),
         store: settings.store,
         runtime: settings.runtime,

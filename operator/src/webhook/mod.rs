@@ -8,22 +8,21 @@
 
 mod tls;
 
-use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use kube::Client;
 use kube::api::{DynamicObject, ListParams};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use wasmplug_crds::FormatPlugin;
+use wasmplug_host::server::connections::{Guarded, Handshake};
+use wasmplug_host::server::{ConnectionLimits, serve_connections};
 
 pub use tls::{CertificateFiles, ReloadingCertificate, TlsError};
 
@@ -107,8 +106,13 @@ impl Webhook {
     }
 }
 
-/// Serves the webhook over TLS until the task is dropped.
-pub async fn serve(listener: TcpListener, certificate: Arc<ReloadingCertificate>, webhook: Arc<Webhook>) {
+/// Serves the webhook over TLS under `limits` until the task is dropped.
+pub async fn serve(
+    listener: TcpListener,
+    limits: ConnectionLimits,
+    certificate: Arc<ReloadingCertificate>,
+    webhook: Arc<Webhook>,
+) {
     let config = match certificate.server_config() {
         Ok(config) => config,
         Err(error) => {
@@ -116,46 +120,44 @@ pub async fn serve(listener: TcpListener, certificate: Arc<ReloadingCertificate>
             return;
         }
     };
-    let acceptor = TlsAcceptor::from(Arc::new(config));
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, "failed to accept a webhook connection");
-                continue;
-            }
-        };
-        let (acceptor, webhook) = (acceptor.clone(), webhook.clone());
-        tokio::spawn(async move {
-            let stream = match acceptor.accept(stream).await {
-                Ok(stream) => stream,
-                Err(error) => {
-                    tracing::debug!(%error, %peer, "TLS handshake failed");
-                    return;
-                }
-            };
-            let service = service_fn(move |request| {
-                let webhook = webhook.clone();
-                async move { Ok::<_, Infallible>(respond(&webhook, request).await) }
-            });
-            if let Err(error) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
-                tracing::debug!(%error, "webhook connection ended with an error");
-            }
-        });
+    let tls = Tls(TlsAcceptor::from(Arc::new(config)));
+    let body_timeout = limits.body_read_timeout;
+    let service = move |request: Request<Incoming>| {
+        let webhook = webhook.clone();
+        async move { respond(&webhook, request, body_timeout).await }
+    };
+    serve_connections(listener, limits, tls, service, std::future::pending()).await;
+}
+
+/// The webhook's TLS handshake, in the shared connection loop.
+#[derive(Clone)]
+struct Tls(TlsAcceptor);
+
+impl Handshake for Tls {
+    type Io = tokio_rustls::server::TlsStream<Guarded>;
+
+    async fn handshake(&self, stream: Guarded) -> std::io::Result<Self::Io> {
+        self.0.accept(stream).await
     }
 }
 
-async fn respond(webhook: &Webhook, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond(webhook: &Webhook, request: Request<Incoming>, body_timeout: Duration) -> Response<Full<Bytes>> {
     if request.uri().path() != PATH {
         return plain(StatusCode::NOT_FOUND, format!("not found; the webhook is at POST {PATH}\n"));
     }
     if request.method() != Method::POST {
         return plain(StatusCode::METHOD_NOT_ALLOWED, format!("use POST {PATH}\n"));
     }
-    let body = match Limited::new(request.into_body(), MAX_REVIEW_BYTES).collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(error) => return plain(StatusCode::BAD_REQUEST, format!("failed to read the AdmissionReview: {error}\n")),
-    };
+    let body =
+        match tokio::time::timeout(body_timeout, Limited::new(request.into_body(), MAX_REVIEW_BYTES).collect()).await {
+            Ok(Ok(body)) => body.to_bytes(),
+            Ok(Err(error)) => {
+                return plain(StatusCode::BAD_REQUEST, format!("failed to read the AdmissionReview: {error}\n"));
+            }
+            Err(_) => {
+                return plain(StatusCode::REQUEST_TIMEOUT, format!("the AdmissionReview took over {body_timeout:?}\n"));
+            }
+        };
     let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
         Ok(review) => review,
         Err(error) => return plain(StatusCode::BAD_REQUEST, format!("the body is not an AdmissionReview: {error}\n")),
