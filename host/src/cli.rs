@@ -46,6 +46,7 @@ impl EngineArgs {
             memory_bytes: self.max_memory,
             timeout: Duration::from_millis(self.max_call_ms),
             fuel: self.max_fuel,
+            ignored_fuel: None,
         }
     }
 }

@@ -37,6 +37,24 @@ async fn wait_for(what: &str, mut condition: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// Finding 8 of issue 10: a plugin's fuel limit is listed as enforced only when
+/// the host meters fuel; otherwise the listing says it is not, and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fuel_limit_the_host_does_not_meter_is_listed_as_not_enforced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let package = dir.path().join("unity");
+    copy_package("unity-format", &package);
+    let manifest = std::fs::read_to_string(package.join("plugin.toml")).expect("read");
+    std::fs::write(package.join("plugin.toml"), format!("{manifest}max_fuel = 1000000\n")).expect("write");
+    let host = start_host(dir.path(), CallLimits::DEFAULT, ServerConfig::default()).await;
+    let formats = call(host.addr, Method::GET, "/v1/formats", "").await.json();
+    let limits = &formats["formats"][1]["limits"];
+    assert_eq!(limits.get("fuel"), None, "{limits}");
+    assert_eq!(limits["fuel_not_enforced"]["requested"], 1_000_000);
+    let reason = limits["fuel_not_enforced"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("without fuel metering") && reason.contains("--max-fuel"), "{reason}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn serves_builtin_and_plugin_formats() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -94,7 +112,8 @@ async fn every_failure_has_its_status_and_stable_code() {
     let dir = tempfile::tempdir().expect("tempdir");
     copy_package("unity-format", &dir.path().join("unity"));
     copy_package("misbehaving", &dir.path().join("misbehaving"));
-    let limits = CallLimits { memory_bytes: 16 << 20, timeout: Duration::from_millis(200), fuel: None };
+    let limits =
+        CallLimits { memory_bytes: 16 << 20, timeout: Duration::from_millis(200), fuel: None, ignored_fuel: None };
     let host =
         start_host(dir.path(), limits, ServerConfig { max_body_bytes: 64 << 10, ..ServerConfig::default() }).await;
 

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use wasmplug_host::runtime::{CallError, CallLimits, EngineSettings, LoadError, LoadedPlugin, Runtime};
 
-const TIGHT: CallLimits = CallLimits { memory_bytes: 16 << 20, timeout: Duration::from_millis(300), fuel: None };
+const TIGHT: CallLimits =
+    CallLimits { memory_bytes: 16 << 20, timeout: Duration::from_millis(300), fuel: None, ignored_fuel: None };
 
 fn load(runtime: &Runtime, name: &str, limits: CallLimits) -> LoadedPlugin {
     runtime.load(&support::read_example(name), limits).unwrap_or_else(|e| panic!("{name} loads: {e}"))

@@ -2,7 +2,10 @@
 //! from the cluster maximum, the plugin's manifest and its FormatPlugin.
 //!
 //! The rule, in one place: each limit is the smallest of the cluster maximum and
-//! every request that sets it. Nobody can ask for more than the maximum.
+//! every request that sets it. Nobody can ask for more than the maximum. Fuel is
+//! metered only when the cluster sets a fuel maximum (metering slows every
+//! call); without one, a requested fuel limit is kept as `ignored_fuel`, so
+//! that what a host shows is what it enforces, and why not.
 
 use std::time::Duration;
 
@@ -17,11 +20,15 @@ pub struct CallLimits {
     pub timeout: Duration,
     /// Fuel for the call; `None` when the plugin is not fuel-metered.
     pub fuel: Option<u64>,
+    /// Fuel a plugin manifest or FormatPlugin asked for that is not enforced,
+    /// because this host runs without fuel metering.
+    pub ignored_fuel: Option<u64>,
 }
 
 impl CallLimits {
     /// The defaults of PRODUCT.md: 64 MiB and 5 s per call, no fuel metering.
-    pub const DEFAULT: CallLimits = CallLimits { memory_bytes: 64 << 20, timeout: Duration::from_secs(5), fuel: None };
+    pub const DEFAULT: CallLimits =
+        CallLimits { memory_bytes: 64 << 20, timeout: Duration::from_secs(5), fuel: None, ignored_fuel: None };
 
     /// The limits granted under `self` (the cluster maximum) to a plugin whose
     /// manifest and FormatPlugin make `requests`.
@@ -35,7 +42,10 @@ impl CallLimits {
                 granted.timeout = granted.timeout.min(timeout);
             }
             if let Some(fuel) = request.max_fuel {
-                granted.fuel = Some(granted.fuel.map_or(fuel, |max| max.min(fuel)));
+                match granted.fuel {
+                    Some(max) => granted.fuel = Some(max.min(fuel)),
+                    None => granted.ignored_fuel = Some(granted.ignored_fuel.map_or(fuel, |asked| asked.min(fuel))),
+                }
             }
         }
         granted
@@ -54,7 +64,7 @@ mod tests {
 
     #[test]
     fn requests_only_lower_the_maximum() {
-        let max = CallLimits { memory_bytes: 64 << 20, timeout: Duration::from_secs(5), fuel: Some(1_000_000) };
+        let max = CallLimits { fuel: Some(1_000_000), ..CallLimits::DEFAULT };
         let manifest = ResourceRequest {
             max_memory_bytes: Some(1 << 30),
             max_execution: Some(Duration::from_secs(2)),
@@ -67,14 +77,23 @@ mod tests {
         };
         assert_eq!(
             max.grant([&manifest, &spec]),
-            CallLimits { memory_bytes: 16 << 20, timeout: Duration::from_secs(2), fuel: Some(1_000_000) }
+            CallLimits {
+                memory_bytes: 16 << 20,
+                timeout: Duration::from_secs(2),
+                fuel: Some(1_000_000),
+                ignored_fuel: None
+            }
         );
         assert_eq!(max.grant([]), max);
     }
 
+    /// Finding 8 of issue 10: a fuel limit nobody meters must not look enforced.
     #[test]
-    fn fuel_is_granted_when_asked_for_even_without_a_maximum() {
+    fn fuel_asked_for_without_metering_is_ignored_and_says_so() {
         let request = ResourceRequest { max_fuel: Some(10), ..ResourceRequest::default() };
-        assert_eq!(CallLimits::DEFAULT.grant([&request]).fuel, Some(10));
+        let granted = CallLimits::DEFAULT.grant([&request]);
+        assert_eq!((granted.fuel, granted.ignored_fuel), (None, Some(10)));
+        let metered = CallLimits { fuel: Some(100), ..CallLimits::DEFAULT }.grant([&request]);
+        assert_eq!((metered.fuel, metered.ignored_fuel), (Some(10), None));
     }
 }

@@ -133,9 +133,22 @@ enum OriginView<'a> {
 struct LimitsView {
     memory_bytes: u64,
     timeout_ms: u128,
+    /// The fuel each call gets, when this host meters fuel.
     #[serde(skip_serializing_if = "Option::is_none")]
     fuel: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fuel_not_enforced: Option<IgnoredFuel>,
 }
+
+/// A fuel limit the plugin asked for that this host does not enforce, and why.
+#[derive(Serialize)]
+struct IgnoredFuel {
+    requested: u64,
+    reason: &'static str,
+}
+
+const UNMETERED: &str = "this host runs without fuel metering; set --max-fuel (the chart's limits.maxFuel) \
+                         to meter every call, see docs/operations.md";
 
 /// The body of `GET /v1/formats`.
 pub(super) fn list_formats(snapshot: &Snapshot) -> serde_json::Value {
@@ -157,6 +170,7 @@ fn view(format: &Format) -> FormatView<'_> {
             memory_bytes: l.memory_bytes,
             timeout_ms: l.timeout.as_millis(),
             fuel: l.fuel,
+            fuel_not_enforced: l.ignored_fuel.map(|requested| IgnoredFuel { requested, reason: UNMETERED }),
         }),
         compilation: format.compilation.as_ref().map(|compilation| match compilation {
             Compilation::Precompiled => CompilationView::Precompiled,
