@@ -61,7 +61,7 @@ fn main() -> anyhow::Result<()> {
 
     // Native builtin vs the same source as a plugin, on one real ~4 KiB package.
     let (npm_path, tarball) = npm_package(4096);
-    let native = builtin::handler("npm").context("npm is builtin")?;
+    let native = builtin::handler("npm", &CallLimits::DEFAULT).context("npm is builtin")?;
     let wasm: SharedHandler = Arc::new(runtime.load(&read("npm-format")?, CallLimits::DEFAULT)?);
     let native_time = measure(200, 3000, || drop(native.parse_metadata(&npm_path, &tarball).expect("accepted")));
     let wasm_time = measure(200, 3000, || drop(wasm.parse_metadata(&npm_path, &tarball).expect("accepted")));
@@ -220,7 +220,10 @@ fn swap_times(runtime: &Arc<Runtime>, package: &Package) -> anyhow::Result<(Summ
 
 async fn http_rates(wasm: SharedHandler, path: &str, tarball: &[u8]) -> anyhow::Result<(f64, f64, usize)> {
     let registry = Arc::new(Registry::new());
-    registry.install(Install { origin: Origin::Builtin, ..install("npm", builtin::handler("npm").context("npm")?) });
+    registry.install(Install {
+        origin: Origin::Builtin,
+        ..install("npm", builtin::handler("npm", &CallLimits::DEFAULT).context("npm")?)
+    });
     registry.install(install("npm-wasm", wasm));
     let app = App::new(registry, ServerConfig::default());
     app.set_ready();

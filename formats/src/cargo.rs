@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use crate::{Format, IndexFiles, Inspection, Metadata};
+use crate::{Budget, Format, IndexFiles, Inspection, Metadata, Refusal};
 use crate::{archive, common, path};
 
 const CONTENT_TYPE: &str = "application/gzip";
@@ -35,14 +35,14 @@ fn index_path(name: &str) -> String {
     }
 }
 
-fn check(artifact_path: &str, data: &[u8]) -> Result<String, String> {
+fn check(artifact_path: &str, data: &[u8], budget: &Budget) -> Result<String, Refusal> {
     path::check(artifact_path)?;
     let file = artifact_path.rsplit('/').next().unwrap_or(artifact_path);
     let (name, version) =
         from_file_name(file).ok_or_else(|| format!("{file:?} is not a crate file name (<name>-<version>.crate)"))?;
     let manifest = format!("{name}-{version}/Cargo.toml");
-    let (_, toml_bytes) = archive::tar_gz_member(data, |p| p.trim_start_matches("./") == manifest)
-        .map_err(|e| format!("not a crate: {e}"))?
+    let (_, toml_bytes) = archive::tar_gz_member(data, budget, |p| p.trim_start_matches("./") == manifest)
+        .map_err(|e| e.context("not a crate"))?
         .ok_or_else(|| format!("not a crate: no {manifest} in the archive"))?;
     let cargo_toml: toml::Table = std::str::from_utf8(&toml_bytes)
         .map_err(|e| e.to_string())
@@ -55,21 +55,23 @@ fn check(artifact_path: &str, data: &[u8]) -> Result<String, String> {
             "the file name says {name} {version} but {manifest} says {} {}",
             n.unwrap_or("(no name)"),
             v.unwrap_or("(no version)")
-        )),
+        )
+        .into()),
     }
 }
 
 impl Format for Cargo {
-    fn inspect(&self, path: &str, data: &[u8]) -> Result<Inspection, String> {
-        let version = check(path, data)?;
+    fn inspect(&self, path: &str, data: &[u8], budget: &Budget) -> Result<Inspection, Refusal> {
+        let version = check(path, data, budget)?;
         Ok(Inspection { version: Some(version), content_type: CONTENT_TYPE })
     }
 
     /// One sparse-index file per crate. Dependencies and features are not part of
     /// the stored metadata, so entries list none.
-    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, String> {
+    fn generate_index(&self, artifacts: &[Metadata], budget: &Budget) -> Result<Option<IndexFiles>, Refusal> {
         let mut crates: BTreeMap<String, Vec<(String, &Metadata)>> = BTreeMap::new();
         for artifact in artifacts {
+            budget.check_time()?;
             let file = artifact.path.rsplit('/').next().unwrap_or(&artifact.path);
             if let Some((name, version)) = from_file_name(file) {
                 crates.entry(name).or_default().push((version, artifact));

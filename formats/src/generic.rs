@@ -2,19 +2,19 @@
 //! from the extension, and records the size and SHA-256. No version, no index.
 
 use crate::path;
-use crate::{Format, IndexFiles, Inspection, Metadata};
+use crate::{Budget, Format, IndexFiles, Inspection, Metadata, Refusal};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Generic;
 
 impl Format for Generic {
-    fn inspect(&self, path: &str, _data: &[u8]) -> Result<Inspection, String> {
+    fn inspect(&self, path: &str, _data: &[u8], _budget: &Budget) -> Result<Inspection, Refusal> {
         path::check(path)?;
         let content_type = mime_guess::from_path(path).first_raw().unwrap_or("application/octet-stream");
         Ok(Inspection { version: None, content_type })
     }
 
-    fn generate_index(&self, _artifacts: &[Metadata]) -> Result<Option<IndexFiles>, String> {
+    fn generate_index(&self, _artifacts: &[Metadata], _budget: &Budget) -> Result<Option<IndexFiles>, Refusal> {
         Ok(None)
     }
 }
@@ -25,18 +25,21 @@ mod tests {
 
     #[test]
     fn describes_any_file() {
-        let metadata = Generic.parse_metadata("docs/guide.pdf", b"%PDF-1.7").expect("accepted");
+        let metadata = Generic
+            .parse_metadata("docs/guide.pdf", b"%PDF-1.7", &Budget::new(crate::Limits::DEFAULT))
+            .expect("accepted");
         assert_eq!(metadata.content_type, "application/pdf");
         assert_eq!(metadata.size_bytes, 8);
         assert_eq!(metadata.version, None);
         assert_eq!(metadata.checksum_sha256.as_deref().map(str::len), Some(64));
-        let unknown = Generic.parse_metadata("blob.xyz123", b"").expect("accepted");
+        let unknown =
+            Generic.parse_metadata("blob.xyz123", b"", &Budget::new(crate::Limits::DEFAULT)).expect("accepted");
         assert_eq!(unknown.content_type, "application/octet-stream");
     }
 
     #[test]
     fn rejects_unsafe_paths() {
-        let error = Generic.validate("../secrets", b"").expect_err("rejected");
-        assert!(error.contains("must not contain .."), "{error}");
+        let error = Generic.validate("../secrets", b"", &Budget::new(crate::Limits::DEFAULT)).expect_err("rejected");
+        assert!(error.to_string().contains("must not contain .."), "{error}");
     }
 }

@@ -8,6 +8,7 @@
 //! identical work.
 
 mod archive;
+pub mod budget;
 mod cargo;
 mod common;
 mod generic;
@@ -21,6 +22,7 @@ mod rubygems;
 pub mod test_support;
 mod xml;
 
+pub use budget::{Budget, Exceeded, Limits, Refusal};
 pub use cargo::Cargo;
 pub use generic::Generic;
 pub use maven::Maven;
@@ -75,21 +77,22 @@ pub struct Inspection {
     pub content_type: &'static str,
 }
 
-/// One package format. An `Err` is a rejection whose text says what is wrong.
+/// One package format. Each call spends from a [`Budget`]; a [`Refusal`] is a
+/// rejection whose text says what is wrong, or the budget running out.
 pub trait Format: Send + Sync + std::fmt::Debug {
     /// Checks an artifact and its path, and says what it is. Validation and
     /// metadata extraction are both this one check.
-    fn inspect(&self, path: &str, data: &[u8]) -> Result<Inspection, String>;
+    fn inspect(&self, path: &str, data: &[u8], budget: &Budget) -> Result<Inspection, Refusal>;
 
     /// The index files the format's clients read, or `None` when it has none.
-    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, String>;
+    fn generate_index(&self, artifacts: &[Metadata], budget: &Budget) -> Result<Option<IndexFiles>, Refusal>;
 
-    fn validate(&self, path: &str, data: &[u8]) -> Result<(), String> {
-        self.inspect(path, data).map(drop)
+    fn validate(&self, path: &str, data: &[u8], budget: &Budget) -> Result<(), Refusal> {
+        self.inspect(path, data, budget).map(drop)
     }
 
-    fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, String> {
-        let Inspection { version, content_type } = self.inspect(path, data)?;
+    fn parse_metadata(&self, path: &str, data: &[u8], budget: &Budget) -> Result<Metadata, Refusal> {
+        let Inspection { version, content_type } = self.inspect(path, data, budget)?;
         Ok(common::metadata(path, version, content_type, data))
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::{Format, IndexFiles, Inspection, Metadata};
+use crate::{Budget, Format, IndexFiles, Inspection, Metadata, Refusal};
 use crate::{archive, common, path, xml};
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -51,43 +51,44 @@ fn content_type(extension: &str) -> &'static str {
     }
 }
 
-fn check(artifact_path: &str, data: &[u8]) -> Result<Coordinates, String> {
+fn check(artifact_path: &str, data: &[u8], budget: &Budget) -> Result<Coordinates, Refusal> {
     path::check(artifact_path)?;
     let coordinates = coordinates(artifact_path)?;
     match coordinates.extension.as_str() {
         "jar" | "war" | "ear" | "aar" if !archive::is_zip(data) => {
-            return Err(format!("{artifact_path:?} is not a {} archive (not a zip file)", coordinates.extension));
+            return Err(format!("{artifact_path:?} is not a {} archive (not a zip file)", coordinates.extension).into());
         }
-        "pom" => check_pom(data, &coordinates)?,
+        "pom" => check_pom(data, &coordinates, budget)?,
         _ => {}
     }
     Ok(coordinates)
 }
 
-fn check_pom(data: &[u8], expected: &Coordinates) -> Result<(), String> {
+fn check_pom(data: &[u8], expected: &Coordinates, budget: &Budget) -> Result<(), Refusal> {
     let text = std::str::from_utf8(data).map_err(|e| format!("the POM is not UTF-8: {e}"))?;
-    let found = xml::read(text, "project", &[&["project", "artifactId"], &["project", "version"]])
-        .map_err(|e| format!("the POM is not a valid <project> document: {e}"))?;
+    let found = xml::read(text, "project", &[&["project", "artifactId"], &["project", "version"]], budget)
+        .map_err(|e| e.context("the POM is not a valid <project> document"))?;
     if let Some(artifact) = found[0].as_deref().filter(|a| *a != expected.artifact) {
-        return Err(format!("the POM's artifactId is {artifact} but the path says {}", expected.artifact));
+        return Err(format!("the POM's artifactId is {artifact} but the path says {}", expected.artifact).into());
     }
     // A POM may inherit its version from its parent; only a stated one is compared.
     if let Some(version) = found[1].as_deref().filter(|v| *v != expected.version && !v.contains("${")) {
-        return Err(format!("the POM's version is {version} but the path says {}", expected.version));
+        return Err(format!("the POM's version is {version} but the path says {}", expected.version).into());
     }
     Ok(())
 }
 
 impl Format for Maven {
-    fn inspect(&self, path: &str, data: &[u8]) -> Result<Inspection, String> {
-        let coordinates = check(path, data)?;
+    fn inspect(&self, path: &str, data: &[u8], budget: &Budget) -> Result<Inspection, Refusal> {
+        let coordinates = check(path, data, budget)?;
         Ok(Inspection { version: Some(coordinates.version), content_type: content_type(&coordinates.extension) })
     }
 
     /// `maven-metadata.xml` for every groupId:artifactId, listing its versions.
-    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, String> {
+    fn generate_index(&self, artifacts: &[Metadata], budget: &Budget) -> Result<Option<IndexFiles>, Refusal> {
         let mut by_artifact: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
         for artifact in artifacts {
+            budget.check_time()?;
             if let Ok(c) = coordinates(&artifact.path) {
                 let versions = by_artifact.entry((c.group, c.artifact)).or_default();
                 if !versions.contains(&c.version) {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::{Format, IndexFiles, Inspection, Metadata};
+use crate::{Budget, Format, IndexFiles, Inspection, Metadata, Refusal};
 use crate::{archive, common, path};
 
 const CONTENT_TYPE: &str = "application/gzip";
@@ -24,10 +24,10 @@ fn from_path(path: &str) -> Option<(String, String)> {
 }
 
 /// Name and version from the tarball's package.json.
-fn manifest(data: &[u8]) -> Result<(String, String), String> {
+fn manifest(data: &[u8], budget: &Budget) -> Result<(String, String), Refusal> {
     let wanted = |p: &str| p.trim_start_matches("./").split('/').collect::<Vec<_>>() == ["package", "package.json"];
-    let (_, json) = archive::tar_gz_member(data, wanted)
-        .map_err(|e| format!("not an npm package: {e}"))?
+    let (_, json) = archive::tar_gz_member(data, budget, wanted)
+        .map_err(|e| e.context("not an npm package"))?
         .ok_or("not an npm package: the tarball has no package/package.json")?;
     let json: Value =
         serde_json::from_slice(&json).map_err(|e| format!("package/package.json is not valid JSON: {e}"))?;
@@ -41,30 +41,31 @@ fn manifest(data: &[u8]) -> Result<(String, String), String> {
     Ok((field("name")?, field("version")?))
 }
 
-fn check(artifact_path: &str, data: &[u8]) -> Result<(String, String), String> {
+fn check(artifact_path: &str, data: &[u8], budget: &Budget) -> Result<(String, String), Refusal> {
     path::check(artifact_path)?;
     if !artifact_path.ends_with(".tgz") {
-        return Err(format!("npm package path {artifact_path:?} must end with .tgz"));
+        return Err(format!("npm package path {artifact_path:?} must end with .tgz").into());
     }
-    let (name, version) = manifest(data)?;
+    let (name, version) = manifest(data, budget)?;
     if let Some((path_name, path_version)) = from_path(artifact_path)
         && (path_name != name || path_version != version)
     {
-        return Err(format!("the path names {path_name}@{path_version} but package.json says {name}@{version}"));
+        return Err(format!("the path names {path_name}@{path_version} but package.json says {name}@{version}").into());
     }
     Ok((name, version))
 }
 
 impl Format for Npm {
-    fn inspect(&self, path: &str, data: &[u8]) -> Result<Inspection, String> {
-        let (_, version) = check(path, data)?;
+    fn inspect(&self, path: &str, data: &[u8], budget: &Budget) -> Result<Inspection, Refusal> {
+        let (_, version) = check(path, data, budget)?;
         Ok(Inspection { version: Some(version), content_type: CONTENT_TYPE })
     }
 
     /// One packument per package name, at the path npm clients ask for.
-    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, String> {
+    fn generate_index(&self, artifacts: &[Metadata], budget: &Budget) -> Result<Option<IndexFiles>, Refusal> {
         let mut packages: BTreeMap<String, Vec<(&str, &Metadata)>> = BTreeMap::new();
         for artifact in artifacts {
+            budget.check_time()?;
             if let Some((name, _)) = from_path(&artifact.path) {
                 let version = artifact.version.as_deref().unwrap_or_default();
                 packages.entry(name).or_default().push((version, artifact));

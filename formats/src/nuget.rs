@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::{Format, IndexFiles, Inspection, Metadata};
+use crate::{Budget, Format, IndexFiles, Inspection, Metadata, Refusal};
 use crate::{archive, common, path, xml};
 
 const CONTENT_TYPE: &str = "application/octet-stream";
@@ -13,45 +13,47 @@ const CONTENT_TYPE: &str = "application/octet-stream";
 pub struct Nuget;
 
 /// Id and version from the nuspec inside `data`.
-fn nuspec(data: &[u8]) -> Result<(String, String), String> {
-    let (name, bytes) = archive::zip_member(data, |p| p.ends_with(".nuspec") && !p.contains('/'))
-        .map_err(|e| format!("not a NuGet package: {e}"))?
+fn nuspec(data: &[u8], budget: &Budget) -> Result<(String, String), Refusal> {
+    let (name, bytes) = archive::zip_member(data, budget, |p| p.ends_with(".nuspec") && !p.contains('/'))
+        .map_err(|e| e.context("not a NuGet package"))?
         .ok_or("not a NuGet package: no <id>.nuspec at the root of the archive")?;
     let text = String::from_utf8_lossy(&bytes);
     let text = text.trim_start_matches('\u{feff}');
-    let found = xml::read(text, "package", &[&["package", "metadata", "id"], &["package", "metadata", "version"]])
-        .map_err(|e| format!("{name} is not a valid <package> document: {e}"))?;
+    let found =
+        xml::read(text, "package", &[&["package", "metadata", "id"], &["package", "metadata", "version"]], budget)
+            .map_err(|e| e.context(&format!("{name} is not a valid <package> document")))?;
     match (&found[0], &found[1]) {
         (Some(id), Some(version)) => Ok((id.clone(), version.clone())),
-        _ => Err(format!("{name} must have <metadata><id> and <version>")),
+        _ => Err(format!("{name} must have <metadata><id> and <version>").into()),
     }
 }
 
-fn check(artifact_path: &str, data: &[u8]) -> Result<(String, String), String> {
+fn check(artifact_path: &str, data: &[u8], budget: &Budget) -> Result<(String, String), Refusal> {
     path::check(artifact_path)?;
     let file = artifact_path.rsplit('/').next().unwrap_or(artifact_path);
     if !file.ends_with(".nupkg") {
-        return Err(format!("NuGet package path {artifact_path:?} must end with .nupkg"));
+        return Err(format!("NuGet package path {artifact_path:?} must end with .nupkg").into());
     }
-    let (id, version) = nuspec(data)?;
+    let (id, version) = nuspec(data, budget)?;
     let expected = format!("{id}.{version}.nupkg");
     if !file.eq_ignore_ascii_case(&expected) {
-        return Err(format!("the file is named {file} but its nuspec says {id} {version} (expected {expected})"));
+        return Err(format!("the file is named {file} but its nuspec says {id} {version} (expected {expected})").into());
     }
     Ok((id, version))
 }
 
 impl Format for Nuget {
-    fn inspect(&self, path: &str, data: &[u8]) -> Result<Inspection, String> {
-        let (_, version) = check(path, data)?;
+    fn inspect(&self, path: &str, data: &[u8], budget: &Budget) -> Result<Inspection, Refusal> {
+        let (_, version) = check(path, data, budget)?;
         Ok(Inspection { version: Some(version), content_type: CONTENT_TYPE })
     }
 
     /// `v3-flatcontainer/<id>/index.json` listing each package's versions,
     /// lowercased as the flat container protocol requires.
-    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, String> {
+    fn generate_index(&self, artifacts: &[Metadata], budget: &Budget) -> Result<Option<IndexFiles>, Refusal> {
         let mut packages: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for artifact in artifacts {
+            budget.check_time()?;
             let file = artifact.path.rsplit('/').next().unwrap_or(&artifact.path).to_ascii_lowercase();
             let Some(version) = artifact.version.as_deref().map(str::to_ascii_lowercase) else { continue };
             if let Some(id) = file.strip_suffix(&format!(".{version}.nupkg")) {

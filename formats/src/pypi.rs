@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::{Format, IndexFiles, Inspection, Metadata};
+use crate::{Budget, Format, IndexFiles, Inspection, Metadata, Refusal};
 use crate::{archive, common, path};
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -54,34 +54,36 @@ fn core_metadata(text: &str, file: &str) -> Result<(String, String), String> {
     Ok((header("Name")?, header("Version")?))
 }
 
-fn check(artifact_path: &str, data: &[u8]) -> Result<(Kind, String), String> {
+fn check(artifact_path: &str, data: &[u8], budget: &Budget) -> Result<(Kind, String), Refusal> {
     path::check(artifact_path)?;
     let file = artifact_path.rsplit('/').next().unwrap_or(artifact_path);
     let (kind, name, version) = from_file_name(file).ok_or_else(|| {
         format!("{file:?} is neither a wheel (<name>-<version>-<python>-<abi>-<platform>.whl) nor an sdist (<name>-<version>.tar.gz)")
     })?;
     let (member, text) = match kind {
-        Kind::Wheel => archive::zip_member(data, |p| p.ends_with(".dist-info/METADATA") && p.split('/').count() == 2),
-        Kind::Sdist => archive::tar_gz_member(data, |p| {
+        Kind::Wheel => {
+            archive::zip_member(data, budget, |p| p.ends_with(".dist-info/METADATA") && p.split('/').count() == 2)
+        }
+        Kind::Sdist => archive::tar_gz_member(data, budget, |p| {
             let parts: Vec<&str> = p.trim_start_matches("./").split('/').collect();
             parts.len() == 2 && parts[1] == "PKG-INFO"
         }),
     }
-    .map_err(|e| format!("not a Python distribution: {e}"))?
+    .map_err(|e| e.context("not a Python distribution"))?
     .ok_or_else(|| match kind {
         Kind::Wheel => "not a wheel: no <name>.dist-info/METADATA".to_owned(),
         Kind::Sdist => "not an sdist: no <name>-<version>/PKG-INFO".to_owned(),
     })?;
     let (meta_name, meta_version) = core_metadata(&String::from_utf8_lossy(&text), &member)?;
     if normalize(&meta_name) != normalize(&name) || meta_version != version {
-        return Err(format!("the file name says {name} {version} but {member} says {meta_name} {meta_version}"));
+        return Err(format!("the file name says {name} {version} but {member} says {meta_name} {meta_version}").into());
     }
     Ok((kind, version))
 }
 
 impl Format for Pypi {
-    fn inspect(&self, path: &str, data: &[u8]) -> Result<Inspection, String> {
-        let (kind, version) = check(path, data)?;
+    fn inspect(&self, path: &str, data: &[u8], budget: &Budget) -> Result<Inspection, Refusal> {
+        let (kind, version) = check(path, data, budget)?;
         let content_type = match kind {
             Kind::Wheel => "application/zip",
             Kind::Sdist => "application/gzip",
@@ -91,9 +93,10 @@ impl Format for Pypi {
 
     /// `simple/index.html` and `simple/<project>/index.html` (PEP 503), each file
     /// linked with its `#sha256=` fragment.
-    fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, String> {
+    fn generate_index(&self, artifacts: &[Metadata], budget: &Budget) -> Result<Option<IndexFiles>, Refusal> {
         let mut projects: BTreeMap<String, Vec<&Metadata>> = BTreeMap::new();
         for artifact in artifacts {
+            budget.check_time()?;
             let file = artifact.path.rsplit('/').next().unwrap_or(&artifact.path);
             if let Some((_, name, _)) = from_file_name(file) {
                 projects.entry(normalize(&name)).or_default().push(artifact);

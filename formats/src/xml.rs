@@ -11,6 +11,8 @@
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 
+use crate::budget::{Budget, Refusal};
+
 /// Deepest element nesting accepted (POMs and nuspecs nest a handful deep).
 pub const MAX_DEPTH: usize = 64;
 /// Most elements in one document (a large POM has a few thousand).
@@ -22,7 +24,7 @@ pub const MAX_ATTRIBUTES: usize = 256;
 /// ignored) and returns the text content of each element whose path from the
 /// root (e.g. `["package", "metadata", "id"]`) is in `paths`, in the order of
 /// `paths`.
-pub fn read(text: &str, root: &str, paths: &[&[&str]]) -> Result<Vec<Option<String>>, String> {
+pub fn read(text: &str, root: &str, paths: &[&[&str]], budget: &Budget) -> Result<Vec<Option<String>>, Refusal> {
     let mut reader = Reader::from_str(text);
     reader.config_mut().trim_text(true);
     let mut stack: Vec<String> = Vec::new();
@@ -37,10 +39,13 @@ pub fn read(text: &str, root: &str, paths: &[&[&str]]) -> Result<Vec<Option<Stri
         };
         if let Some(start) = start {
             elements += 1;
+            if elements.is_multiple_of(1024) {
+                budget.check_time()?;
+            }
             let name = checked_element(start, elements, stack.is_empty().then_some(root))?;
             if matches!(event, Event::Start(_)) {
                 if stack.len() == MAX_DEPTH {
-                    return Err(format!("the document nests elements more than {MAX_DEPTH} deep"));
+                    return Err(format!("the document nests elements more than {MAX_DEPTH} deep").into());
                 }
                 stack.push(name);
             }
@@ -60,7 +65,7 @@ pub fn read(text: &str, root: &str, paths: &[&[&str]]) -> Result<Vec<Option<Stri
         }
     }
     if elements == 0 {
-        return Err("the document has no root element".to_owned());
+        return Err("the document has no root element".into());
     }
     Ok(found)
 }
@@ -84,6 +89,11 @@ fn checked_element(start: &BytesStart<'_>, count: usize, expected_root: Option<&
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::budget::Limits;
+
+    fn read(text: &str, root: &str, paths: &[&[&str]]) -> Result<Vec<Option<String>>, String> {
+        super::read(text, root, paths, &Budget::new(Limits::DEFAULT)).map_err(|refusal| refusal.to_string())
+    }
 
     const PATHS: &[&[&str]] = &[&["package", "metadata", "id"], &["package", "metadata", "version"]];
 

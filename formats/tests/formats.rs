@@ -2,27 +2,31 @@
 //! with readable reasons, and the index each format's clients read.
 
 use wasmplug_formats::test_support::{gzip, npm_tarball, tar, zip};
-use wasmplug_formats::{Format, Metadata};
+use wasmplug_formats::{Budget, Format, Limits, Metadata, Refusal};
 
 fn handler(key: &str) -> &'static dyn Format {
     wasmplug_formats::by_key(key).unwrap_or_else(|| panic!("{key} is a format"))
 }
 
+fn budget() -> Budget {
+    Budget::new(Limits::DEFAULT)
+}
+
 fn accepted(key: &str, path: &str, data: &[u8]) -> Metadata {
     let handler = handler(key);
-    handler.validate(path, data).unwrap_or_else(|e| panic!("{key} {path}: {e}"));
-    handler.parse_metadata(path, data).unwrap_or_else(|e| panic!("{key} {path}: {e}"))
+    handler.validate(path, data, &budget()).unwrap_or_else(|e| panic!("{key} {path}: {e}"));
+    handler.parse_metadata(path, data, &budget()).unwrap_or_else(|e| panic!("{key} {path}: {e}"))
 }
 
 fn rejected(key: &str, path: &str, data: &[u8]) -> String {
-    match handler(key).validate(path, data) {
-        Err(reason) => reason,
-        Ok(()) => panic!("{key} {path}: expected a rejection"),
+    match handler(key).validate(path, data, &budget()) {
+        Err(Refusal::Rejected(reason)) => reason,
+        other => panic!("{key} {path}: expected a rejection, got {other:?}"),
     }
 }
 
 fn index(key: &str, artifacts: &[Metadata]) -> Vec<(String, String)> {
-    let files = handler(key).generate_index(artifacts).expect("index").expect("the format has an index");
+    let files = handler(key).generate_index(artifacts, &budget()).expect("index").expect("the format has an index");
     files.into_iter().map(|(name, bytes)| (name, String::from_utf8(bytes).expect("text index"))).collect()
 }
 

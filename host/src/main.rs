@@ -104,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let app = App::new(registry.clone(), server_config(&args)?);
 
-    builtin::install(&registry, &builtins).map_err(anyhow::Error::msg)?;
+    builtin::install(&registry, &builtins, &max_limits).map_err(anyhow::Error::msg)?;
     if let (true, Some(store_dir)) = (args.watch, &args.store_dir) {
         let client = kube::Client::try_default().await.context("failed to configure the Kubernetes client")?;
         let api = watch::api(client, args.watch_namespace.as_deref());

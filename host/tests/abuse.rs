@@ -10,6 +10,7 @@ use hyper::{Method, StatusCode};
 use support::http::{Host, call, copy_package, post, start_host};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use wasmplug_host::builtin;
 use wasmplug_host::runtime::CallLimits;
 use wasmplug_host::server::{ConnectionLimits, ServerConfig};
 
@@ -156,4 +157,35 @@ async fn an_ambiguous_path_is_refused() {
     }
     let answer = post(&host, "/v1/formats/generic/validate?path=docs%2Fa+b.txt&other=1", "x").await;
     assert_eq!(answer.status, StatusCode::NO_CONTENT);
+}
+
+/// Finding 3: builtins run on anonymous uploads under the same kind of limits
+/// as plugins. A gzip bomb is refused at the unpacked-bytes cap (413) and a
+/// 60 MiB nested POM at the depth cap (422), and the host answers on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builtins_refuse_bombs_within_their_limits() {
+    let config = ServerConfig { max_body_bytes: 64 << 20, ..ServerConfig::default() };
+    let (host, _dir) = host(config).await;
+    builtin::install(&host.registry, &["npm".to_owned(), "maven".to_owned()], &CallLimits::DEFAULT).expect("builtins");
+    let bomb = {
+        let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let mut builder = tar::Builder::new(encoder);
+        let mut header = tar::Header::new_gnu();
+        header.set_size(256 << 20);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "package/zeros", std::io::Read::take(std::io::repeat(0), 256 << 20))
+            .expect("tar");
+        builder.into_inner().expect("tar").finish().expect("gzip")
+    };
+    let answer = post(&host, "/v1/formats/npm/validate?path=x/-/x-1.0.0.tgz", bomb).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer.code(), "input_too_large");
+    assert!(answer.json()["message"].as_str().is_some_and(|m| m.contains("unpacks to more than 134217728 bytes")));
+
+    let pom = format!("<project>{}", "<a>".repeat(20_000_000));
+    let answer = post(&host, "/v1/formats/maven/validate?path=com/x/lib/1.0/lib-1.0.pom", pom).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(answer.json()["message"].as_str().is_some_and(|m| m.contains("more than 64 deep")));
+    healthy(&host).await;
 }

@@ -146,7 +146,7 @@ fn builtin_and_plugin_formats_sit_side_by_side() {
         limits: None,
         compilation: None,
         enabled: true,
-        handler: builtin::handler("generic").expect("generic is builtin"),
+        handler: builtin::handler("generic", &CallLimits::DEFAULT).expect("generic is builtin"),
     });
     let listed: Vec<(String, Origin)> =
         registry.snapshot().formats().map(|f| (f.key.clone(), f.origin.clone())).collect();

@@ -12,7 +12,7 @@ use wasmplug_host::runtime::{CallLimits, EngineSettings, Runtime};
 fn native_and_webassembly_npm_answer_alike() {
     let runtime = Runtime::new(EngineSettings::default()).expect("engine");
     let plugin = runtime.load(&support::read_example("npm-format"), CallLimits::DEFAULT).expect("npm-format loads");
-    let native = builtin::handler("npm").expect("npm is builtin");
+    let native = builtin::handler("npm", &CallLimits::DEFAULT).expect("npm is builtin");
 
     let inputs = [
         ("left-pad/-/left-pad-1.3.0.tgz", npm_tarball("left-pad", "1.3.0")),

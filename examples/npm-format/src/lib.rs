@@ -9,7 +9,7 @@ wit_bindgen::generate!({
 });
 
 use exports::artifact_keeper::format::handler::{Guest, Metadata};
-use wasmplug_formats::{Format, Npm};
+use wasmplug_formats::{Budget, Format, Limits, Npm};
 
 struct NpmFormat;
 
@@ -21,17 +21,22 @@ impl Guest for NpmFormat {
     }
 
     fn parse_metadata(path: String, data: Vec<u8>) -> Result<Metadata, String> {
-        Npm.parse_metadata(&path, &data).map(to_abi)
+        Npm.parse_metadata(&path, &data, &budget()).map(to_abi).map_err(|e| e.to_string())
     }
 
     fn validate(path: String, data: Vec<u8>) -> Result<(), String> {
-        Npm.validate(&path, &data)
+        Npm.validate(&path, &data, &budget()).map_err(|e| e.to_string())
     }
 
     fn generate_index(artifacts: Vec<Metadata>) -> Result<Option<Vec<(String, Vec<u8>)>>, String> {
         let artifacts: Vec<_> = artifacts.iter().map(from_abi).collect();
-        Npm.generate_index(&artifacts)
+        Npm.generate_index(&artifacts, &budget()).map_err(|e| e.to_string())
     }
+}
+
+/// What one call may spend inside the plugin; the host bounds its time.
+fn budget() -> Budget {
+    Budget::new(Limits::IN_PLUGIN)
 }
 
 export!(NpmFormat);

@@ -16,7 +16,7 @@ use exports::artifact_keeper::format::request_handler::{
     Guest as RequestHandler, HttpRequest, HttpResponse, RepoContext,
 };
 use serde_json::{Value, json};
-use wasmplug_formats::{Format, Npm};
+use wasmplug_formats::{Budget, Format, Limits, Npm};
 
 struct NpmRegistry;
 
@@ -28,15 +28,15 @@ impl Handler for NpmRegistry {
     }
 
     fn parse_metadata(path: String, data: Vec<u8>) -> Result<Metadata, String> {
-        Npm.parse_metadata(&path, &data).map(to_abi)
+        Npm.parse_metadata(&path, &data, &budget()).map(to_abi).map_err(|e| e.to_string())
     }
 
     fn validate(path: String, data: Vec<u8>) -> Result<(), String> {
-        Npm.validate(&path, &data)
+        Npm.validate(&path, &data, &budget()).map_err(|e| e.to_string())
     }
 
     fn generate_index(artifacts: Vec<Metadata>) -> Result<Option<Vec<(String, Vec<u8>)>>, String> {
-        Npm.generate_index(&artifacts.iter().map(from_abi).collect::<Vec<_>>())
+        Npm.generate_index(&artifacts.iter().map(from_abi).collect::<Vec<_>>(), &budget()).map_err(|e| e.to_string())
     }
 }
 
@@ -74,7 +74,10 @@ impl RequestHandler for NpmRegistry {
                 None => json_response(404, &json!({ "error": "not found" })),
             });
         }
-        let index = Npm.generate_index(&artifacts.iter().map(from_abi).collect::<Vec<_>>())?.unwrap_or_default();
+        let index = Npm
+            .generate_index(&artifacts.iter().map(from_abi).collect::<Vec<_>>(), &budget())
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
         let Some((_, packument)) = index.into_iter().find(|(name, _)| *name == path) else {
             return Ok(json_response(404, &json!({ "error": "not found" })));
         };
@@ -88,6 +91,11 @@ impl RequestHandler for NpmRegistry {
         }
         Ok(json_response(200, &packument))
     }
+}
+
+/// What one call may spend inside the plugin; the host bounds its time.
+fn budget() -> Budget {
+    Budget::new(Limits::IN_PLUGIN)
 }
 
 export!(NpmRegistry);

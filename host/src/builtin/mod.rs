@@ -1,31 +1,43 @@
 //! Formats compiled into the host: the formats of `wasmplug-formats` behind the
 //! same [`FormatHandler`] trait as WebAssembly plugins, so the registry and the
 //! HTTP layer cannot tell them apart.
+//!
+//! Each call spends from a fresh [`Budget`]: the call time plugins get (the
+//! cluster maximum, or less where a FormatPlugin asks), and the fixed caps of
+//! [`wasmplug_formats::Limits`] on what archives may unpack to. Running out of
+//! it is a limit error like a plugin's, never a crash of the host.
 
 use std::sync::Arc;
 
-use wasmplug_formats::Format;
+use wasmplug_formats::{Budget, Exceeded, Format, Limits, Refusal};
 
 use crate::handler::{FormatHandler, HandlerError, IndexFiles, SharedHandler};
 use crate::registry::{Install, Origin, Registry};
-use crate::runtime::{CallError, HttpRequest, HttpResponse, Metadata, RepoContext};
+use crate::runtime::{CallError, CallLimits, HttpRequest, HttpResponse, Metadata, RepoContext};
 
 /// The keys of every builtin format.
 pub const KEYS: [&str; 7] = wasmplug_formats::KEYS;
 
-/// The builtin handler for `key`, if there is one.
-pub fn handler(key: &str) -> Option<SharedHandler> {
-    wasmplug_formats::by_key(key).map(|format| Arc::new(Builtin(format)) as SharedHandler)
+/// Whether `key` is a builtin format.
+pub fn is_builtin(key: &str) -> bool {
+    wasmplug_formats::by_key(key).is_some()
+}
+
+/// The builtin handler for `key`, if there is one, whose calls take at most
+/// `limits.timeout`.
+pub fn handler(key: &str, limits: &CallLimits) -> Option<SharedHandler> {
+    let limits = Limits { time: Some(limits.timeout), ..Limits::DEFAULT };
+    wasmplug_formats::by_key(key).map(|format| Arc::new(Builtin { format, limits }) as SharedHandler)
 }
 
 /// Installs the builtin formats named in `keys` ("all" for every one) into
-/// `registry`, enabled.
-pub fn install(registry: &Registry, keys: &[String]) -> Result<(), String> {
+/// `registry`, enabled, under `limits`.
+pub fn install(registry: &Registry, keys: &[String], limits: &CallLimits) -> Result<(), String> {
     let keys: Vec<&str> =
         if keys.iter().any(|k| k == "all") { KEYS.to_vec() } else { keys.iter().map(String::as_str).collect() };
     for key in keys {
-        let handler =
-            handler(key).ok_or_else(|| format!("unknown builtin format {key:?}; builtins are: {}", KEYS.join(", ")))?;
+        let handler = handler(key, limits)
+            .ok_or_else(|| format!("unknown builtin format {key:?}; builtins are: {}", KEYS.join(", ")))?;
         registry.install(Install {
             key: key.to_owned(),
             origin: Origin::Builtin,
@@ -39,24 +51,43 @@ pub fn install(registry: &Registry, keys: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// A compiled-in format.
+/// A compiled-in format and the limits of its calls.
 #[derive(Debug)]
-pub struct Builtin(&'static dyn Format);
+pub struct Builtin {
+    format: &'static dyn Format,
+    limits: Limits,
+}
 
 wasmplug_formats::metadata_conversions!(Metadata);
 
+impl Builtin {
+    fn budget(&self) -> Budget {
+        Budget::new(self.limits)
+    }
+}
+
+/// A builtin's refusal as the handler error a plugin's would be.
+fn handler_error(refusal: Refusal) -> HandlerError {
+    match refusal {
+        Refusal::Rejected(reason) => HandlerError::Rejected(reason),
+        Refusal::Exceeded(Exceeded::Time(limit)) => CallError::Timeout { limit }.into(),
+        Refusal::Exceeded(exceeded) => CallError::InputTooLarge { reason: exceeded.to_string() }.into(),
+    }
+}
+
 impl FormatHandler for Builtin {
     fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, HandlerError> {
-        self.0.parse_metadata(path, data).map(to_abi).map_err(HandlerError::Rejected)
+        self.format.parse_metadata(path, data, &self.budget()).map(to_abi).map_err(handler_error)
     }
 
     fn validate(&self, path: &str, data: &[u8]) -> Result<(), HandlerError> {
-        self.0.validate(path, data).map_err(HandlerError::Rejected)
+        self.format.validate(path, data, &self.budget()).map_err(handler_error)
     }
 
     fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, HandlerError> {
+        let budget = self.budget();
         let artifacts: Vec<_> = artifacts.iter().map(from_abi).collect();
-        self.0.generate_index(&artifacts).map_err(HandlerError::Rejected)
+        self.format.generate_index(&artifacts, &budget).map_err(handler_error)
     }
 
     fn handle_request(&self, _: &HttpRequest, _: &RepoContext, _: &[Metadata]) -> Result<HttpResponse, HandlerError> {

@@ -45,6 +45,8 @@ pub enum CallError {
     FuelExhausted { limit: u64 },
     #[error("plugin exceeded the limit of {limit} host resources (streams, pollables) held at once")]
     HostResourceLimit { limit: usize },
+    #[error("the input is too large to inspect: {reason}")]
+    InputTooLarge { reason: String },
     #[error("plugin does not implement {function} (it targets the world format-plugin)")]
     Unsupported { function: &'static str },
 }
@@ -58,6 +60,7 @@ impl CallError {
             CallError::Timeout { .. } => "time_limit",
             CallError::FuelExhausted { .. } => "fuel_limit",
             CallError::HostResourceLimit { .. } => "resource_limit",
+            CallError::InputTooLarge { .. } => "input_too_large",
             CallError::Unsupported { .. } => "unsupported",
         }
     }

@@ -63,6 +63,7 @@ impl From<HandlerError> for ApiError {
                     | CallError::FuelExhausted { .. }
                     | CallError::HostResourceLimit { .. } => StatusCode::SERVICE_UNAVAILABLE,
                     CallError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                    CallError::InputTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                     CallError::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
                 };
                 ApiError::new(status, call.kind(), message)

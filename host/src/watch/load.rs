@@ -60,7 +60,9 @@ impl Loader {
     fn load_blocking(&self, key: &str, want: &Wanted) -> Result<Install, String> {
         let artifact = match &want.what {
             What::Builtin => {
-                let handler = builtin::handler(key).ok_or_else(|| format!("{key:?} is not a builtin format"))?;
+                let limits = self.max_limits.grant([&want.limits]);
+                let handler =
+                    builtin::handler(key, &limits).ok_or_else(|| format!("{key:?} is not a builtin format"))?;
                 return Ok(Install {
                     key: key.to_owned(),
                     origin: Origin::Builtin,

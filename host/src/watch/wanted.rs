@@ -69,7 +69,7 @@ fn what_to_serve(plugin: &FormatPlugin) -> Option<What> {
     let key = plugin.claimed_format_key()?;
     match &status.artifact {
         Some(artifact) => Some(What::Artifact(Box::new(artifact.clone()))),
-        None => builtin::handler(key).map(|_| What::Builtin),
+        None => builtin::is_builtin(key).then_some(What::Builtin),
     }
 }
 

@@ -26,7 +26,7 @@ pub async fn start_host(dir: &Path, limits: CallLimits, config: ServerConfig) ->
     let runtime = Arc::new(Runtime::new(EngineSettings::default()).expect("engine"));
     let registry = Arc::new(Registry::new());
     let app = App::new(registry.clone(), config);
-    builtin::install(&registry, &["generic".to_owned()]).expect("generic is builtin");
+    builtin::install(&registry, &["generic".to_owned()], &limits).expect("generic is builtin");
     let source = LocalSource::new(dir.to_owned(), runtime, registry.clone(), limits);
     let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
     let ready = app.clone();

@@ -76,7 +76,7 @@ async fn publish(
 ) -> Result<(Option<Artifact>, PluginInfo), Error> {
     if let SourceKind::Builtin(builtin) = kind {
         let key = &builtin.format;
-        if wasmplug_host::builtin::handler(key).is_none() {
+        if !wasmplug_host::builtin::is_builtin(key) {
             return Err(Error::UnknownBuiltin(format!("unknown builtin format {key:?}")));
         }
         claim(plugin, key, ctx)?;
