@@ -189,3 +189,23 @@ async fn builtins_refuse_bombs_within_their_limits() {
     assert!(answer.json()["message"].as_str().is_some_and(|m| m.contains("more than 64 deep")));
     healthy(&host).await;
 }
+
+/// Finding 4: an anonymous caller whose inputs are too large for a plugin's
+/// memory makes only its own calls fail; the plugin is not quarantined for
+/// everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_inputs_do_not_quarantine_a_plugin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_package("misbehaving", &dir.path().join("misbehaving"));
+    let limits = CallLimits { memory_bytes: 16 << 20, ..CallLimits::DEFAULT };
+    let host = start_host(dir.path(), limits, ServerConfig::default()).await;
+    let oversized = vec![b'x'; 20 << 20];
+    for _ in 0..10 {
+        let answer = post(&host, "/v1/formats/misbehaving/validate?path=fine", oversized.clone()).await;
+        assert_eq!((answer.status, answer.code().as_str()), (StatusCode::SERVICE_UNAVAILABLE, "memory_limit"));
+    }
+    let answer = post(&host, "/v1/formats/misbehaving/validate?path=fine", "small").await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT, "everyone else is still served");
+    let formats = call(host.addr, Method::GET, "/v1/formats", "").await.json();
+    assert_eq!(formats["formats"][1]["state"], "active");
+}

@@ -293,7 +293,7 @@ async fn repeated_limit_failures_quarantine_over_http() {
     copy_package("misbehaving", &dir.path().join("misbehaving"));
     let limits = CallLimits { timeout: Duration::from_millis(20), ..CallLimits::DEFAULT };
     let host = start_host(dir.path(), limits, ServerConfig::default()).await;
-    for _ in 0..wasmplug_host::registry::QUARANTINE_AFTER {
+    for _ in 0..wasmplug_host::registry::breaker::MIN_FAULTS {
         assert_eq!(
             post(&host, "/v1/formats/misbehaving/validate?path=loop", "").await.status,
             StatusCode::GATEWAY_TIMEOUT

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use wasmplug_host::builtin;
 use wasmplug_host::handler::SharedHandler;
-use wasmplug_host::registry::{Install, Origin, QUARANTINE_AFTER, Registry, State, Unavailable};
+use wasmplug_host::registry::breaker::{MIN_FAULTS, Transition};
+use wasmplug_host::registry::{Install, Origin, Registry, State, Unavailable};
 use wasmplug_host::runtime::{CallLimits, EngineSettings, Runtime};
 
 fn runtime() -> Runtime {
@@ -104,7 +105,7 @@ fn a_format_that_never_loaded_is_listed_as_failed() {
 }
 
 #[test]
-fn repeated_limit_failures_quarantine_the_plugin_until_it_changes() {
+fn repeated_faults_quarantine_the_plugin_until_it_changes() {
     let runtime = runtime();
     let registry = Registry::new();
     let tight = CallLimits { timeout: Duration::from_millis(20), ..CallLimits::DEFAULT };
@@ -112,25 +113,35 @@ fn repeated_limit_failures_quarantine_the_plugin_until_it_changes() {
     let call = |how: &str| {
         let serving = registry.serving("misbehaving").expect("serving");
         let outcome = serving.handler().validate(how, b"");
-        registry.report(&serving, &outcome)
+        registry.report(&serving, &outcome, 0)
     };
 
-    // A success in between resets the count.
-    for _ in 1..QUARANTINE_AFTER {
-        assert!(!call("loop"));
-    }
-    assert!(!call("fine"));
-    for _ in 1..QUARANTINE_AFTER {
-        assert!(!call("loop"));
+    for _ in 1..MIN_FAULTS {
+        assert_eq!(call("loop"), Transition::None);
     }
     assert!(registry.serving("misbehaving").is_ok(), "not yet quarantined");
-    assert!(call("loop"), "the fifth limit failure in a row quarantines");
+    let Transition::Quarantined { reason } = call("loop") else { panic!("the fifth fault quarantines") };
+    assert!(reason.contains("exceeded its time limit of 20ms"), "{reason}");
 
     let error = registry.serving("misbehaving").expect_err("quarantined");
     let message = error.to_string();
     assert!(message.starts_with("format \"misbehaving\" is unavailable: it is quarantined"), "{message}");
-    assert!(message.contains("exceeded its time limit of 20ms"), "{message}");
+    assert!(message.contains("5 of its last 5 calls failed") && message.contains("a trial call is let through in"));
+    let listed = registry.snapshot().get("misbehaving").map(|f| f.state());
+    assert_eq!(listed, Some(State::Quarantined));
 
+    // Each documented way out: re-enabling, the reset, a new version.
+    registry.set_enabled("misbehaving", false);
+    registry.set_enabled("misbehaving", true);
+    assert!(registry.serving("misbehaving").is_ok(), "re-enabling ends the quarantine");
+    for _ in 0..MIN_FAULTS {
+        call("loop");
+    }
+    assert!(registry.reset_quarantine("misbehaving"), "it was quarantined again");
+    assert!(registry.serving("misbehaving").is_ok(), "the reset ends it");
+    for _ in 0..MIN_FAULTS {
+        call("loop");
+    }
     install(&registry, "misbehaving", "1.0.1", plugin(&runtime, "misbehaving", CallLimits::DEFAULT));
     assert!(registry.serving("misbehaving").is_ok(), "a new version clears the quarantine");
 }

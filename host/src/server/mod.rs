@@ -10,7 +10,7 @@ pub mod connections;
 mod error;
 mod metrics;
 mod routes;
-mod wire;
+pub mod wire;
 
 pub use connections::{ConnectionLimits, serve_connections};
 pub use error::ApiError;

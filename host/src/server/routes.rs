@@ -13,8 +13,9 @@ use serde::Serialize;
 
 use super::App;
 use super::error::ApiError;
-use super::wire::{IndexFiles, RequestCall, WireResponse, list_formats};
+use super::wire::{IndexFiles, RequestCall, WireResponse, list_formats, path_param};
 use crate::handler::{HandlerError, SharedHandler};
+use crate::registry::breaker::Transition;
 use crate::registry::{Format, Origin};
 use crate::runtime::{HttpRequest, HttpResponse, Metadata, RepoContext};
 
@@ -95,6 +96,7 @@ where
     // the most a body may have.
     let body_room = app.admission.body(declared.unwrap_or(limit)).await?;
     let body = read_body(request.into_body(), limit, app.config.connections.body_read_timeout).await?;
+    let input_bytes = body.len();
     let missing_path = || ApiError::bad_request("missing ?path= (the artifact's path in its repository)");
     let input = match operation {
         Operation::Metadata => Input::Metadata { path: artifact_path.ok_or_else(missing_path)?, data: body },
@@ -117,8 +119,10 @@ where
     .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "crashed", format!("the handler call panicked: {e}")))?;
     let took = started.elapsed();
 
-    if app.registry.report(&serving, &output) {
-        tracing::warn!(format = key, "format quarantined after repeated limit failures");
+    match app.registry.report(&serving, &output, input_bytes) {
+        Transition::Quarantined { reason } => tracing::warn!(format = key, reason, "format quarantined"),
+        Transition::Recovered => tracing::info!(format = key, "quarantine over: the trial call succeeded"),
+        Transition::None => {}
     }
     let output = output.map_err(ApiError::from);
     let outcome = output.as_ref().map_or_else(|error| error.code, |_| "ok");
@@ -201,33 +205,6 @@ fn declared_length<B>(request: &Request<B>) -> Result<Option<usize>, ApiError> {
     let length = value.to_str().ok().and_then(|text| text.parse::<u64>().ok());
     let length = length.ok_or_else(|| ApiError::bad_request("Content-Length is not a number"))?;
     Ok(Some(usize::try_from(length).unwrap_or(usize::MAX)))
-}
-
-/// The `path` query parameter: absent, or given once and valid UTF-8 once
-/// decoded. An ambiguous request is refused rather than guessed at, so that a
-/// registry cannot validate one path and store another.
-fn path_param(query: Option<&str>) -> Result<Option<String>, ApiError> {
-    let mut found = None;
-    for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if decode_component(name)? != "path" {
-            continue;
-        }
-        if found.is_some() {
-            return Err(ApiError::bad_request("?path= is given more than once; give the artifact's path once"));
-        }
-        found = Some(decode_component(value)?);
-    }
-    Ok(found)
-}
-
-/// One percent-encoded query component (`+` is a space), as UTF-8.
-fn decode_component(text: &str) -> Result<String, ApiError> {
-    let spaced = text.replace('+', " ");
-    let decoded = percent_encoding::percent_decode_str(&spaced).decode_utf8().map_err(|_| {
-        ApiError::bad_request(format!("the query component {text:?} is not UTF-8 once percent-decoded"))
-    })?;
-    Ok(decoded.into_owned())
 }
 
 fn metrics(app: &App) -> Response<Full<Bytes>> {

@@ -1,6 +1,7 @@
-//! The JSON shapes of the HTTP API that are not plain handler types: the format
-//! list, index files, and the `request` call of format-plugin-v2 handlers.
-//! Binary contents travel as base64.
+//! The wire formats of the HTTP API that are not plain handler types: the
+//! `path` query parameter, the format list, index files, and the `request` call
+//! of format-plugin-v2 handlers. Binary contents travel as base64. The parsers
+//! here read anonymous input; they are public for the fuzz targets.
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -11,15 +12,15 @@ use crate::runtime::{Compilation, HttpRequest, HttpResponse, Metadata, RepoConte
 
 /// The body of `POST /v1/formats/{key}/request`: the client's request as the
 /// registry received it, the repository, and the artifacts it holds.
-#[derive(Deserialize)]
-pub(super) struct RequestCall {
+#[derive(Debug, Deserialize)]
+pub struct RequestCall {
     request: WireRequest,
     context: RepoContext,
     #[serde(default)]
     artifacts: Vec<Metadata>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct WireRequest {
     method: String,
     path: String,
@@ -40,7 +41,8 @@ pub(super) struct WireResponse {
 }
 
 impl RequestCall {
-    pub(super) fn parse(body: &[u8]) -> Result<(HttpRequest, RepoContext, Vec<Metadata>), ApiError> {
+    /// Reads the body of a `request` call.
+    pub fn parse(body: &[u8]) -> Result<(HttpRequest, RepoContext, Vec<Metadata>), ApiError> {
         let call: RequestCall = serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!(
                 "the body must be JSON {{\"request\": {{method, path, query, headers, body_base64}}, \"context\": {{repo_key, base_url, download_base_url}}, \"artifacts\": [...]}}: {e}"
@@ -107,7 +109,7 @@ struct FormatView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     compilation: Option<CompilationView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    last_error: Option<&'a str>,
+    last_error: Option<String>,
 }
 
 /// Where a plugin's native code came from: the operator's verified precompiled
@@ -176,6 +178,33 @@ fn view(format: &Format) -> FormatView<'_> {
             Compilation::Precompiled => CompilationView::Precompiled,
             Compilation::Compiled { reason } => CompilationView::Wasm { reason },
         }),
-        last_error: format.last_error.as_deref(),
+        last_error: format.problem(),
     }
+}
+
+/// The `path` query parameter: absent, or given once and valid UTF-8 once
+/// decoded. An ambiguous request is refused rather than guessed at, so that a
+/// registry cannot validate one path and store another.
+pub fn path_param(query: Option<&str>) -> Result<Option<String>, ApiError> {
+    let mut found = None;
+    for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if decode_component(name)? != "path" {
+            continue;
+        }
+        if found.is_some() {
+            return Err(ApiError::bad_request("?path= is given more than once; give the artifact's path once"));
+        }
+        found = Some(decode_component(value)?);
+    }
+    Ok(found)
+}
+
+/// One percent-encoded query component (`+` is a space), as UTF-8.
+fn decode_component(text: &str) -> Result<String, ApiError> {
+    let spaced = text.replace('+', " ");
+    let decoded = percent_encoding::percent_decode_str(&spaced).decode_utf8().map_err(|_| {
+        ApiError::bad_request(format!("the query component {text:?} is not UTF-8 once percent-decoded"))
+    })?;
+    Ok(decoded.into_owned())
 }

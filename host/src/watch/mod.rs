@@ -12,6 +12,7 @@ mod load;
 mod wanted;
 
 pub use load::Loader;
+pub use wanted::RESET_QUARANTINE_ANNOTATION;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -131,10 +132,19 @@ impl ClusterSource {
                 let change = if want.enabled { "enabled" } else { "disabled" };
                 tracing::info!(format = key, enabled = want.enabled, owner = want.owner, "{change}");
             }
+            if let Some(applied) =
+                self.applied.get_mut(&key).filter(|applied| applied.quarantine_reset != want.quarantine_reset)
+            {
+                applied.quarantine_reset = want.quarantine_reset.clone();
+                if self.registry.reset_quarantine(&key) {
+                    tracing::info!(format = key, owner = want.owner, "quarantine reset by annotation");
+                }
+            }
             let current = self.loading.get(&key).or_else(|| self.applied.get(&key));
             if current.is_some_and(|current| current.same_load(&want)) {
                 if let Some(loading) = self.loading.get_mut(&key) {
                     loading.enabled = want.enabled;
+                    loading.quarantine_reset = want.quarantine_reset.clone();
                 }
                 continue;
             }

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use kube::ResourceExt;
 use wasmplug_crds::{Artifact, Duration, FormatPlugin, ownership};
 
 use crate::builtin;
@@ -23,7 +24,14 @@ pub(super) struct Wanted {
     pub what: What,
     pub enabled: bool,
     pub limits: ResourceRequest,
+    /// The owner's [`RESET_QUARANTINE_ANNOTATION`]: a new value ends a quarantine.
+    pub quarantine_reset: Option<String>,
 }
+
+/// Setting this annotation on a FormatPlugin to a new value (a timestamp, say)
+/// ends its format's quarantine on every host: `kubectl annotate fp/<name>
+/// wasmplug.dev/reset-quarantine="$(date +%s)" --overwrite`.
+pub const RESET_QUARANTINE_ANNOTATION: &str = "wasmplug.dev/reset-quarantine";
 
 impl Wanted {
     /// Whether `self` and `other` load the same thing (they may differ in
@@ -58,6 +66,7 @@ pub(super) fn wanted(plugins: &[FormatPlugin]) -> BTreeMap<String, Wanted> {
                 what: what.clone(),
                 enabled: owner.spec.enabled,
                 limits: requested_limits(owner),
+                quarantine_reset: owner.annotations().get(RESET_QUARANTINE_ANNOTATION).cloned(),
             },
         );
     }

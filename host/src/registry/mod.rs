@@ -6,20 +6,21 @@
 //! follows FormatPlugins or the local directory) are serialized; readers never
 //! wait for them.
 //!
-//! This module decides what is servable; it does not load plugins or speak HTTP.
+//! This module decides what is servable ([`breaker`] decides when a version is
+//! broken); it does not load plugins or speak HTTP.
+
+pub mod breaker;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
 use crate::handler::{HandlerError, SharedHandler};
 use crate::plugin::Digest;
 use crate::runtime::{CallLimits, Compilation};
-
-/// Consecutive limit failures after which a plugin is quarantined.
-pub const QUARANTINE_AFTER: u32 = 5;
+use breaker::{Admit, Breaker, Transition};
 
 /// Where a format's handler comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,7 +36,7 @@ pub enum State {
     Disabled,
     /// It never loaded; there is no previous version to serve.
     Failed,
-    /// It exceeded its limits repeatedly; it serves again once it changes.
+    /// It failed repeatedly by itself; see [`breaker`] for when it serves again.
     Quarantined,
 }
 
@@ -50,8 +51,8 @@ impl State {
     }
 }
 
-/// One format in a snapshot. Never modified once published, except its failure
-/// counter.
+/// One format in a snapshot. Never modified once published, except its fault
+/// record.
 #[derive(Debug)]
 pub struct Format {
     pub key: String,
@@ -66,24 +67,39 @@ pub struct Format {
     pub last_error: Option<String>,
     health: Health,
     handler: Option<SharedHandler>,
-    consecutive_limit_failures: AtomicU32,
+    /// Shared by the snapshots of this version, so that a disable or a new
+    /// snapshot keeps its record.
+    breaker: Arc<Mutex<Breaker>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Health {
     Healthy,
     Failed,
-    Quarantined,
 }
 
 impl Format {
     pub fn state(&self) -> State {
         match (self.enabled, self.health) {
             (false, _) => State::Disabled,
-            (true, Health::Healthy) => State::Active,
             (true, Health::Failed) => State::Failed,
-            (true, Health::Quarantined) => State::Quarantined,
+            (true, Health::Healthy) if self.quarantine_reason().is_some() => State::Quarantined,
+            (true, Health::Healthy) => State::Active,
         }
+    }
+
+    /// Why the format is not serving, or why its last change failed: the
+    /// quarantine's reason while quarantined, else [`Format::last_error`].
+    pub fn problem(&self) -> Option<String> {
+        self.quarantine_reason().or_else(|| self.last_error.clone())
+    }
+
+    fn quarantine_reason(&self) -> Option<String> {
+        self.breaker().quarantine_reason().map(str::to_owned)
+    }
+
+    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn changed(&self, edit: impl FnOnce(&mut Format)) -> Format {
@@ -97,7 +113,7 @@ impl Format {
             last_error: self.last_error.clone(),
             health: self.health,
             handler: self.handler.clone(),
-            consecutive_limit_failures: AtomicU32::new(0),
+            breaker: self.breaker.clone(),
         };
         edit(&mut next);
         next
@@ -137,6 +153,7 @@ impl Snapshot {
 pub struct Serving {
     pub format: Arc<Format>,
     handler: SharedHandler,
+    admitted: Admit,
 }
 
 impl Serving {
@@ -179,16 +196,19 @@ impl Registry {
         self.current.load_full()
     }
 
-    /// The handler to serve `key` with, if the format is active.
+    /// The handler to serve `key` with, if the format is active (or, after a
+    /// quarantine's cool-down, for its one trial call).
     pub fn serving(&self, key: &str) -> Result<Serving, Unavailable> {
         let snapshot = self.current.load();
         let format = snapshot.get(key).ok_or_else(|| Unavailable::Unknown { key: key.to_owned() })?;
-        match (&format.handler, format.state()) {
-            (Some(handler), State::Active) => Ok(Serving { format: format.clone(), handler: handler.clone() }),
-            (_, state) => {
-                Err(Unavailable::NotServing { key: key.to_owned(), state, reason: format.last_error.clone() })
-            }
-        }
+        let unavailable = |state, reason| Unavailable::NotServing { key: key.to_owned(), state, reason };
+        let handler = match (&format.handler, format.enabled, format.health) {
+            (Some(handler), true, Health::Healthy) => handler,
+            _ => return Err(unavailable(format.state(), format.last_error.clone())),
+        };
+        let admitted =
+            format.breaker().admit(Instant::now()).map_err(|why| unavailable(State::Quarantined, Some(why)))?;
+        Ok(Serving { format: format.clone(), handler: handler.clone(), admitted })
     }
 
     /// Publishes a new version of a format (or a new format). Calls in flight on
@@ -205,7 +225,7 @@ impl Registry {
             last_error: None,
             health: Health::Healthy,
             handler: Some(install.handler),
-            consecutive_limit_failures: AtomicU32::new(0),
+            breaker: Arc::new(Mutex::new(Breaker::new(Instant::now()))),
         };
         self.update(|formats| {
             formats.insert(install.key, Arc::new(format));
@@ -229,25 +249,41 @@ impl Registry {
                     last_error: Some(error),
                     health: Health::Failed,
                     handler: None,
-                    consecutive_limit_failures: AtomicU32::new(0),
+                    breaker: Arc::new(Mutex::new(Breaker::new(Instant::now()))),
                 },
             };
             formats.insert(key.to_owned(), Arc::new(next));
         });
     }
 
-    /// Enables or disables `key`; the next lookup sees it. Returns false when the
-    /// format is unknown.
+    /// Enables or disables `key`; the next lookup sees it. Enabling a disabled
+    /// format also ends its quarantine. Returns false when the format is unknown.
     pub fn set_enabled(&self, key: &str, enabled: bool) -> bool {
         let mut found = false;
         self.update(|formats| {
             if let Some(current) = formats.get(key).filter(|current| current.enabled != enabled) {
-                let next = current.changed(|next| next.enabled = enabled);
+                let next = current.changed(|next| {
+                    next.enabled = enabled;
+                    if enabled {
+                        next.breaker = Arc::new(Mutex::new(Breaker::new(Instant::now())));
+                    }
+                });
                 formats.insert(key.to_owned(), Arc::new(next));
             }
             found = formats.contains_key(key);
         });
         found
+    }
+
+    /// Ends the quarantine of `key` and forgets its faults (an operator's
+    /// documented action). Returns whether it was quarantined.
+    pub fn reset_quarantine(&self, key: &str) -> bool {
+        let snapshot = self.current.load();
+        let Some(format) = snapshot.get(key) else { return false };
+        let mut breaker = format.breaker();
+        let was = breaker.quarantine_reason().is_some();
+        *breaker = Breaker::new(Instant::now());
+        was
     }
 
     /// Forgets `key`. Calls in flight finish.
@@ -257,36 +293,16 @@ impl Registry {
         removed
     }
 
-    /// Counts the outcome of a call against the version that served it. After
-    /// [`QUARANTINE_AFTER`] consecutive limit failures that version is
-    /// quarantined; a success resets the count. Returns true when this outcome
-    /// quarantined the format.
-    pub fn report<T>(&self, serving: &Serving, outcome: &Result<T, HandlerError>) -> bool {
-        let counter = &serving.format.consecutive_limit_failures;
-        let exceeded = match outcome {
-            Err(HandlerError::Failed(error)) if error.is_limit() => error,
-            _ => {
-                counter.store(0, Ordering::Relaxed);
-                return false;
-            }
+    /// Records the outcome of a call on `input_bytes` of input against the
+    /// version that served it (see [`breaker`]); says whether that quarantined
+    /// the version or ended its quarantine.
+    pub fn report<T>(&self, serving: &Serving, outcome: &Result<T, HandlerError>, input_bytes: usize) -> Transition {
+        let memory = match serving.format.origin {
+            Origin::Builtin => None,
+            Origin::Plugin { .. } => Some(serving.format.limits.unwrap_or_default().memory_bytes),
         };
-        if counter.fetch_add(1, Ordering::Relaxed) + 1 != QUARANTINE_AFTER {
-            return false;
-        }
-        let reason = format!("quarantined after {QUARANTINE_AFTER} calls in a row exceeded a limit; last: {exceeded}");
-        let mut quarantined = false;
-        self.update(|formats| {
-            // Only the version that failed; a newer one may already have replaced it.
-            if let Some(current) = formats.get(&serving.format.key).filter(|c| Arc::ptr_eq(c, &serving.format)) {
-                let next = current.changed(|next| {
-                    next.health = Health::Quarantined;
-                    next.last_error = Some(reason);
-                });
-                formats.insert(serving.format.key.clone(), Arc::new(next));
-                quarantined = true;
-            }
-        });
-        quarantined
+        let verdict = breaker::verdict(outcome, input_bytes, memory);
+        serving.format.breaker().record(verdict, serving.admitted, Instant::now())
     }
 
     fn update(&self, edit: impl FnOnce(&mut BTreeMap<String, Arc<Format>>)) {
