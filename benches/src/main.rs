@@ -8,6 +8,7 @@
 //!
 //! The output is a Markdown table (see docs/performance.md).
 
+mod hardening;
 mod http_load;
 mod raw;
 mod reconcile;
@@ -49,16 +50,27 @@ fn summary(s: &Summary) -> String {
 }
 
 fn main() -> anyhow::Result<()> {
-    if std::env::args().nth(1).as_deref() == Some("reconcile") {
-        let mut report = Report(Vec::new());
-        reconcile::run(&mut report)?;
-        report.print();
-        return Ok(());
-    }
-    let read = |name: &str| -> anyhow::Result<Package> { Ok(Package::read_dir(&wasmplug_e2e::example_package(name))?) };
     let runtime = Arc::new(Runtime::new(EngineSettings::default())?);
     let mut report = Report(Vec::new());
+    match std::env::args().nth(1).as_deref() {
+        Some("reconcile") => reconcile::run(&mut report)?,
+        Some("hardening") => {
+            hardening::run(&mut report)?;
+            per_call(&mut report, &runtime)?;
+        }
+        _ => host(&mut report, &runtime)?,
+    }
+    report.print();
+    Ok(())
+}
 
+fn read(name: &str) -> anyhow::Result<Package> {
+    Ok(Package::read_dir(&wasmplug_e2e::example_package(name))?)
+}
+
+/// The host in this process: plugin vs builtin, per-call cost, loading,
+/// swapping, HTTP throughput and memory.
+fn host(report: &mut Report, runtime: &Arc<Runtime>) -> anyhow::Result<()> {
     // Native builtin vs the same source as a plugin, on one real ~4 KiB package.
     let (npm_path, tarball) = npm_package(4096);
     let native = builtin::handler("npm", &CallLimits::DEFAULT).context("npm is builtin")?;
@@ -72,34 +84,8 @@ fn main() -> anyhow::Result<()> {
         format!("{:.2}×", wasm_time.ratio_to(&native_time)),
     );
 
-    // Host per-call path (registry lookup + fresh instance + call) vs bare wasmtime.
+    per_call(report, runtime)?;
     let misbehaving = read("misbehaving")?;
-    let registry = Registry::new();
-    registry.install(install("misbehaving", Arc::new(runtime.load(&misbehaving, CallLimits::DEFAULT)?)));
-    let raw = raw::Raw::new(&misbehaving.wasm)?;
-    let host_call = || {
-        let serving = registry.serving("misbehaving").expect("serving");
-        serving.handler().validate("fine", b"").expect("valid");
-    };
-    let (host_time, raw_time) = measure_pair(500, 5000, host_call, || raw.validate("fine", b"").expect("valid"));
-    let (raw_async_time, raw_sync_time) = measure_pair(
-        500,
-        5000,
-        || raw.validate_async("fine", b"").expect("valid"),
-        || raw.validate("fine", b"").expect("valid"),
-    );
-    report.row(
-        "per call: host (lookup + fresh instance + call under a wall-clock deadline) vs bare wasmtime sync instantiate + call (the former mechanism)",
-        summary(&host_time),
-        summary(&raw_time),
-        format!("{:.2}×", host_time.ratio_to(&raw_time)),
-    );
-    report.row(
-        "the wall-clock mechanism alone: bare wasmtime async under a tokio deadline vs bare wasmtime sync",
-        summary(&raw_async_time),
-        summary(&raw_sync_time),
-        format!("{:.2}×", raw_async_time.ratio_to(&raw_sync_time)),
-    );
 
     // Loading: compiling plugin.wasm vs loading the precompiled artifact.
     let unity = read("unity-format")?;
@@ -154,7 +140,41 @@ fn main() -> anyhow::Result<()> {
     );
     drop(many);
 
-    report.print();
+    Ok(())
+}
+
+/// The host's per-call path (registry lookup + fresh instance + call under a
+/// deadline) against bare wasmtime, synchronously (how calls ran before the
+/// wall-clock limit) and through the async API under a deadline.
+fn per_call(report: &mut Report, runtime: &Arc<Runtime>) -> anyhow::Result<()> {
+    let misbehaving = read("misbehaving")?;
+    let registry = Registry::new();
+    registry.install(install("misbehaving", Arc::new(runtime.load(&misbehaving, CallLimits::DEFAULT)?)));
+    let raw = raw::Raw::new(&misbehaving.wasm)?;
+    let host_call = || {
+        let serving = registry.serving("misbehaving").expect("serving");
+        serving.handler().validate("fine", b"").expect("valid");
+    };
+    let (host_time, raw_time) = measure_pair(500, 5000, host_call, || raw.validate("fine", b"").expect("valid"));
+    let (raw_async_time, raw_sync_time) = measure_pair(
+        500,
+        5000,
+        || raw.validate_async("fine", b"").expect("valid"),
+        || raw.validate("fine", b"").expect("valid"),
+    );
+    report.row(
+        "per call: host (lookup + fresh instance + call under a wall-clock deadline) vs bare wasmtime sync instantiate + call (the former mechanism)",
+        summary(&host_time),
+        summary(&raw_time),
+        format!("{:.2}×", host_time.ratio_to(&raw_time)),
+    );
+    report.row(
+        "the wall-clock mechanism alone: bare wasmtime async under a tokio deadline vs bare wasmtime sync",
+        summary(&raw_async_time),
+        summary(&raw_sync_time),
+        format!("{:.2}×", raw_async_time.ratio_to(&raw_sync_time)),
+    );
+
     Ok(())
 }
 

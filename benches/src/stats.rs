@@ -2,18 +2,20 @@
 
 use std::time::{Duration, Instant};
 
-/// Median and 95th percentile of repeated runs.
+/// Median, 95th and 99th percentile of repeated runs.
 #[derive(Clone, Copy, Debug)]
 pub struct Summary {
     pub median: Duration,
     pub p95: Duration,
+    pub p99: Duration,
 }
 
 impl Summary {
     /// The summary of durations measured elsewhere (at least one).
     pub fn of(mut times: Vec<Duration>) -> Self {
         times.sort();
-        Summary { median: times[times.len() / 2], p95: times[(times.len() * 95 / 100).min(times.len() - 1)] }
+        let at = |percent: usize| times[(times.len() * percent / 100).min(times.len() - 1)];
+        Summary { median: at(50), p95: at(95), p99: at(99) }
     }
 
     pub fn ratio_to(&self, baseline: &Summary) -> f64 {

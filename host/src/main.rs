@@ -63,7 +63,8 @@ struct Args {
     max_body_in_flight: Option<u64>,
 
     /// Calls of one format running at once, so that no format takes every call
-    /// slot. Defaults to half of --max-concurrent-calls (at least 1).
+    /// slot. Defaults to half of --max-concurrent-calls or half the CPUs,
+    /// whichever is smaller (at least 1).
     #[arg(long, env = "WASMPLUG_MAX_CALLS_PER_FORMAT")]
     max_calls_per_format: Option<u32>,
 
@@ -148,7 +149,12 @@ fn server_config(args: &Args) -> anyhow::Result<ServerConfig> {
         max_body_bytes: max_body,
         max_body_bytes_in_flight: in_flight,
         max_concurrent_calls: calls as usize,
-        max_calls_per_format: args.max_calls_per_format.unwrap_or((calls / 2).max(1)) as usize,
+        max_calls_per_format: match args.max_calls_per_format {
+            Some(cap) => cap as usize,
+            // Calls are CPU-bound: one format gets at most half the slots and
+            // half the CPUs, so everyone else keeps the other half.
+            None => (calls as usize / 2).min(std::thread::available_parallelism().map_or(1, usize::from) / 2).max(1),
+        },
         queue_timeout: Duration::from_millis(args.queue_timeout_ms),
         connections: args.connections.limits(),
     })

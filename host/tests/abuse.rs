@@ -117,6 +117,23 @@ async fn bodies_in_flight_are_bounded_by_a_budget_taken_before_reading() {
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("\"code\":\"busy\"") && answer.contains("room for the request body"), "{answer}");
 
+    // Uploads that declare no length hold room only for what they sent: two
+    // idle chunked uploads do not starve a small request.
+    drop(uploads);
+    let chunked =
+        "POST /v1/formats/generic/validate?path=a.bin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let mut uploads = Vec::new();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(host.addr).await.expect("connect");
+        stream.write_all(chunked.as_bytes()).await.expect("write");
+        stream.write_all(b"400\r\n").await.expect("write");
+        stream.write_all(&[0u8; 1024]).await.expect("write");
+        uploads.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answer = post(&host, "/v1/formats/generic/validate?path=a.txt", vec![b'x'; 512 << 10]).await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT, "{:?}", answer.body);
+
     // A declared length over the limit is refused before anything is read.
     let mut large = TcpStream::connect(host.addr).await.expect("connect");
     let head = "POST /v1/formats/generic/validate?path=a.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n";

@@ -30,6 +30,11 @@ pub(super) struct Admission {
     queue_timeout: Duration,
 }
 
+/// Budget units holding `bytes`.
+fn units(bytes: usize) -> usize {
+    bytes.div_ceil(BODY_UNIT)
+}
+
 /// Permission to run one call; dropping it frees the slots. It moves with the
 /// call onto its thread, so a caller who goes away does not free the slot of a
 /// call that still runs.
@@ -55,7 +60,20 @@ impl Admission {
 
     /// Reserves room for a body of up to `bytes` before it is read.
     pub(super) async fn body(&self, bytes: usize) -> Result<BodyRoom, ApiError> {
-        let units = u32::try_from(bytes.div_ceil(BODY_UNIT).max(1)).unwrap_or(u32::MAX);
+        self.reserve(units(bytes).max(1)).await
+    }
+
+    /// Grows `room` to hold `bytes`, waiting for the difference.
+    pub(super) async fn grow(&self, room: &mut BodyRoom, bytes: usize) -> Result<(), ApiError> {
+        let (needed, held) = (units(bytes), room.num_permits());
+        if needed > held {
+            room.merge(self.reserve(needed - held).await?);
+        }
+        Ok(())
+    }
+
+    async fn reserve(&self, units: usize) -> Result<BodyRoom, ApiError> {
+        let units = u32::try_from(units).unwrap_or(u32::MAX);
         self.wait(self.bodies.clone().acquire_many_owned(units), || "room for the request body".to_owned()).await
     }
 

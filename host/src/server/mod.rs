@@ -6,6 +6,7 @@
 //! their time limit.
 
 mod admission;
+mod body;
 pub mod connections;
 mod error;
 mod metrics;

@@ -2,18 +2,18 @@
 //! answers to JSON live here; what a format does is the handler's business.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Body;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
-use super::App;
 use super::error::ApiError;
 use super::wire::{IndexFiles, RequestCall, WireResponse, list_formats, path_param};
+use super::{App, body};
 use crate::handler::{HandlerError, SharedHandler};
 use crate::registry::breaker::Transition;
 use crate::registry::{Format, Origin};
@@ -87,15 +87,9 @@ where
 {
     let serving = app.registry.serving(key)?;
     let artifact_path = path_param(request.uri().query())?;
-    let limit = app.config.max_body_bytes;
+    let (limit, timeout) = (app.config.max_body_bytes, app.config.connections.body_read_timeout);
     let declared = declared_length(&request)?;
-    if declared.is_some_and(|length| length > limit) {
-        return Err(ApiError::body_too_large(limit));
-    }
-    // Room for the body before a byte of it is read: the declared length, or
-    // the most a body may have.
-    let body_room = app.admission.body(declared.unwrap_or(limit)).await?;
-    let body = read_body(request.into_body(), limit, app.config.connections.body_read_timeout).await?;
+    let (body, body_room) = body::read(request.into_body(), declared, limit, timeout, &app.admission).await?;
     let input_bytes = body.len();
     let missing_path = || ApiError::bad_request("missing ?path= (the artifact's path in its repository)");
     let input = match operation {
@@ -179,23 +173,6 @@ fn run(handler: &SharedHandler, input: Input) -> Result<Output, HandlerError> {
             let (request, context, artifacts) = *call;
             handler.handle_request(&request, &context, &artifacts).map(Output::Response)
         }
-    }
-}
-
-async fn read_body<B>(body: B, limit: usize, timeout: Duration) -> Result<Bytes, ApiError>
-where
-    B: Body<Data = Bytes> + Send,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
-    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(ApiError::body_too_large(limit)),
-        Ok(Err(error)) => Err(ApiError::bad_request(format!("failed to read the request body: {error}"))),
-        Err(_) => Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "body_timeout",
-            format!("the request body did not arrive within {timeout:?}; send it faster or in a smaller request"),
-        )),
     }
 }
 
