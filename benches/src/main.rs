@@ -101,7 +101,7 @@ fn host(report: &mut Report, runtime: &Arc<Runtime>) -> anyhow::Result<()> {
     );
 
     // Swap: new package in place → first call served by it.
-    let (compiled_swap, precompiled_swap) = swap_times(&runtime, &misbehaving)?;
+    let (compiled_swap, precompiled_swap) = swap_times(runtime, &misbehaving)?;
     report.row(
         "swap, new package in place → first call served by it (local mode, compiling)",
         summary(&compiled_swap),
