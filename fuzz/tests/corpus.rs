@@ -1,12 +1,12 @@
 //! The short fuzz run of CI, on stable: every committed corpus input of every
-//! target, then a bounded number of seeded mutations of each (bit flips, byte
+//! target, then a bounded number of seeded mutations of them (bit flips, byte
 //! changes, insertions, deletions, truncations and splices). A failure prints
 //! the input that broke the target; add it to the corpus once fixed.
 
 use std::path::{Path, PathBuf};
 
-/// Mutations per corpus input.
-const MUTATIONS: usize = 2_000;
+/// Mutations per target, spread over its corpus inputs.
+const MUTATIONS: usize = 20_000;
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
@@ -77,10 +77,11 @@ fn every_target_survives_its_corpus_and_mutations_of_it() {
         let inputs = corpus(target);
         assert!(!inputs.is_empty(), "{target} has a corpus");
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ target.len() as u64);
+        let per_input = (MUTATIONS / inputs.len()).max(10);
         for (path, input) in &inputs {
             let replay = std::panic::catch_unwind(|| run(input));
             assert!(replay.is_ok(), "{target} fails on {}", path.display());
-            for _ in 0..MUTATIONS {
+            for _ in 0..per_input {
                 let other = &inputs[rng.below(inputs.len())].1;
                 let mutated = mutate(input, other, &mut rng);
                 if std::panic::catch_unwind(|| run(&mutated)).is_err() {
