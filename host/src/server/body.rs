@@ -8,16 +8,16 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
-use hyper::StatusCode;
 use hyper::body::Body;
+use hyper::header::CONTENT_LENGTH;
+use hyper::{Request, StatusCode};
 
 use super::admission::{Admission, BodyRoom};
 use super::error::ApiError;
 
-/// The body, read, with the room it holds in the budget.
+/// The request's body, read, with the room it holds in the budget.
 pub(super) async fn read<B>(
-    body: B,
-    declared: Option<usize>,
+    request: Request<B>,
     limit: usize,
     timeout: Duration,
     admission: &Admission,
@@ -26,6 +26,8 @@ where
     B: Body<Data = Bytes> + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    let declared = declared_length(&request)?;
+    let body = request.into_body();
     if declared.is_some_and(|length| length > limit) {
         return Err(ApiError::body_too_large(limit));
     }
@@ -53,4 +55,12 @@ where
             format!("the request body did not arrive within {timeout:?}; send it faster or in a smaller request"),
         )),
     }
+}
+
+/// The body length the request declares in Content-Length, if it declares one.
+fn declared_length<B>(request: &Request<B>) -> Result<Option<usize>, ApiError> {
+    let Some(value) = request.headers().get(CONTENT_LENGTH) else { return Ok(None) };
+    let length = value.to_str().ok().and_then(|text| text.parse::<u64>().ok());
+    let length = length.ok_or_else(|| ApiError::bad_request("Content-Length is not a number"))?;
+    Ok(Some(usize::try_from(length).unwrap_or(usize::MAX)))
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Body;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
@@ -88,8 +88,7 @@ where
     let serving = app.registry.serving(key)?;
     let artifact_path = path_param(request.uri().query())?;
     let (limit, timeout) = (app.config.max_body_bytes, app.config.connections.body_read_timeout);
-    let declared = declared_length(&request)?;
-    let (body, body_room) = body::read(request.into_body(), declared, limit, timeout, &app.admission).await?;
+    let (body, body_room) = body::read(request, limit, timeout, &app.admission).await?;
     let input_bytes = body.len();
     let missing_path = || ApiError::bad_request("missing ?path= (the artifact's path in its repository)");
     let input = match operation {
@@ -174,14 +173,6 @@ fn run(handler: &SharedHandler, input: Input) -> Result<Output, HandlerError> {
             handler.handle_request(&request, &context, &artifacts).map(Output::Response)
         }
     }
-}
-
-/// The body length the request declares in Content-Length, if it declares one.
-fn declared_length<B>(request: &Request<B>) -> Result<Option<usize>, ApiError> {
-    let Some(value) = request.headers().get(CONTENT_LENGTH) else { return Ok(None) };
-    let length = value.to_str().ok().and_then(|text| text.parse::<u64>().ok());
-    let length = length.ok_or_else(|| ApiError::bad_request("Content-Length is not a number"))?;
-    Ok(Some(usize::try_from(length).unwrap_or(usize::MAX)))
 }
 
 fn metrics(app: &App) -> Response<Full<Bytes>> {
