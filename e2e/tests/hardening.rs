@@ -129,3 +129,58 @@ async fn npm_answers(stack: &Stack, status: u16) -> Result<(), String> {
         other => Err(format!("{other:?}")),
     }
 }
+
+/// Invariant 3 (docs/operations.md, "Quarantine"): a plugin that keeps failing
+/// by itself is quarantined on the host, and the documented actions end it —
+/// the reset annotation, and disabling then enabling the FormatPlugin.
+#[tokio::test]
+async fn a_quarantine_ends_with_the_reset_annotation_or_a_disable_and_enable() {
+    let ns = control_plane().namespace("quarantine").await;
+    let stack = Stack::start(ns.name(), &[]).await.expect("operator and host start");
+    let files = FileServer::start().await.expect("file server starts");
+    let (manifest, wasm) = example_files("misbehaving");
+    let url = files.put("/misbehaving.zip", Served::File(zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)])));
+    let spec = format!("source:\n  url:\n    url: {url}\nlimits:\n  timeout: 100ms");
+    apply(ns.name(), &format_plugin("misbehaving", &spec)).await;
+    wait_ready(ns.name(), "misbehaving", SOON).await;
+    eventually("the host to serve the plugin", SOON, || async {
+        let answer = stack.validate("misbehaving", "fine", b"").await.map_err(|e| e.to_string())?;
+        (answer.status == 204).then_some(()).ok_or(format!("{answer:?}"))
+    })
+    .await;
+
+    let quarantine = async || {
+        for _ in 0..5 {
+            let answer = stack.validate("misbehaving", "loop", b"").await.expect("answers");
+            assert_eq!(answer.status, 504, "{answer:?}");
+        }
+        let answer = stack.validate("misbehaving", "fine", b"").await.expect("answers");
+        assert_eq!(answer.status, 409, "quarantined after five faults: {answer:?}");
+        assert!(answer.body.contains("quarantined: 5 of its last"), "{}", answer.body);
+    };
+    let served_again = || async {
+        let answer = stack.validate("misbehaving", "fine", b"").await.map_err(|e| e.to_string())?;
+        (answer.status == 204).then_some(()).ok_or(format!("{answer:?}"))
+    };
+
+    quarantine().await;
+    let kubectl = control_plane().kubectl();
+    let annotate = ["annotate", "fp/misbehaving", "-n", ns.name(), "wasmplug.dev/reset-quarantine=1", "--overwrite"];
+    kubectl.succeed(&annotate).await;
+    eventually("the annotation to end the quarantine", Duration::from_secs(10), served_again).await;
+    assert!(stack.host.log().contains("quarantine reset by annotation"));
+
+    quarantine().await;
+    for enabled in ["false", "true"] {
+        let patch = format!(r#"{{"spec":{{"enabled":{enabled}}}}}"#);
+        kubectl.succeed(&["patch", "fp/misbehaving", "-n", ns.name(), "--type=merge", "-p", &patch]).await;
+        if enabled == "false" {
+            eventually("the disable to reach the host", Duration::from_secs(10), || async {
+                let formats = stack.formats().await.map_err(|e| e.to_string())?;
+                (formats["misbehaving"]["state"] == "disabled").then_some(()).ok_or(format!("{formats:?}"))
+            })
+            .await;
+        }
+    }
+    eventually("re-enabling to end the quarantine", Duration::from_secs(10), served_again).await;
+}
