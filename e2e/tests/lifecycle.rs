@@ -37,14 +37,19 @@ async fn an_update_swaps_versions_without_failing_a_call_and_a_bad_update_keeps_
     })
     .await;
 
-    // Keep slow calls (300 ms each) in flight on four connections through the update.
+    // Keep slow calls (300 ms each) coming on four connections through the
+    // update; after it, each caller goes on until v2 has answered it (calls of
+    // one format may queue for their slot: at most half the host's CPUs run).
     let stop = Arc::new(AtomicBool::new(false));
     let callers: Vec<_> = (0..4)
         .map(|_| {
             let (stack, stop) = (stack.clone(), stop.clone());
             tokio::spawn(async move {
-                let mut answers = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
+                let mut answers: Vec<wasmplug_e2e::HostAnswer> = Vec::new();
+                let on_v2 = |answers: &[wasmplug_e2e::HostAnswer]| {
+                    answers.last().and_then(|a| a.served_by.as_deref()).is_some_and(|s| s.contains("@0.2.0"))
+                };
+                while !(stop.load(Ordering::Relaxed) && on_v2(&answers)) && answers.len() < 500 {
                     answers.push(stack.validate("misbehaving", "slow", b"").await.expect("the host answers"));
                 }
                 answers

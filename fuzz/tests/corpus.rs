@@ -1,16 +1,19 @@
-//! The short fuzz run of CI, on stable: every committed corpus input of every
-//! target, then a bounded number of seeded mutations of them (bit flips, byte
-//! changes, insertions, deletions, truncations and splices). A failure prints
-//! the input that broke the target; add it to the corpus once fixed.
+//! The short fuzz run of CI, on stable: every committed input of every target
+//! (`fuzz/seeds/<target>/`, written by `fuzz-seeds`, and `fuzz/corpus/<target>/`,
+//! what libFuzzer found from them), then a bounded number of seeded mutations
+//! of them (bit flips, byte changes, insertions, deletions, truncations and
+//! splices). A failure prints the input that broke the target; add it to the
+//! corpus once fixed.
 
 use std::path::{Path, PathBuf};
 
 /// Mutations per target, spread over its corpus inputs.
 const MUTATIONS: usize = 20_000;
 
-fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
-    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("no corpus at {}: {e}", dir.display()));
+/// The inputs in `fuzz/<kind>/<target>/` (none when it does not exist).
+fn inputs(kind: &str, target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(kind).join(target);
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
     let mut inputs: Vec<(PathBuf, Vec<u8>)> = entries
         .map(|entry| {
             let path = entry.expect("a corpus entry").path();
@@ -20,6 +23,13 @@ fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
         .collect();
     inputs.sort();
     inputs
+}
+
+/// Every committed input of `target`: its seeds and its corpus.
+fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut all = inputs("seeds", target);
+    all.extend(inputs("corpus", target));
+    all
 }
 
 /// xorshift64*: reproducible, good enough to pick mutations.
@@ -62,7 +72,9 @@ fn mutate(input: &[u8], other: &[u8], rng: &mut Rng) -> Vec<u8> {
 /// inside every parser rather than at its first check.
 #[test]
 fn the_builtin_seeds_are_accepted_by_their_formats() {
-    for (path, input) in corpus("builtin") {
+    let seeds = inputs("seeds", "builtin");
+    assert!(seeds.len() >= 9, "a seed per builtin shape");
+    for (path, input) in seeds {
         let (key, artifact_path, body) = wasmplug_fuzz::builtin_input(&input).expect("a seed has a selector");
         let format = wasmplug_formats::by_key(key).expect("a format");
         let budget = wasmplug_formats::Budget::new(wasmplug_formats::Limits::DEFAULT);
@@ -75,7 +87,7 @@ fn the_builtin_seeds_are_accepted_by_their_formats() {
 fn every_target_survives_its_corpus_and_mutations_of_it() {
     for (target, run) in wasmplug_fuzz::TARGETS {
         let inputs = corpus(target);
-        assert!(!inputs.is_empty(), "{target} has a corpus");
+        assert!(!inputs.is_empty(), "{target} has seeds");
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ target.len() as u64);
         let per_input = (MUTATIONS / inputs.len()).max(10);
         for (path, input) in &inputs {

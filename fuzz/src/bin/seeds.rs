@@ -1,7 +1,7 @@
-//! Writes the seed corpora into `fuzz/corpus/<target>/`: one valid input per
-//! format and shape, in each target's layout (see the library's docs), so that
-//! fuzzing starts from inputs that reach deep into each parser. Run it after a
-//! layout changes:
+//! Writes the seeds into `fuzz/seeds/<target>/`: one valid input per format and
+//! shape, in each target's layout (see the library's docs), so that fuzzing
+//! starts from inputs that reach deep into each parser. (`fuzz/corpus/` is
+//! what libFuzzer found from them.) Run it after a layout changes:
 //!
 //!     cargo run -p wasmplug-fuzz --bin fuzz-seeds
 
@@ -10,9 +10,9 @@ use std::path::Path;
 use wasmplug_formats::test_support::{gzip, npm_tarball, tar, zip};
 
 fn main() -> std::io::Result<()> {
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
     let write = |target: &str, name: &str, bytes: &[u8]| -> std::io::Result<()> {
-        let dir = corpus.join(target);
+        let dir = seeds.join(target);
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join(name), bytes)
     };

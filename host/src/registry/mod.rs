@@ -200,15 +200,33 @@ impl Registry {
     /// quarantine's cool-down, for its one trial call).
     pub fn serving(&self, key: &str) -> Result<Serving, Unavailable> {
         let snapshot = self.current.load();
-        let format = snapshot.get(key).ok_or_else(|| Unavailable::Unknown { key: key.to_owned() })?;
-        let unavailable = |state, reason| Unavailable::NotServing { key: key.to_owned(), state, reason };
-        let handler = match (&format.handler, format.enabled, format.health) {
-            (Some(handler), true, Health::Healthy) => handler,
-            _ => return Err(unavailable(format.state(), format.last_error.clone())),
-        };
-        let admitted =
-            format.breaker().admit(Instant::now()).map_err(|why| unavailable(State::Quarantined, Some(why)))?;
+        let (format, handler) = Self::servable(&snapshot, key)?;
+        let admitted = format.breaker().admit(Instant::now()).map_err(|why| Unavailable::NotServing {
+            key: key.to_owned(),
+            state: State::Quarantined,
+            reason: Some(why),
+        })?;
         Ok(Serving { format: format.clone(), handler: handler.clone(), admitted })
+    }
+
+    /// Whether `key` is known, enabled and loaded now, without taking a call
+    /// (or a quarantine's trial): for refusing a request before its body is
+    /// read. The version that serves it is chosen by [`Registry::serving`] once
+    /// the call may run.
+    pub fn check(&self, key: &str) -> Result<(), Unavailable> {
+        Self::servable(&self.current.load(), key).map(drop)
+    }
+
+    fn servable<'s>(snapshot: &'s Snapshot, key: &str) -> Result<(&'s Arc<Format>, &'s SharedHandler), Unavailable> {
+        let format = snapshot.get(key).ok_or_else(|| Unavailable::Unknown { key: key.to_owned() })?;
+        match (&format.handler, format.enabled, format.health) {
+            (Some(handler), true, Health::Healthy) => Ok((format, handler)),
+            _ => Err(Unavailable::NotServing {
+                key: key.to_owned(),
+                state: format.state(),
+                reason: format.last_error.clone(),
+            }),
+        }
     }
 
     /// Publishes a new version of a format (or a new format). Calls in flight on

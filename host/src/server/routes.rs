@@ -85,7 +85,7 @@ where
     B: Body<Data = Bytes> + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let serving = app.registry.serving(key)?;
+    app.registry.check(key)?;
     let artifact_path = path_param(request.uri().query())?;
     let (limit, timeout) = (app.config.max_body_bytes, app.config.connections.body_read_timeout);
     let (body, body_room) = body::read(request, limit, timeout, &app.admission).await?;
@@ -102,6 +102,9 @@ where
     };
 
     let slot = app.admission.call(key).await?;
+    // The version serving now: a call that waited for its slot runs on the
+    // newest, calls already running finish on theirs.
+    let serving = app.registry.serving(key)?;
     let handler = serving.handler().clone();
     let started = Instant::now();
     let output = tokio::task::spawn_blocking(move || {
