@@ -149,12 +149,9 @@ fn server_config(args: &Args) -> anyhow::Result<ServerConfig> {
         max_body_bytes: max_body,
         max_body_bytes_in_flight: in_flight,
         max_concurrent_calls: calls as usize,
-        max_calls_per_format: match args.max_calls_per_format {
-            Some(cap) => cap as usize,
-            // Calls are CPU-bound: one format gets at most half the slots and
-            // half the CPUs, so everyone else keeps the other half.
-            None => (calls as usize / 2).min(std::thread::available_parallelism().map_or(1, usize::from) / 2).max(1),
-        },
+        max_calls_per_format: args
+            .max_calls_per_format
+            .map_or_else(|| ServerConfig::default_calls_per_format(calls as usize), |cap| cap as usize),
         queue_timeout: Duration::from_millis(args.queue_timeout_ms),
         connections: args.connections.limits(),
     })

@@ -49,13 +49,23 @@ pub struct ServerConfig {
     pub connections: ConnectionLimits,
 }
 
+impl ServerConfig {
+    /// The default of [`ServerConfig::max_calls_per_format`]: half the call
+    /// slots or half the CPUs, whichever is fewer (at least 1). Calls are
+    /// CPU-bound, so one format keeps its hands off the other half.
+    pub fn default_calls_per_format(max_concurrent_calls: usize) -> usize {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        (max_concurrent_calls / 2).min(cpus / 2).max(1)
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_body_bytes: 32 << 20,
             max_body_bytes_in_flight: 8 * (32 << 20),
             max_concurrent_calls: 8,
-            max_calls_per_format: 4,
+            max_calls_per_format: ServerConfig::default_calls_per_format(8),
             queue_timeout: Duration::from_secs(10),
             connections: ConnectionLimits::default(),
         }
