@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -218,29 +219,38 @@ async fn hot_swap_under_load_loses_no_request_and_in_flight_calls_finish_on_v1()
     let dir = tempfile::tempdir().expect("tempdir");
     let package = dir.path().join("misbehaving");
     copy_package("misbehaving", &package);
-    let host = Arc::new(start_host(dir.path(), CallLimits::DEFAULT, ServerConfig::default()).await);
-
-    // Continuous load for the whole swap.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load: Vec<_> = (0..4)
-        .map(|_| {
-            let (host, stop) = (host.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut served_by = Vec::new();
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let answer = post(&host, "/v1/formats/misbehaving/validate?path=fine", "").await;
-                    assert_eq!(answer.status, StatusCode::NO_CONTENT, "a request failed during the swap");
-                    served_by.push(answer.served_by.unwrap_or_default());
-                }
-                served_by
-            })
-        })
-        .collect();
+    // The load must run beside the slow in-flight call: give the format more
+    // than the one slot a two-CPU machine's default would.
+    let config = ServerConfig { max_calls_per_format: 8, ..ServerConfig::default() };
+    let host = Arc::new(start_host(dir.path(), CallLimits::DEFAULT, config).await);
     let in_flight = {
         let host = host.clone();
         tokio::spawn(async move { post(&host, "/v1/formats/misbehaving/validate?path=slow", "").await })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Continuous load for the whole swap; every answer's version is recorded.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let served: Arc<std::sync::Mutex<BTreeSet<String>>> = Arc::default();
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (host, stop, served) = (host.clone(), stop.clone(), served.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let answer = post(&host, "/v1/formats/misbehaving/validate?path=fine", "").await;
+                    assert_eq!(answer.status, StatusCode::NO_CONTENT, "a request failed during the swap");
+                    let version = answer.served_by.unwrap_or_default().split(' ').next().unwrap_or_default().to_owned();
+                    served.lock().expect("served").insert(version);
+                }
+            })
+        })
+        .collect();
+    let load_saw = async |version: &str| {
+        wait_for(&format!("the load to be served by {version}"), async || {
+            served.lock().expect("served").contains(version)
+        })
+        .await
+    };
+    load_saw("misbehaving@0.1.0").await;
 
     set_version(&package, "0.2.0");
     wait_for("v2 to be listed", async || {
@@ -250,19 +260,15 @@ async fn hot_swap_under_load_loses_no_request_and_in_flight_calls_finish_on_v1()
     .await;
     let first_after = post(&host, "/v1/formats/misbehaving/validate?path=fine", "").await;
     assert!(first_after.served_by.as_deref().is_some_and(|s| s.starts_with("misbehaving@0.2.0")));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    load_saw("misbehaving@0.2.0").await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in load {
+        task.await.expect("load task completes without a failed request");
+    }
 
     let slow = in_flight.await.expect("in-flight task");
     assert_eq!(slow.status, StatusCode::NO_CONTENT);
     assert!(slow.served_by.as_deref().is_some_and(|s| s.starts_with("misbehaving@0.1.0")), "{:?}", slow.served_by);
-    let mut versions = std::collections::BTreeSet::new();
-    for task in load {
-        for served in task.await.expect("load task completes without a failed request") {
-            versions.insert(served.split(' ').next().unwrap_or_default().to_owned());
-        }
-    }
-    assert_eq!(versions.into_iter().collect::<Vec<_>>(), ["misbehaving@0.1.0", "misbehaving@0.2.0"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
