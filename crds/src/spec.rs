@@ -291,7 +291,10 @@ pub struct UrlSource {
 #[serde(rename_all = "camelCase")]
 pub struct LocalSource {
     /// Absolute path of a package directory (plugin.toml and plugin.wasm) or ZIP file,
-    /// as the operator process sees it.
+    /// as the operator process sees it. Read only when it resolves (links and `..`
+    /// followed) under one of the operator's local source roots
+    /// (--local-source-roots; none by default, so local sources are for
+    /// development), and only regular files are read.
     #[x_kube(validation = Rule::new("self.startsWith('/')")
         .message("path must be absolute, e.g. /plugins/unity"))]
     #[schemars(length(min = 1, max = 4096))]

@@ -86,6 +86,11 @@ impl Process {
         tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.ok()?.ok()
     }
 
+    /// Whether the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()

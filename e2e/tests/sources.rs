@@ -107,7 +107,10 @@ async fn follows_a_branch_every_interval_and_pins_a_commit() {
 #[tokio::test]
 async fn installs_from_a_zip_url_a_local_path_and_a_builtin() {
     let ns = control_plane().namespace("zip-local").await;
-    let stack = Stack::start(ns.name(), &[]).await.expect("operator and host start");
+    let local = example_package("npm-format");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let roots = format!("--local-source-roots={},{}", local.display(), dir.path().display());
+    let stack = Stack::start(ns.name(), &[&roots]).await.expect("operator and host start");
     let files = FileServer::start().await.expect("file server starts");
     let (manifest, wasm) = example_files("unity-format");
     let url = files.put(
@@ -130,9 +133,7 @@ async fn installs_from_a_zip_url_a_local_path_and_a_builtin() {
     let revision = status(&api, "unity").await.artifact.expect("artifact").revision;
     assert!(revision.starts_with(&format!("{url}@sha256:")), "{revision}");
 
-    let local = example_package("npm-format");
     apply(ns.name(), &format_plugin("npm-wasm", &format!("source:\n  local:\n    path: {}", local.display()))).await;
-    let dir = tempfile::tempdir().expect("tempdir");
     let (numbered_manifest, numbered_wasm) = numbered_plugin(7);
     let local_zip = dir.path().join("numbered-7.zip");
     std::fs::write(&local_zip, zip(&[("plugin.toml", &numbered_manifest), ("plugin.wasm", &numbered_wasm)]))

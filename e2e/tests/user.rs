@@ -164,7 +164,9 @@ async fn a_user_installs_updates_disables_and_removes_plugins_with_kubectl() {
 #[tokio::test]
 async fn every_example_source_installs_as_written_apart_from_its_addresses() {
     let ns = control_plane().namespace("user-sources").await;
-    let webhook = Webhooked::start(ns.name(), &[]).await.expect("operator and host start");
+    let package_dir = example_package("unity-format").display().to_string();
+    let roots = format!("--local-source-roots={package_dir}");
+    let webhook = Webhooked::start(ns.name(), &[&roots]).await.expect("operator and host start");
     webhook.register().await.expect("the webhook is registered");
     kubectl_apply(ns.name(), &example("npm-builtin.yaml", &[])).await;
     let git = GitServer::start().expect("git daemon starts");
@@ -179,7 +181,6 @@ async fn every_example_source_installs_as_written_apart_from_its_addresses() {
     let (manifest, wasm) = example_files("unity-format");
     let zip_url =
         files.put("/unity-format-1.0.0.zip", Served::File(zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)])));
-    let package_dir = example_package("unity-format").display().to_string();
     let example_digest = "sha256:9f2c4e1b7a0d3c5e8f6a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5a6";
     let digest = format!("sha256:{}", sha256_hex(&wasm));
 

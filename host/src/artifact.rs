@@ -13,15 +13,14 @@
 //!
 //! This module reads and verifies; it does not compile or run anything.
 
-use std::fs::{File, OpenOptions};
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use wasmplug_crds::{Artifact, Precompiled as PrecompiledStatus};
 
 use crate::plugin::{Digest, MANIFEST_FILE, Package, PackageError, WASM_FILE};
 use crate::runtime::Precompiled;
+pub use crate::untrusted_file::FileError;
+use crate::untrusted_file::{Size, read as read_file};
 
 /// Largest plugin.wasm or precompiled file a host reads, whatever status says.
 pub const MAX_FILE_BYTES: u64 = 512 << 20;
@@ -43,14 +42,6 @@ pub enum ArtifactError {
     DigestMismatch { path: PathBuf, expected: Digest, actual: Digest },
     #[error(transparent)]
     Package(PackageError),
-}
-
-/// Why one file of the store was not read.
-#[derive(Debug, thiserror::Error)]
-#[error("failed to read {}: {problem}", path.display())]
-pub struct FileError {
-    pub path: PathBuf,
-    pub problem: String,
 }
 
 /// A published package whose plugin.wasm has the digest status names, and the
@@ -76,12 +67,12 @@ pub fn read(root: &Path, artifact: &Artifact, engine_id: &str) -> Result<Verifie
         .ok_or(ArtifactError::InvalidSize(artifact.size))?;
     let dir = root.join(&expected);
     let wasm_path = dir.join(WASM_FILE);
-    let wasm = read_file(&wasm_path, Expected::Exactly(size))?;
+    let wasm = read_file(&wasm_path, Size::Exactly(size))?;
     let actual = Digest::of(&wasm);
     if actual != digest {
         return Err(ArtifactError::DigestMismatch { path: wasm_path, expected: digest, actual });
     }
-    let manifest = read_file(&dir.join(MANIFEST_FILE), Expected::AtMost(MAX_MANIFEST_BYTES))?;
+    let manifest = read_file(&dir.join(MANIFEST_FILE), Size::AtMost(MAX_MANIFEST_BYTES))?;
     let package = Package::from_files(&dir.display().to_string(), &manifest, wasm).map_err(ArtifactError::Package)?;
     let precompiled = read_precompiled(&dir, artifact.precompiled.as_ref(), engine_id);
     Ok(Verified { package, precompiled })
@@ -109,46 +100,8 @@ fn read_precompiled(dir: &Path, status: Option<&PrecompiledStatus>, engine_id: &
         .filter(|size| *size <= MAX_FILE_BYTES)
         .ok_or_else(|| format!("the precompiled file's size {size} is invalid"))?;
     let path = dir.join(&file);
-    let bytes = read_file(&path, Expected::Exactly(size)).map_err(|e| e.to_string())?;
+    let bytes = read_file(&path, Size::Exactly(size)).map_err(|e| e.to_string())?;
     Precompiled::checked(bytes, digest).map_err(|actual| {
         format!("{} has digest {actual}, but status says {digest}; it is not the operator's file", path.display())
     })
-}
-
-/// How large a file must be.
-#[derive(Clone, Copy, Debug)]
-enum Expected {
-    Exactly(u64),
-    AtMost(u64),
-}
-
-/// Reads a regular file without following a final link, without blocking on a
-/// FIFO or device, and never past the size it is expected to have.
-fn read_file(path: &Path, expected: Expected) -> Result<Vec<u8>, FileError> {
-    let problem = |problem: String| FileError { path: path.to_owned(), problem };
-    let file: File = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| problem(e.to_string()))?;
-    let metadata = file.metadata().map_err(|e| problem(e.to_string()))?;
-    if !metadata.is_file() {
-        return Err(problem("it is not a regular file".to_owned()));
-    }
-    let cap = match expected {
-        Expected::Exactly(size) if metadata.len() != size => {
-            return Err(problem(format!("it has {} bytes, but status says {size}", metadata.len())));
-        }
-        Expected::Exactly(size) => size,
-        Expected::AtMost(max) if metadata.len() > max => {
-            return Err(problem(format!("it has {} bytes, more than the {max} allowed", metadata.len())));
-        }
-        Expected::AtMost(max) => max,
-    };
-    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or_default());
-    file.take(cap + 1).read_to_end(&mut bytes).map_err(|e| problem(e.to_string()))?;
-    if bytes.len() as u64 != metadata.len() {
-        return Err(problem("it changed while it was read".to_owned()));
-    }
-    Ok(bytes)
 }

@@ -13,4 +13,5 @@ pub mod plugin;
 pub mod registry;
 pub mod runtime;
 pub mod server;
+pub mod untrusted_file;
 pub mod watch;

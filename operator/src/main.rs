@@ -13,7 +13,7 @@ use wasmplug_operator::controller::{self, Config, Settings};
 use wasmplug_operator::fetch::{ArchiveLimits, FetchLimits};
 use wasmplug_operator::leader::LeaderElection;
 use wasmplug_operator::metrics::Metrics;
-use wasmplug_operator::policy::SourceHosts;
+use wasmplug_operator::policy::{LocalRoots, SourceHosts, SourcePolicy};
 use wasmplug_operator::serve::{Health, serve};
 use wasmplug_operator::store::Store;
 use wasmplug_operator::webhook::{self, CertificateFiles, ReloadingCertificate, Webhook};
@@ -96,6 +96,13 @@ struct Args {
     #[arg(long, env = "WASMPLUG_ALLOWED_SOURCE_HOSTS", value_delimiter = ',')]
     allowed_source_hosts: Vec<String>,
 
+    /// Directories that `local` sources may read under, comma-separated; a
+    /// source's path is resolved (links, `..`) before the check. Local sources
+    /// are off when unset: they are for development, or for packages baked into
+    /// the operator's image.
+    #[arg(long, env = "WASMPLUG_LOCAL_SOURCE_ROOTS", value_delimiter = ',')]
+    local_source_roots: Vec<PathBuf>,
+
     /// This replica's identity in the Lease and in Events (the pod name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
@@ -127,7 +134,10 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("failed to listen on {}", args.metrics_listen))?;
     tokio::spawn(serve(listener, args.connections.limits(), health.clone()));
-    let source_hosts = SourceHosts::new(&args.allowed_source_hosts);
+    let sources = SourcePolicy {
+        hosts: SourceHosts::new(&args.allowed_source_hosts),
+        local_roots: LocalRoots::new(&args.local_source_roots).map_err(anyhow::Error::msg)?,
+    };
     if let (Some(address), Some(cert), Some(key)) =
         (args.webhook_listen, &args.webhook_cert_file, &args.webhook_key_file)
     {
@@ -135,7 +145,7 @@ async fn main() -> anyhow::Result<()> {
         let certificate = Arc::new(ReloadingCertificate::load(files)?);
         let listener =
             tokio::net::TcpListener::bind(address).await.with_context(|| format!("failed to listen on {address}"))?;
-        let webhook = Webhook::new(client.clone(), args.watch_namespace.clone(), source_hosts.clone());
+        let webhook = Webhook::new(client.clone(), args.watch_namespace.clone(), sources.clone());
         tracing::info!(%address, "serving the admission webhook");
         tokio::spawn(webhook::serve(listener, args.connections.limits(), certificate, Arc::new(webhook)));
     }
@@ -187,7 +197,7 @@ async fn main() -> anyhow::Result<()> {
             },
             gc_grace: args.gc_grace.into(),
             gc_interval: args.gc_interval.into(),
-            source_hosts,
+            sources,
         },
         metrics,
     };

@@ -82,7 +82,7 @@ async fn publish(
         claim(plugin, key, ctx)?;
         return Ok((None, builtin_info(key)));
     }
-    ctx.config.source_hosts.check(plugin)?;
+    ctx.config.sources.check(plugin)?;
     let started = Instant::now();
     let fetched = source::fetch(plugin, kind, ctx).await;
     ctx.metrics.fetched(kind.name(), started.elapsed());

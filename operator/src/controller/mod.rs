@@ -31,7 +31,7 @@ use wasmplug_host::runtime::{MAX_CONCURRENT_LOADS, Runtime};
 
 use crate::fetch::{FetchError, FetchLimits};
 use crate::metrics::Metrics;
-use crate::policy::{SourceHostDenied, SourceHosts};
+use crate::policy::{SourceDenied, SourcePolicy};
 use crate::store::{Store, StoreError};
 use crate::validate::ValidateError;
 
@@ -54,8 +54,8 @@ pub struct Config {
     pub gc_grace: Duration,
     /// How often the store is checked for unreferenced entries.
     pub gc_interval: Duration,
-    /// The hosts Git and URL sources may name (the webhook checks the same).
-    pub source_hosts: SourceHosts,
+    /// What sources may reach (the webhook checks the same).
+    pub sources: SourcePolicy,
 }
 
 /// Everything a reconcile needs from the outside world.
@@ -111,7 +111,7 @@ pub enum Error {
     #[error(transparent)]
     Fetch(#[from] FetchError),
     #[error(transparent)]
-    SourceNotAllowed(#[from] SourceHostDenied),
+    SourceNotAllowed(#[from] SourceDenied),
     #[error(transparent)]
     Validate(#[from] ValidateError),
     #[error(transparent)]

@@ -2,6 +2,7 @@
 //! referenced Secret, then runs the fetch for the source's kind under its limits.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
@@ -9,6 +10,7 @@ use wasmplug_crds::{FormatPlugin, SecretReference, SourceKind};
 
 use super::{Context, Error};
 use crate::fetch::{self, Credentials, FetchError, FetchLimits, Fetched};
+use crate::policy::SourceDenied;
 
 /// Fetches the package `plugin` names. Builtin sources are not fetched.
 pub async fn fetch(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Arc<Context>) -> Result<Fetched, Error> {
@@ -18,7 +20,7 @@ pub async fn fetch(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Arc<Contex
         SourceKind::Git(git) => {
             let credentials = credentials(ctx, &namespace, git.secret_ref.as_ref()).await?;
             let (ctx, git) = (ctx.clone(), git.clone());
-            blocking(move || {
+            blocking(&git.url.clone(), limits.timeout, move || {
                 let request = fetch::GitRequest {
                     url: &git.url,
                     reference: git.reference.as_ref(),
@@ -34,8 +36,8 @@ pub async fn fetch(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Arc<Contex
             Ok(fetch::url(&ctx.http, &url.url, credentials.as_ref(), &limits).await?)
         }
         SourceKind::Local(local) => {
-            let path = local.path.clone();
-            blocking(move || fetch::local(&path, &limits)).await
+            let path = ctx.config.sources.local_roots.resolve(&local.path).map_err(SourceDenied::from)?;
+            blocking(&local.path, limits.timeout, move || fetch::local(&path, &limits)).await
         }
         SourceKind::Builtin(_) => unreachable!("builtin sources are published without a fetch"),
     }
@@ -67,6 +69,16 @@ async fn credentials(
     Ok(Some(Credentials::from_secret(&reference.name, &data)?))
 }
 
-async fn blocking(fetch: impl FnOnce() -> Result<Fetched, FetchError> + Send + 'static) -> Result<Fetched, Error> {
-    Ok(tokio::task::spawn_blocking(fetch).await.map_err(|e| Error::Task(e.to_string()))??)
+/// Runs a blocking fetch of `url` on its own thread, and gives up on it after
+/// `timeout` (the fetch has its own deadlines too; this one holds whatever
+/// blocks where those are not checked).
+async fn blocking(
+    url: &str,
+    timeout: Duration,
+    fetch: impl FnOnce() -> Result<Fetched, FetchError> + Send + 'static,
+) -> Result<Fetched, Error> {
+    match tokio::time::timeout(timeout, tokio::task::spawn_blocking(fetch)).await {
+        Ok(joined) => Ok(joined.map_err(|e| Error::Task(e.to_string()))??),
+        Err(_) => Err(FetchError::TimedOut { url: url.to_owned(), timeout }.into()),
+    }
 }

@@ -1,37 +1,76 @@
 //! Local sources: a package directory or ZIP file on the operator's filesystem
 //! (for development, or packages baked into the operator's image).
+//!
+//! The path has been resolved under the operator's local source roots
+//! ([`crate::policy::LocalRoots`]) before it gets here; still, each file is read
+//! as something planted: regular files only, no links followed, never more than
+//! the limits, and never blocking on a FIFO or device.
 
 use std::path::Path;
 
 use wasmplug_host::plugin::{Digest, MANIFEST_FILE, WASM_FILE};
+use wasmplug_host::untrusted_file::{self, Size};
 
 use super::{FetchError, FetchLimits, Fetched, archive};
 
-/// Reads the package at `path`: a directory holding the package files, or a ZIP.
-/// Blocking; run it off the async executor.
-pub fn fetch(path: &str, limits: &FetchLimits) -> Result<Fetched, FetchError> {
-    let fail = |reason: String| FetchError::Local { path: path.to_owned(), reason };
-    let metadata = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+/// Reads the package at the resolved path `path`: a directory holding the
+/// package files, or a ZIP. Blocking; run it off the async executor.
+pub fn fetch(path: &Path, limits: &FetchLimits) -> Result<Fetched, FetchError> {
+    let shown = path.display().to_string();
+    let fail = |reason: String| FetchError::Local { path: shown.clone(), reason };
+    let metadata = std::fs::symlink_metadata(path).map_err(|e| fail(e.to_string()))?;
     if metadata.is_dir() {
-        let dir = Path::new(path);
         let mut files = Vec::new();
         for name in [MANIFEST_FILE, WASM_FILE] {
-            let file = dir.join(name);
-            let Ok(metadata) = std::fs::symlink_metadata(&file) else { continue };
-            if metadata.len() > limits.archive.max_unpacked_bytes {
-                return Err(fail(format!("{name} is larger than {} bytes", limits.archive.max_unpacked_bytes)));
+            let file = path.join(name);
+            if std::fs::symlink_metadata(&file).is_err() {
+                continue; // Validation says which file is missing.
             }
-            files.push((name.to_owned(), std::fs::read(&file).map_err(|e| fail(format!("{name}: {e}")))?));
+            let bytes = untrusted_file::read(&file, Size::AtMost(limits.archive.max_unpacked_bytes))
+                .map_err(|e| fail(format!("{name}: {}", e.problem)))?;
+            files.push((name.to_owned(), bytes));
         }
-        return Ok(Fetched::from_files(path.to_owned(), format!("file://{path}"), files));
+        return Ok(Fetched::from_files(shown.clone(), format!("file://{shown}"), files));
     }
-    if metadata.len() > limits.max_download_bytes {
-        return Err(fail(format!("the file is larger than {} bytes", limits.max_download_bytes)));
-    }
-    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let bytes = untrusted_file::read(path, Size::AtMost(limits.max_download_bytes)).map_err(|e| fail(e.problem))?;
     if !archive::is_zip(&bytes) {
         return Err(fail("it is neither a package directory nor a ZIP file".into()));
     }
-    let revision = format!("file://{path}@{}", Digest::of(&bytes));
-    archive::unpack(path, revision, &bytes, &limits.archive)
+    let revision = format!("file://{shown}@{}", Digest::of(&bytes));
+    archive::unpack(&shown, revision, &bytes, &limits.archive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(path: &Path) -> String {
+        fetch(path, &FetchLimits::default()).expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn devices_fifos_and_links_are_not_read() {
+        assert!(refusal(Path::new("/dev/zero")).contains("not a regular file"));
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+        assert!(made.success());
+        assert!(refusal(&fifo).contains("not a regular file"));
+        // Inside a package directory, a link is refused, not followed.
+        std::fs::create_dir(dir.path().join("package")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("package").join(WASM_FILE)).unwrap();
+        assert!(refusal(&dir.path().join("package")).contains("plugin.wasm: it is a link"));
+        std::fs::remove_file(dir.path().join("package").join(WASM_FILE)).unwrap();
+        std::fs::rename(&fifo, dir.path().join("package").join(WASM_FILE)).unwrap();
+        assert!(refusal(&dir.path().join("package")).contains("plugin.wasm: it is not a regular file"));
+    }
+
+    #[test]
+    fn files_past_the_limits_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = FetchLimits { max_download_bytes: 10, ..FetchLimits::default() };
+        std::fs::write(dir.path().join("big.zip"), [0u8; 11]).unwrap();
+        let error = fetch(&dir.path().join("big.zip"), &limits).unwrap_err().to_string();
+        assert!(error.contains("more than the 10 allowed"), "{error}");
+    }
 }

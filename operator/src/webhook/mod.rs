@@ -26,7 +26,7 @@ use wasmplug_host::server::{ConnectionLimits, serve_connections};
 
 pub use tls::{CertificateFiles, ReloadingCertificate, TlsError};
 
-use crate::policy::{self, Change, Rules, SourceHosts};
+use crate::policy::{self, Change, Rules, SourcePolicy};
 
 /// The path the API server posts AdmissionReviews to.
 pub const PATH: &str = "/validate";
@@ -39,18 +39,18 @@ pub struct Webhook {
     client: Client,
     /// The namespace the operator follows, or `None` for every namespace.
     scope: Option<String>,
-    source_hosts: SourceHosts,
+    sources: SourcePolicy,
 }
 
 impl std::fmt::Debug for Webhook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Webhook").field("scope", &self.scope).field("source_hosts", &self.source_hosts).finish()
+        f.debug_struct("Webhook").field("scope", &self.scope).field("sources", &self.sources).finish()
     }
 }
 
 impl Webhook {
-    pub fn new(client: Client, scope: Option<String>, source_hosts: SourceHosts) -> Self {
-        Webhook { client, scope, source_hosts }
+    pub fn new(client: Client, scope: Option<String>, sources: SourcePolicy) -> Self {
+        Webhook { client, scope, sources }
     }
 
     /// The verdict on one AdmissionReview, as the AdmissionReview to answer with.
@@ -94,7 +94,7 @@ impl Webhook {
         let others = self.plugins().await.map_err(|error| {
             format!("failed to list FormatPlugins to check this change against: {error}; retry in a moment")
         })?;
-        let rules = Rules { source_hosts: &self.source_hosts, scope: self.scope.as_deref() };
+        let rules = Rules { sources: &self.sources, scope: self.scope.as_deref() };
         policy::review(change, &others, &rules).map_err(|denial| denial.to_string())
     }
 

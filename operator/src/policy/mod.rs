@@ -1,13 +1,20 @@
 //! The rules about which FormatPlugins may exist that need more than the object
 //! itself (the CRD's CEL rules check that): the admission webhook applies them
 //! when an object is created, changed or deleted, and the controller applies the
-//! source-host allowlist again when it fetches, for objects that were stored
-//! before the allowlist or while the webhook was not called.
+//! source policy again when it fetches, for objects that were stored before the
+//! policy or while the webhook was not called.
 //!
-//! Pure: objects in, verdict out.
+//! Objects in, verdict out; the one thing looked at besides the objects is the
+//! operator's own filesystem, to resolve a `local` source's path.
+
+mod hosts;
+mod local;
 
 use kube::ResourceExt;
 use wasmplug_crds::{FormatPlugin, SourceKind, ownership};
+
+pub use hosts::{SourceHostDenied, SourceHosts};
+pub use local::{LocalPathDenied, LocalRoots};
 
 /// Set on a FormatPlugin (value "true") to allow disabling or deleting it even
 /// when it is the last enabled format, e.g. to take wasmplug out of a cluster.
@@ -36,85 +43,43 @@ pub enum Denial {
     )]
     KeyOwned { key: String, owner: String },
     #[error(transparent)]
-    SourceHost(#[from] SourceHostDenied),
+    Source(#[from] SourceDenied),
 }
 
-/// A source whose host the allowlist does not name.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error(
-    "source host {host:?} is not allowed; allowed source hosts are: {allowed} (the operator's \
-     --allowed-source-hosts); use a source on one of them"
-)]
-pub struct SourceHostDenied {
-    pub host: String,
-    pub allowed: String,
-}
-
-/// The hosts that Git and URL sources may name; empty allows every host.
-///
-/// A pattern is a host name (`git.example.com`) or a wildcard for its subdomains
-/// (`*.example.com`, which does not match `example.com` itself). Matching ignores
-/// case, ports and credentials. Local and builtin sources name no host.
+/// What sources may reach, set when the operator starts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SourceHosts {
-    patterns: Vec<String>,
+pub struct SourcePolicy {
+    /// The hosts Git and URL sources may name.
+    pub hosts: SourceHosts,
+    /// The directories `local` sources may read under.
+    pub local_roots: LocalRoots,
 }
 
-impl SourceHosts {
-    /// The allowlist of `patterns`; blank ones are ignored.
-    pub fn new(patterns: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        let patterns = patterns.into_iter().map(|p| p.into().trim().to_ascii_lowercase());
-        SourceHosts { patterns: patterns.filter(|p| !p.is_empty()).collect() }
-    }
+/// A source the [`SourcePolicy`] does not allow.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SourceDenied {
+    #[error(transparent)]
+    Host(#[from] SourceHostDenied),
+    #[error(transparent)]
+    LocalPath(#[from] LocalPathDenied),
+}
 
-    pub fn is_restricted(&self) -> bool {
-        !self.patterns.is_empty()
-    }
-
+impl SourcePolicy {
     /// `Ok` when `plugin`'s source may be fetched.
-    pub fn check(&self, plugin: &FormatPlugin) -> Result<(), SourceHostDenied> {
-        if !self.is_restricted() {
-            return Ok(());
+    pub fn check(&self, plugin: &FormatPlugin) -> Result<(), SourceDenied> {
+        match plugin.spec.source.kind() {
+            Some(SourceKind::Git(git)) => Ok(self.hosts.check(&git.url)?),
+            Some(SourceKind::Url(url)) => Ok(self.hosts.check(&url.url)?),
+            Some(SourceKind::Local(local)) => self.local_roots.resolve(&local.path).map(drop).map_err(Into::into),
+            Some(SourceKind::Builtin(_)) | None => Ok(()),
         }
-        let url = match plugin.spec.source.kind() {
-            Some(SourceKind::Git(git)) => &git.url,
-            Some(SourceKind::Url(url)) => &url.url,
-            Some(SourceKind::Local(_) | SourceKind::Builtin(_)) | None => return Ok(()),
-        };
-        let host = host_of(url).unwrap_or_default();
-        if self.patterns.iter().any(|pattern| matches(pattern, &host)) {
-            return Ok(());
-        }
-        Err(SourceHostDenied { host, allowed: self.patterns.join(", ") })
     }
-}
-
-fn matches(pattern: &str, host: &str) -> bool {
-    match pattern.strip_prefix("*.") {
-        Some(domain) => host.strip_suffix(domain).is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
-        None => pattern == host,
-    }
-}
-
-/// The host a source URL names, lowercased: `scheme://[user@]host[:port]/…` or the
-/// scp-like `user@host:path`.
-fn host_of(url: &str) -> Option<String> {
-    let authority = match url.split_once("://") {
-        Some((_, rest)) => rest.split('/').next()?,
-        None => url.split_once(':')?.0,
-    };
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    let host = match host.strip_prefix('[') {
-        Some(bracketed) => bracketed.split(']').next()?,
-        None => host.split(':').next()?,
-    };
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
 /// Everything [`review`] needs besides the change.
 #[derive(Debug)]
 pub struct Rules<'a> {
-    pub source_hosts: &'a SourceHosts,
+    pub sources: &'a SourcePolicy,
     /// The namespace the operator follows, or `None` for the whole cluster: the
     /// scope in which one format must stay enabled.
     pub scope: Option<&'a str>,
@@ -125,12 +90,12 @@ pub struct Rules<'a> {
 pub fn review(change: Change<'_>, others: &[FormatPlugin], rules: &Rules<'_>) -> Result<(), Denial> {
     match change {
         Change::Create(new) => {
-            rules.source_hosts.check(new)?;
+            rules.sources.check(new)?;
             key_is_free(new, others)
         }
         Change::Update { old, new } => {
             if old.spec.source != new.spec.source {
-                rules.source_hosts.check(new)?;
+                rules.sources.check(new)?;
             }
             if old.spec.declared_format_key() != new.spec.declared_format_key() {
                 key_is_free(new, others)?;
@@ -191,7 +156,9 @@ fn same_object(a: &FormatPlugin, b: &FormatPlugin) -> bool {
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
-    use wasmplug_crds::{BuiltinSource, FormatPluginSpec, FormatPluginStatus, GitSource, PluginInfo, Source};
+    use wasmplug_crds::{
+        BuiltinSource, FormatPluginSpec, FormatPluginStatus, GitSource, LocalSource, PluginInfo, Source,
+    };
 
     use super::*;
 
@@ -229,7 +196,8 @@ mod tests {
         plugin
     }
 
-    const OPEN: Rules<'static> = Rules { source_hosts: &SourceHosts { patterns: Vec::new() }, scope: None };
+    const OPEN_SOURCES: SourcePolicy = SourcePolicy { hosts: SourceHosts::ALL, local_roots: LocalRoots::NONE };
+    const OPEN: Rules<'static> = Rules { sources: &OPEN_SOURCES, scope: None };
 
     #[test]
     fn the_last_enabled_format_cannot_be_disabled_or_deleted() {
@@ -291,35 +259,36 @@ mod tests {
     }
 
     #[test]
-    fn source_hosts_match_names_and_subdomain_wildcards() {
-        let hosts = SourceHosts::new(["git.example.com", "*.plugins.example.org"]);
-        let at = |url: &str| {
-            let mut p = plugin("p", None, true);
-            p.spec.source.git.as_mut().unwrap().url = url.into();
-            hosts.check(&p)
-        };
-        assert_eq!(at("https://git.example.com/unity.git"), Ok(()));
-        assert_eq!(at("https://user:pw@GIT.example.com:8443/unity.git"), Ok(()));
-        assert_eq!(at("git@git.example.com:acme/unity.git"), Ok(()));
-        assert_eq!(at("ssh://git@a.plugins.example.org/unity.git"), Ok(()));
-        let denied = at("https://plugins.example.org/unity.git").unwrap_err();
-        assert_eq!(denied.host, "plugins.example.org");
-        assert!(denied.to_string().contains("git.example.com, *.plugins.example.org"));
-        assert!(at("https://git.example.com.evil.net/x.git").is_err());
-        assert!(at("https://evilgit.example.com/x.git").is_err());
-        assert_eq!(SourceHosts::default().check(&plugin("p", None, true)), Ok(()));
-        assert_eq!(hosts.check(&plugin("npm", Some("npm"), true)), Ok(()));
-    }
-
-    #[test]
     fn a_source_change_is_checked_but_an_unchanged_source_is_not() {
-        let hosts = SourceHosts::new(["allowed.example.com"]);
-        let rules = Rules { source_hosts: &hosts, scope: Some("ns") };
+        let sources = SourcePolicy { hosts: SourceHosts::new(["allowed.example.com"]), ..SourcePolicy::default() };
+        let rules = Rules { sources: &sources, scope: Some("ns") };
         let old = plugin("p", None, true);
         let mut disabled = old.clone();
         disabled.spec.enabled = false;
         let others = [old.clone(), plugin("q", Some("npm"), true)];
         assert_eq!(review(Change::Update { old: &old, new: &disabled }, &others, &rules), Ok(()));
-        assert!(matches!(review(Change::Create(&old), &others, &rules), Err(Denial::SourceHost(_))));
+        assert!(matches!(review(Change::Create(&old), &others, &rules), Err(Denial::Source(SourceDenied::Host(_)))));
+    }
+
+    #[test]
+    fn a_local_source_is_refused_unless_its_path_resolves_under_a_root() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("unity")).unwrap();
+        let local = |path: &str| {
+            let mut p = plugin("dev", None, true);
+            p.spec.source = Source { local: Some(LocalSource { path: path.into() }), ..Source::default() };
+            p
+        };
+        fn denied(change: Change<'_>, rules: &Rules<'_>) -> bool {
+            matches!(review(change, &[], rules), Err(Denial::Source(SourceDenied::LocalPath(_))))
+        }
+        assert!(denied(Change::Create(&local("/dev/zero")), &OPEN));
+        let sources = SourcePolicy { local_roots: LocalRoots::new([root.path()]).unwrap(), ..SourcePolicy::default() };
+        let rules = Rules { sources: &sources, scope: None };
+        assert!(denied(Change::Create(&local("/dev/zero")), &rules));
+        let unity = root.path().join("unity").display().to_string();
+        assert_eq!(review(Change::Create(&local(&unity)), &[], &rules), Ok(()));
+        let old = local(&unity);
+        assert!(denied(Change::Update { old: &old, new: &local("/etc/hostname") }, &rules));
     }
 }
