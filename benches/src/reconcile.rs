@@ -18,6 +18,7 @@ use wasmplug_crds::{FormatPlugin, Precompiled};
 use wasmplug_e2e::{FileServer, GitServer, Served, Stack, Webhooked, control_plane, numbered_plugin, zip};
 use wasmplug_host::runtime::{EngineSettings, Runtime};
 use wasmplug_operator::fetch::{self, FetchLimits, GitRequest};
+use wasmplug_operator::source_url::{SourceKind, SourceUrl};
 use wasmplug_operator::store::Store;
 use wasmplug_operator::validate;
 
@@ -41,7 +42,7 @@ async fn run_async(report: &mut Report) -> anyhow::Result<()> {
     let git = GitServer::start()?;
     let api = ns.api::<FormatPlugin>();
     let pipeline = Pipeline::new()?;
-    let http = reqwest::Client::new();
+    let http = fetch::http_client(std::sync::Arc::default())?;
 
     // The first write of a FormatPlugin to a fresh API server takes it about 2 s
     // (kubectl apply alone measures the same); install one untimed first.
@@ -56,7 +57,8 @@ async fn run_async(report: &mut Report) -> anyhow::Result<()> {
         let url =
             files.put(&format!("/p{n}.zip"), Served::File(zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)])));
         let started = Instant::now();
-        let fetched = fetch::url(&http, &url, None, &FetchLimits::default()).await?;
+        let source = SourceUrl::parse(&url, SourceKind::Url)?;
+        let fetched = fetch::url(&http, &source, None, &FetchLimits::default()).await?;
         pipeline.finish(fetched)?;
         baseline.push(started.elapsed());
         let spec = serde_json::json!({"source": {"url": {"url": url}}});
@@ -89,7 +91,8 @@ async fn run_async(report: &mut Report) -> anyhow::Result<()> {
         repo.tag(&tag)?;
         let reference = wasmplug_crds::GitRef { tag: Some(tag.clone()), branch: None, commit: None };
         let started = Instant::now();
-        let request = GitRequest { url: repo.url(), reference: Some(&reference), path: None, credentials: None };
+        let url = SourceUrl::parse(repo.url(), SourceKind::Git)?;
+        let request = GitRequest { url: &url, reference: Some(&reference), path: None, credentials: None };
         pipeline.finish(fetch::git(&request, scratch.path(), &FetchLimits::default())?)?;
         baseline.push(started.elapsed());
         let spec = serde_json::json!({"source": {"git": {"url": repo.url(), "ref": {"tag": tag}}}});
@@ -112,7 +115,8 @@ async fn run_async(report: &mut Report) -> anyhow::Result<()> {
         let url =
             files.put(&format!("/p{n}.zip"), Served::File(zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)])));
         let started = Instant::now();
-        pipeline.finish(fetch::url(&http, &url, None, &FetchLimits::default()).await?)?;
+        let source = SourceUrl::parse(&url, SourceKind::Url)?;
+        pipeline.finish(fetch::url(&http, &source, None, &FetchLimits::default()).await?)?;
         baseline += started.elapsed();
         names.push((format!("many-{n}"), url));
     }

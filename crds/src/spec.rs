@@ -214,10 +214,14 @@ impl Source {
 #[serde(rename_all = "camelCase")]
 pub struct GitSource {
     /// Repository URL: https://, http://, ssh://, git:// or the scp-like
-    /// user@host:path form.
+    /// user@host:path form. Credentials belong in secretRef, not in the URL (an
+    /// ssh:// or scp-like user name is fine); no backslashes or spaces.
     #[x_kube(validation = Rule::new(
-        "self.matches('^(https?|ssh|git)://[^/]+') || self.matches('^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:.+$')"
-    ).message("url must be an https://, http://, ssh:// or git:// URL, or user@host:path"))]
+        r"self.matches(r'^((https?|git)://|ssh://([A-Za-z0-9._-]+@)?)[^/?#@\\\s]+([/?#][^\\\s]*)?$') || self.matches(r'^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:[^\\\s]+$')"
+    ).message(
+        "url must be an https://, http://, ssh:// or git:// URL naming a host without credentials \
+         (put them in secretRef), or user@host:path"
+    ))]
     #[schemars(length(min = 1, max = 2048))]
     pub url: String,
 
@@ -274,9 +278,10 @@ pub struct GitRef {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct UrlSource {
-    /// The http:// or https:// URL of the ZIP package.
-    #[x_kube(validation = Rule::new("self.matches('^https?://[^/]+')")
-        .message("url must start with http:// or https:// and name a host"))]
+    /// The http:// or https:// URL of the ZIP package. Credentials belong in
+    /// secretRef, not in the URL; no backslashes or spaces.
+    #[x_kube(validation = Rule::new(r"self.matches(r'^https?://[^/?#@\\\s]+([/?#][^\\\s]*)?$')")
+        .message("url must start with http:// or https:// and name a host without credentials (put them in secretRef)"))]
     #[schemars(length(min = 1, max = 2048))]
     pub url: String,
 

@@ -27,6 +27,15 @@ pub enum Served {
     /// The bytes, to requests whose `Authorization` header equals `authorization`
     /// (e.g. `Basic dXNlcjpwYXNz` or `Bearer t0ken`); 401 to others.
     Protected { bytes: Vec<u8>, authorization: String },
+    /// A 302 redirect to this URL.
+    Redirect(String),
+}
+
+/// A request the server received: its path and `Authorization` header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub path: String,
+    pub authorization: Option<String>,
 }
 
 /// A file server for one test; stops when dropped.
@@ -34,6 +43,7 @@ pub enum Served {
 pub struct FileServer {
     addr: SocketAddr,
     files: Arc<Mutex<HashMap<String, Served>>>,
+    received: Arc<Mutex<Vec<Received>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -42,13 +52,18 @@ impl FileServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let files: Arc<Mutex<HashMap<String, Served>>> = Arc::default();
-        let served = files.clone();
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let (served, log) = (files.clone(), received.clone());
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let files = served.clone();
+                let (files, log) = (served.clone(), log.clone());
                 let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                     let answer = files.lock().unwrap_or_else(|p| p.into_inner()).get(request.uri().path()).cloned();
                     let authorization = request.headers().get(hyper::header::AUTHORIZATION).cloned();
+                    log.lock().unwrap_or_else(|p| p.into_inner()).push(Received {
+                        path: request.uri().path().to_owned(),
+                        authorization: authorization.as_ref().and_then(|v| v.to_str().ok()).map(str::to_owned),
+                    });
                     let answer = match answer {
                         Some(Served::Protected { bytes, authorization: expected }) => {
                             if authorization.is_some_and(|given| given.as_bytes() == expected.as_bytes()) {
@@ -66,7 +81,7 @@ impl FileServer {
                 );
             }
         });
-        Ok(FileServer { addr, files, task })
+        Ok(FileServer { addr, files, received, task })
     }
 
     /// Serves `served` at `path` (e.g. "/unity.zip") and returns its URL.
@@ -77,6 +92,16 @@ impl FileServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The port it listens on (at 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Every request received so far, in order.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -94,6 +119,14 @@ fn respond(answer: Option<Served>) -> Response<BoxBody<Bytes, Infallible>> {
             (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Full::new(Bytes::new()).boxed())
         }
         Some(Served::File(bytes)) => (StatusCode::OK, Full::new(Bytes::from(bytes)).boxed()),
+        Some(Served::Redirect(location)) => {
+            let mut response = Response::new(Full::new(Bytes::new()).boxed());
+            *response.status_mut() = StatusCode::FOUND;
+            if let Ok(location) = hyper::header::HeaderValue::from_str(&location) {
+                response.headers_mut().insert(hyper::header::LOCATION, location);
+            }
+            return response;
+        }
         Some(Served::Trickle { bytes, chunk, every }) => {
             let chunks: Vec<Bytes> = bytes.chunks(chunk.max(1)).map(Bytes::copy_from_slice).collect();
             let stream = futures::stream::iter(chunks).then(move |chunk| async move {

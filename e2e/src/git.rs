@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, bail};
 
@@ -135,6 +137,8 @@ impl Repo {
 #[derive(Debug)]
 pub struct GitHttp {
     port: u16,
+    /// Requests that carried an `Authorization` header, right or wrong.
+    with_credentials: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -142,6 +146,11 @@ impl GitHttp {
     /// The http:// URL of repository `name`.
     pub fn url(&self, name: &str) -> String {
         format!("http://127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// How many requests so far carried credentials.
+    pub fn requests_with_credentials(&self) -> usize {
+        self.with_credentials.load(Ordering::Relaxed)
     }
 }
 
@@ -160,10 +169,15 @@ impl GitServer {
         let expected =
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}")));
         let root = self.base.path().to_owned();
+        let with_credentials: Arc<AtomicUsize> = Arc::default();
+        let counter = with_credentials.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (root, expected) = (root.clone(), expected.clone());
-                let service = hyper::service::service_fn(move |request| {
+                let (root, expected, counter) = (root.clone(), expected.clone(), counter.clone());
+                let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    if request.headers().contains_key(hyper::header::AUTHORIZATION) {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
                     let (root, expected) = (root.clone(), expected.clone());
                     async move { Ok::<_, std::convert::Infallible>(http_backend(&root, &expected, request).await) }
                 });
@@ -173,7 +187,7 @@ impl GitServer {
                 );
             }
         });
-        Ok(GitHttp { port, task })
+        Ok(GitHttp { port, with_credentials, task })
     }
 }
 

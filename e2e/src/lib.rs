@@ -22,7 +22,7 @@ pub use binaries::{BIN_DIR_ENV, Binaries};
 pub use certs::{Certificates, ClientCredentials};
 pub use control_plane::{ControlPlane, KEEP_ENV, control_plane, free_ports, repository_root};
 pub use examples::{example_files, example_package, numbered_plugin, with_custom_section, with_version};
-pub use files::{FileServer, Served, zip};
+pub use files::{FileServer, Received, Served, zip};
 pub use git::{GitHttp, GitServer, Repo};
 pub use helm::{HELM_BIN_DIR_ENV, Helm};
 pub use kubectl::{Kubectl, KubectlOutput};

@@ -4,9 +4,13 @@
 
 mod support;
 
-use support::{apply, format_plugin, refused, wait_condition};
+use std::time::Duration;
+
+use support::{apply, format_plugin, refused, wait_condition, wait_ready};
 use wasmplug_crds::FormatPlugin;
-use wasmplug_e2e::{Webhooked, control_plane};
+use wasmplug_e2e::{FileServer, GitServer, Served, Webhooked, control_plane, zip};
+
+const SOON: Duration = Duration::from_secs(60);
 
 /// Invariant 4: `local` sources read only under the operator's roots. A path
 /// outside them (a device, a link out, `..`) is refused without being opened,
@@ -63,4 +67,93 @@ async fn without_roots_local_sources_are_off() {
     )
     .await;
     assert!(stderr.contains("local sources are turned off") && stderr.contains("--local-source-roots"), "{stderr}");
+}
+
+/// The Secret a source names: a bearer token for URL sources, basic
+/// credentials for Git.
+async fn secret(namespace: &str, name: &str, literals: &[&str]) {
+    let mut args = vec!["create", "secret", "generic", name, "-n", namespace];
+    args.extend_from_slice(literals);
+    control_plane().kubectl().succeed(&args).await;
+}
+
+/// Invariant 4: the allowlist reads a URL as the fetch does, and holds on
+/// every redirect hop. With only `localhost` allowed, neither an address that
+/// hides another host nor a redirect reaches the server at 127.0.0.1 — which
+/// never sees a request, let alone the Secret's token.
+#[tokio::test]
+async fn the_allowlist_holds_for_what_the_fetch_reads_and_every_redirect() {
+    let ns = control_plane().namespace("allowlist-parser").await;
+    let webhook = Webhooked::start(ns.name(), &["--allowed-source-hosts=localhost"]).await.expect("stack starts");
+    secret(ns.name(), "token", &["--from-literal=token=s3cret"]).await;
+    let (manifest, wasm) = wasmplug_e2e::numbered_plugin(1);
+    let package = zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)]);
+    let elsewhere = FileServer::start().await.expect("file server starts");
+    elsewhere.put("/p.zip", Served::File(package));
+    let front = FileServer::start().await.expect("file server starts");
+    front.put("/p.zip", Served::Redirect(elsewhere.url("/p.zip")));
+    let api = ns.api::<FormatPlugin>();
+    let url_source = |url: &str| format!("source:\n  url:\n    url: '{url}'\n    secretRef: {{name: token}}");
+
+    let hidden = [
+        ("query-at", format!("http://127.0.0.1:{}?@localhost/p.zip", elsewhere.port())),
+        ("fragment-at", format!("http://127.0.0.1:{}#@localhost/p.zip", elsewhere.port())),
+    ];
+    for (name, url) in &hidden {
+        apply(ns.name(), &format_plugin(name, &url_source(url))).await;
+        let message = wait_condition(&api, name, "False", "SourceNotAllowed").await;
+        assert!(message.contains("source host \"127.0.0.1\" is not allowed"), "{message}");
+    }
+    apply(ns.name(), &format_plugin("redirected", &url_source(&format!("http://localhost:{}/p.zip", front.port()))))
+        .await;
+    let message = wait_condition(&api, "redirected", "False", "SourceNotAllowed").await;
+    assert!(message.contains(&format!("it redirected to {}", elsewhere.url("/p.zip"))), "{message}");
+    assert!(front.received().iter().all(|r| r.authorization.as_deref() == Some("Bearer s3cret")));
+    assert_eq!(elsewhere.received(), [], "the host outside the allowlist was never contacted");
+
+    // The webhook refuses the hidden host at apply time.
+    webhook.register().await.expect("the webhook is registered");
+    let stderr =
+        refused(&["apply", "-n", ns.name(), "-f", "-"], &format_plugin("late", &url_source(&hidden[0].1))).await;
+    assert!(stderr.contains("source host \"127.0.0.1\" is not allowed"), "{stderr}");
+}
+
+/// Invariant 4: credentials go only to the origin they were configured for.
+/// A URL source's token is not sent on to where it redirects; a Git source
+/// does not follow a redirect to another host, so its password never leaves.
+#[tokio::test]
+async fn credentials_stay_with_the_origin_they_were_configured_for() {
+    let ns = control_plane().namespace("credential-origin").await;
+    let allowed = "--allowed-source-hosts=localhost,127.0.0.1";
+    let _stack = Webhooked::start(ns.name(), &[allowed]).await.expect("stack starts");
+    secret(ns.name(), "token", &["--from-literal=token=s3cret"]).await;
+    secret(ns.name(), "git", &["--from-literal=username=reader", "--from-literal=password=s3cret"]).await;
+    let api = ns.api::<FormatPlugin>();
+
+    let (manifest, wasm) = wasmplug_e2e::numbered_plugin(2);
+    let downloads = FileServer::start().await.expect("file server starts");
+    downloads.put("/p.zip", Served::File(zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)])));
+    let front = FileServer::start().await.expect("file server starts");
+    front.put("/p.zip", Served::Redirect(downloads.url("/p.zip")));
+    let source =
+        format!("source:\n  url:\n    url: http://localhost:{}/p.zip\n    secretRef: {{name: token}}", front.port());
+    apply(ns.name(), &format_plugin("released", &source)).await;
+    wait_ready(ns.name(), "released", SOON).await;
+    assert!(front.received().iter().all(|r| r.authorization.as_deref() == Some("Bearer s3cret")));
+    assert!(!downloads.received().is_empty() && downloads.received().iter().all(|r| r.authorization.is_none()));
+
+    let git = GitServer::start().expect("git daemon starts");
+    let repo = git.create("plugin").expect("repository");
+    let (manifest, wasm) = wasmplug_e2e::numbered_plugin(3);
+    repo.commit(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)], "plugin").expect("commit");
+    let private = git.serve_http("reader", "s3cret").await.expect("git over HTTP");
+    let mirror = FileServer::start().await.expect("file server starts");
+    let refs = format!("{}/info/refs?service=git-upload-pack", private.url("plugin"));
+    mirror.put("/plugin/info/refs", Served::Redirect(refs));
+    let source =
+        format!("source:\n  git:\n    url: http://localhost:{}/plugin\n    secretRef: {{name: git}}", mirror.port());
+    apply(ns.name(), &format_plugin("mirrored", &source)).await;
+    let message = wait_condition(&api, "mirrored", "False", "FetchFailed").await;
+    assert!(message.contains("redirect"), "{message}");
+    assert_eq!(private.requests_with_credentials(), 0, "the password was never sent to the other host");
 }

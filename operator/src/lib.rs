@@ -11,6 +11,7 @@ pub mod leader;
 pub mod metrics;
 pub mod policy;
 pub mod serve;
+pub mod source_url;
 pub mod status;
 pub mod store;
 pub mod validate;

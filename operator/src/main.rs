@@ -182,9 +182,7 @@ async fn main() -> anyhow::Result<()> {
         namespace: args.watch_namespace.clone(),
         store: Store::new(&args.store_dir),
         runtime,
-        http: reqwest::Client::builder()
-            .user_agent(concat!("wasmplug-operator/", env!("CARGO_PKG_VERSION")))
-            .build()
+        http: wasmplug_operator::fetch::http_client(Arc::new(sources.clone()))
             .context("failed to build the HTTP client")?,
         reporter: kube::runtime::events::Reporter { controller: "wasmplug-operator".into(), instance: Some(identity) },
         config: Config {

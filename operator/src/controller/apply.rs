@@ -13,6 +13,7 @@ use wasmplug_crds::{Artifact, Capabilities, FormatPlugin, GitRef, PluginInfo, Pr
 use wasmplug_host::plugin::Digest;
 
 use super::{Context, Error, source};
+use crate::fetch::FetchError;
 use crate::metrics::ReconcileResult;
 use crate::status::{Failure, Outcome, Step};
 use crate::validate::{self, Expected, ValidateError, Validated};
@@ -82,7 +83,6 @@ async fn publish(
         claim(plugin, key, ctx)?;
         return Ok((None, builtin_info(key)));
     }
-    ctx.config.sources.check(plugin)?;
     let started = Instant::now();
     let fetched = source::fetch(plugin, kind, ctx).await;
     ctx.metrics.fetched(kind.name(), started.elapsed());
@@ -178,6 +178,7 @@ fn builtin_info(key: &str) -> PluginInfo {
 fn failure_of(error: &Error) -> Option<Failure> {
     let failure = |step, reason, transient| Failure { step, reason, message: error.to_string(), transient };
     Some(match error {
+        Error::Fetch(FetchError::RedirectNotAllowed { .. }) => failure(Step::Fetch, Reason::SourceNotAllowed, false),
         Error::Fetch(fetch) => failure(Step::Fetch, Reason::FetchFailed, fetch.is_transient()),
         Error::SourceNotAllowed(_) => failure(Step::Fetch, Reason::SourceNotAllowed, false),
         Error::Validate(ValidateError::DigestMismatch { .. }) => failure(Step::Validate, Reason::DigestMismatch, false),

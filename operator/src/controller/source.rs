@@ -1,5 +1,7 @@
-//! From a FormatPlugin's `spec.source` to fetched package files: reads the
-//! referenced Secret, then runs the fetch for the source's kind under its limits.
+//! From a FormatPlugin's `spec.source` to fetched package files: checks the
+//! source against the operator's [`SourcePolicy`](crate::policy::SourcePolicy),
+//! reads the referenced Secret, then runs the fetch for the source's kind under
+//! its limits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use wasmplug_crds::{FormatPlugin, SecretReference, SourceKind};
 use super::{Context, Error};
 use crate::fetch::{self, Credentials, FetchError, FetchLimits, Fetched};
 use crate::policy::SourceDenied;
+use crate::source_url;
 
 /// Fetches the package `plugin` names. Builtin sources are not fetched.
 pub async fn fetch(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Arc<Context>) -> Result<Fetched, Error> {
@@ -18,11 +21,12 @@ pub async fn fetch(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Arc<Contex
     let namespace = plugin.namespace().unwrap_or_default();
     match kind {
         SourceKind::Git(git) => {
+            let url = ctx.config.sources.url(&git.url, source_url::SourceKind::Git)?;
             let credentials = credentials(ctx, &namespace, git.secret_ref.as_ref()).await?;
             let (ctx, git) = (ctx.clone(), git.clone());
             blocking(&git.url.clone(), limits.timeout, move || {
                 let request = fetch::GitRequest {
-                    url: &git.url,
+                    url: &url,
                     reference: git.reference.as_ref(),
                     path: git.path.as_deref(),
                     credentials: credentials.as_ref(),
@@ -31,9 +35,10 @@ pub async fn fetch(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Arc<Contex
             })
             .await
         }
-        SourceKind::Url(url) => {
-            let credentials = credentials(ctx, &namespace, url.secret_ref.as_ref()).await?;
-            Ok(fetch::url(&ctx.http, &url.url, credentials.as_ref(), &limits).await?)
+        SourceKind::Url(source) => {
+            let url = ctx.config.sources.url(&source.url, source_url::SourceKind::Url)?;
+            let credentials = credentials(ctx, &namespace, source.secret_ref.as_ref()).await?;
+            Ok(fetch::url(&ctx.http, &url, credentials.as_ref(), &limits).await?)
         }
         SourceKind::Local(local) => {
             let path = ctx.config.sources.local_roots.resolve(&local.path).map_err(SourceDenied::from)?;

@@ -9,16 +9,18 @@ use std::time::Instant;
 
 use git2::{
     AutotagOption, CertificateCheckStatus, Cred, ErrorClass, ErrorCode, FetchOptions, ObjectType, Oid, RemoteCallbacks,
-    Repository,
+    RemoteRedirect, Repository,
 };
 use wasmplug_crds::GitRef;
 
 use super::{Credentials, FetchError, FetchLimits, Fetched, archive};
+use crate::source_url::{Origin, SourceKind, SourceUrl};
 
 /// What to fetch.
 #[derive(Clone, Debug)]
 pub struct GitRequest<'a> {
-    pub url: &'a str,
+    /// The repository, as checked against the source policy.
+    pub url: &'a SourceUrl,
     pub reference: Option<&'a GitRef>,
     /// A directory (holding the package files) or ZIP file inside the repository.
     pub path: Option<&'a str>,
@@ -28,7 +30,7 @@ pub struct GitRequest<'a> {
 /// Fetches the package `request` names, using `scratch` for the temporary
 /// repository. Blocking; run it off the async executor.
 pub fn fetch(request: &GitRequest<'_>, scratch: &Path, limits: &FetchLimits) -> Result<Fetched, FetchError> {
-    let url = request.url;
+    let url = request.url.as_fetched();
     let fail = |reason: String, transient: bool| FetchError::Git { url: url.to_owned(), reason, transient };
     let dir = tempfile::Builder::new()
         .prefix("git-")
@@ -54,13 +56,18 @@ pub fn fetch(request: &GitRequest<'_>, scratch: &Path, limits: &FetchLimits) -> 
         true
     });
     if let Some(credentials) = request.credentials {
-        callbacks.credentials(move |_, username_from_url, _| credential(credentials, username_from_url));
+        let origin = request.url.origin();
+        callbacks.credentials(move |asked_by, username_from_url, _| {
+            only_for(&origin, asked_by)?;
+            credential(credentials, username_from_url)
+        });
         if let Some(known_hosts) = credentials.known_hosts.as_deref() {
             callbacks.certificate_check(move |cert, host| check_host_key(known_hosts, cert, host));
         }
     }
     let mut options = FetchOptions::new();
-    options.remote_callbacks(callbacks).download_tags(AutotagOption::None);
+    // Another site is another host: the allowlist was checked for this one.
+    options.remote_callbacks(callbacks).download_tags(AutotagOption::None).follow_redirects(RemoteRedirect::None);
     if request.reference.is_none_or(|r| r.commit.is_none()) {
         options.depth(1);
     }
@@ -137,6 +144,17 @@ impl<'a> Target<'a> {
             "commit" => format!("sha1:{commit}"),
             _ => format!("{}@sha1:{commit}", self.name),
         }
+    }
+}
+
+/// Refuses to answer a credential request from anywhere but `origin`, the
+/// origin the credentials were configured for.
+fn only_for(origin: &Origin, asked_by: &str) -> Result<(), git2::Error> {
+    match SourceUrl::parse(asked_by, SourceKind::Git) {
+        Ok(url) if url.origin() == *origin => Ok(()),
+        _ => Err(git2::Error::from_str(&format!(
+            "credentials are configured for {origin}; refusing to send them to {asked_by}"
+        ))),
     }
 }
 
@@ -219,7 +237,7 @@ fn read_package(
     revision: String,
     limits: &FetchLimits,
 ) -> Result<Fetched, FetchError> {
-    let url = request.url;
+    let url = request.url.as_fetched();
     let path = request.path.unwrap_or("").trim_matches('/');
     let tree =
         commit.tree().map_err(|e| FetchError::Git { url: url.into(), reason: e.message().into(), transient: false })?;
@@ -262,6 +280,22 @@ fn read_package(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_answer_only_their_own_origin() {
+        let origin = SourceUrl::parse("https://git.example.com/acme/unity.git", SourceKind::Git).unwrap().origin();
+        assert!(only_for(&origin, "https://git.example.com/other/repo.git").is_ok());
+        assert!(only_for(&origin, "https://GIT.example.com:443/acme/unity.git").is_ok());
+        for elsewhere in [
+            "https://mirror.example.com/acme/unity.git",
+            "http://git.example.com/acme/unity.git",
+            "https://git.example.com:8443/acme/unity.git",
+            "not a url",
+        ] {
+            let refused = only_for(&origin, elsewhere).unwrap_err();
+            assert!(refused.message().contains("refusing to send them"), "{elsewhere}: {refused}");
+        }
+    }
 
     #[test]
     fn a_host_key_is_known_only_for_its_host_and_bytes() {

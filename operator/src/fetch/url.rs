@@ -1,20 +1,52 @@
 //! URL sources: a ZIP package downloaded over HTTP(S), with optional basic or
 //! bearer credentials. The body is read in chunks and abandoned as soon as it
 //! passes the size limit, so a large or endless download cannot exhaust memory.
+//!
+//! Every redirect hop is read and checked like the source's own URL (trust
+//! invariant 4), and credentials are sent only to the source's own origin:
+//! reqwest drops the `Authorization` header when a redirect leaves it.
+
+use std::sync::Arc;
 
 use futures::StreamExt;
 use wasmplug_host::plugin::Digest;
 
 use super::{Credentials, FetchError, FetchLimits, Fetched, archive};
+use crate::policy::SourcePolicy;
+use crate::source_url::{SourceKind, SourceUrl};
+
+/// Most redirects one download follows.
+const MAX_REDIRECTS: usize = 5;
+
+/// The HTTP client of URL sources: redirect hops are held to `policy`.
+pub fn client(policy: Arc<SourcePolicy>) -> reqwest::Result<reqwest::Client> {
+    let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS {
+            return attempt.error(format!("it redirected more than {MAX_REDIRECTS} times"));
+        }
+        match policy.url(attempt.url().as_str(), SourceKind::Url) {
+            Ok(_) => attempt.follow(),
+            Err(denied) => {
+                let to = attempt.url().to_string();
+                attempt.error(format!("it redirected to {to}, which sources may not reach: {denied}"))
+            }
+        }
+    });
+    reqwest::Client::builder()
+        .user_agent(concat!("wasmplug-operator/", env!("CARGO_PKG_VERSION")))
+        .redirect(redirects)
+        .build()
+}
 
 /// Downloads and unpacks the ZIP package at `url`.
 pub async fn fetch(
     client: &reqwest::Client,
-    url: &str,
+    url: &SourceUrl,
     credentials: Option<&Credentials>,
     limits: &FetchLimits,
 ) -> Result<Fetched, FetchError> {
     let download = download(client, url, credentials, limits.max_download_bytes);
+    let url = url.as_fetched();
     let bytes = tokio::time::timeout(limits.timeout, download)
         .await
         .map_err(|_| FetchError::TimedOut { url: url.to_owned(), timeout: limits.timeout })??;
@@ -31,12 +63,13 @@ pub async fn fetch(
 
 async fn download(
     client: &reqwest::Client,
-    url: &str,
+    source: &SourceUrl,
     credentials: Option<&Credentials>,
     max_bytes: u64,
 ) -> Result<Vec<u8>, FetchError> {
+    let url = source.as_fetched();
     let unreachable = |error: reqwest::Error| FetchError::Unreachable { url: url.to_owned(), reason: describe(&error) };
-    let mut request = client.get(url);
+    let mut request = client.get(source.url().clone());
     if let Some(credentials) = credentials {
         request = match (&credentials.token, &credentials.username) {
             (Some(token), _) => request.bearer_auth(token),
@@ -44,7 +77,10 @@ async fn download(
             (None, None) => request,
         };
     }
-    let response = request.send().await.map_err(unreachable)?;
+    let response = request.send().await.map_err(|error| match error.is_redirect() {
+        true => FetchError::RedirectNotAllowed { url: url.to_owned(), reason: describe(&error) },
+        false => unreachable(error),
+    })?;
     let status = response.status();
     if !status.is_success() {
         let hint = match status.as_u16() {

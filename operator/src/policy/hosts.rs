@@ -1,5 +1,7 @@
 //! The allowlist of hosts that Git and URL sources may name.
 
+use crate::source_url::SourceUrl;
+
 /// A source whose host the allowlist does not name.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
@@ -15,7 +17,7 @@ pub struct SourceHostDenied {
 ///
 /// A pattern is a host name (`git.example.com`) or a wildcard for its subdomains
 /// (`*.example.com`, which does not match `example.com` itself). Matching ignores
-/// case, ports and credentials. Local and builtin sources name no host.
+/// case and ports. Local and builtin sources name no host.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SourceHosts {
     patterns: Vec<String>,
@@ -36,11 +38,11 @@ impl SourceHosts {
     }
 
     /// `Ok` when a Git or URL source at `url` may be fetched.
-    pub fn check(&self, url: &str) -> Result<(), SourceHostDenied> {
+    pub fn check(&self, url: &SourceUrl) -> Result<(), SourceHostDenied> {
         if !self.is_restricted() {
             return Ok(());
         }
-        let host = host_of(url).unwrap_or_default();
+        let host = url.host();
         if self.patterns.iter().any(|pattern| matches(pattern, &host)) {
             return Ok(());
         }
@@ -55,31 +57,17 @@ fn matches(pattern: &str, host: &str) -> bool {
     }
 }
 
-/// The host a source URL names, lowercased: `scheme://[user@]host[:port]/…` or the
-/// scp-like `user@host:path`.
-fn host_of(url: &str) -> Option<String> {
-    let authority = match url.split_once("://") {
-        Some((_, rest)) => rest.split('/').next()?,
-        None => url.split_once(':')?.0,
-    };
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    let host = match host.strip_prefix('[') {
-        Some(bracketed) => bracketed.split(']').next()?,
-        None => host.split(':').next()?,
-    };
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source_url::SourceKind;
 
     #[test]
     fn source_hosts_match_names_and_subdomain_wildcards() {
         let hosts = SourceHosts::new(["git.example.com", "*.plugins.example.org"]);
-        let at = |url: &str| hosts.check(url);
+        let at = |url: &str| hosts.check(&SourceUrl::parse(url, SourceKind::Git).unwrap());
         assert_eq!(at("https://git.example.com/unity.git"), Ok(()));
-        assert_eq!(at("https://user:pw@GIT.example.com:8443/unity.git"), Ok(()));
+        assert_eq!(at("https://GIT.example.com:8443/unity.git"), Ok(()));
         assert_eq!(at("git@git.example.com:acme/unity.git"), Ok(()));
         assert_eq!(at("ssh://git@a.plugins.example.org/unity.git"), Ok(()));
         let denied = at("https://plugins.example.org/unity.git").unwrap_err();
@@ -87,6 +75,9 @@ mod tests {
         assert!(denied.to_string().contains("git.example.com, *.plugins.example.org"));
         assert!(at("https://git.example.com.evil.net/x.git").is_err());
         assert!(at("https://evilgit.example.com/x.git").is_err());
-        assert_eq!(SourceHosts::default().check("https://anywhere.example.net/x.git"), Ok(()));
+        assert_eq!(
+            SourceHosts::ALL.check(&SourceUrl::parse("https://anywhere.example.net/x.git", SourceKind::Git).unwrap()),
+            Ok(())
+        );
     }
 }

@@ -16,6 +16,8 @@ use wasmplug_crds::{FormatPlugin, SourceKind, ownership};
 pub use hosts::{SourceHostDenied, SourceHosts};
 pub use local::{LocalPathDenied, LocalRoots};
 
+use crate::source_url::{self, SourceUrl, UrlRefused};
+
 /// Set on a FormatPlugin (value "true") to allow disabling or deleting it even
 /// when it is the last enabled format, e.g. to take wasmplug out of a cluster.
 pub const ALLOW_LAST_REMOVAL_ANNOTATION: &str = "wasmplug.dev/allow-last-removal";
@@ -59,6 +61,8 @@ pub struct SourcePolicy {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SourceDenied {
     #[error(transparent)]
+    Url(#[from] UrlRefused),
+    #[error(transparent)]
     Host(#[from] SourceHostDenied),
     #[error(transparent)]
     LocalPath(#[from] LocalPathDenied),
@@ -68,11 +72,19 @@ impl SourcePolicy {
     /// `Ok` when `plugin`'s source may be fetched.
     pub fn check(&self, plugin: &FormatPlugin) -> Result<(), SourceDenied> {
         match plugin.spec.source.kind() {
-            Some(SourceKind::Git(git)) => Ok(self.hosts.check(&git.url)?),
-            Some(SourceKind::Url(url)) => Ok(self.hosts.check(&url.url)?),
+            Some(SourceKind::Git(git)) => self.url(&git.url, source_url::SourceKind::Git).map(drop),
+            Some(SourceKind::Url(url)) => self.url(&url.url, source_url::SourceKind::Url).map(drop),
             Some(SourceKind::Local(local)) => self.local_roots.resolve(&local.path).map(drop).map_err(Into::into),
             Some(SourceKind::Builtin(_)) | None => Ok(()),
         }
+    }
+
+    /// The address `raw` of a `kind` source, read as the fetch reads it, when it
+    /// may be fetched.
+    pub fn url(&self, raw: &str, kind: source_url::SourceKind) -> Result<SourceUrl, SourceDenied> {
+        let url = SourceUrl::parse(raw, kind)?;
+        self.hosts.check(&url)?;
+        Ok(url)
     }
 }
 
@@ -157,7 +169,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
     use wasmplug_crds::{
-        BuiltinSource, FormatPluginSpec, FormatPluginStatus, GitSource, LocalSource, PluginInfo, Source,
+        BuiltinSource, FormatPluginSpec, FormatPluginStatus, GitSource, LocalSource, PluginInfo, Source, UrlSource,
     };
 
     use super::*;
@@ -290,5 +302,29 @@ mod tests {
         assert_eq!(review(Change::Create(&local(&unity)), &[], &rules), Ok(()));
         let old = local(&unity);
         assert!(denied(Change::Update { old: &old, new: &local("/etc/hostname") }, &rules));
+    }
+
+    /// Finding 2 of issue 11: the allowlist read `localhost` where the fetch
+    /// went to `other`.
+    #[test]
+    fn the_allowlist_reads_a_url_as_the_fetch_does() {
+        let sources = SourcePolicy { hosts: SourceHosts::new(["localhost"]), ..SourcePolicy::default() };
+        let url_source = |url: &str| {
+            let mut p = plugin("p", None, true);
+            p.spec.source = Source { url: Some(UrlSource { url: url.into(), secret_ref: None }), ..Source::default() };
+            p
+        };
+        for confused in [
+            "http://other:8080\\@localhost/p.zip",
+            "http://other:8080?@localhost/p.zip",
+            "http://other:8080#@localhost/p.zip",
+            "http://user:pw@localhost/p.zip",
+            "http://%6cocalhost/p.zip",
+            "http://localhost:/p.zip",
+        ] {
+            assert!(sources.check(&url_source(confused)).is_err(), "{confused} must be refused");
+        }
+        assert_eq!(sources.check(&url_source("http://localhost:8080/p.zip")), Ok(()));
+        assert_eq!(sources.check(&url_source("http://LOCALHOST:8080/p.zip")), Ok(()));
     }
 }
