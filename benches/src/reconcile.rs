@@ -18,6 +18,7 @@ use wasmplug_crds::{FormatPlugin, Precompiled};
 use wasmplug_e2e::{FileServer, GitServer, Served, Stack, Webhooked, control_plane, numbered_plugin, zip};
 use wasmplug_host::runtime::{EngineSettings, Runtime};
 use wasmplug_operator::fetch::{self, FetchLimits, GitRequest};
+use wasmplug_operator::policy::{Destinations, SourcePolicy, parse_range};
 use wasmplug_operator::source_url::{SourceKind, SourceUrl};
 use wasmplug_operator::store::Store;
 use wasmplug_operator::validate;
@@ -42,7 +43,9 @@ async fn run_async(report: &mut Report) -> anyhow::Result<()> {
     let git = GitServer::start()?;
     let api = ns.api::<FormatPlugin>();
     let pipeline = Pipeline::new()?;
-    let http = fetch::http_client(std::sync::Arc::default())?;
+    let loopback = vec![parse_range("127.0.0.0/8").map_err(anyhow::Error::msg)?];
+    let sources = SourcePolicy { destinations: Destinations::new(loopback, Vec::new()), ..SourcePolicy::default() };
+    let http = fetch::http_client(std::sync::Arc::new(sources))?;
 
     // The first write of a FormatPlugin to a fresh API server takes it about 2 s
     // (kubectl apply alone measures the same); install one untimed first.

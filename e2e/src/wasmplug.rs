@@ -220,6 +220,9 @@ impl Stack {
     }
 }
 
+/// The ranges test servers listen in, as `--allowed-destinations` takes them.
+pub const LOOPBACK: &str = "127.0.0.0/8,::1";
+
 /// Starts an operator on the store and scratch directories under `dir`, following
 /// and leasing in `namespace`; `run` numbers its log file.
 fn spawn_operator(dir: &Path, namespace: &str, run: usize, extra: &[&str]) -> anyhow::Result<Operator> {
@@ -232,6 +235,11 @@ fn spawn_operator(dir: &Path, namespace: &str, run: usize, extra: &[&str]) -> an
         format!("--metrics-listen=127.0.0.1:{port}"),
         "--lease-duration=3s".into(),
     ];
+    // Every server a test starts listens on loopback, which sources may not
+    // reach by default; a test that checks that passes its own setting.
+    if !extra.iter().any(|arg| arg.starts_with("--allowed-destinations")) {
+        args.push(format!("--allowed-destinations={LOOPBACK}"));
+    }
     args.extend(extra.iter().map(|a| a.to_string()));
     let log = dir.join(format!("operator-{run}.log"));
     let process = Process::start("operator", &workspace_binary("wasmplug-operator"), &args, log)?;

@@ -213,6 +213,7 @@ async fn an_installed_release_runs_as_its_own_identities() {
         "--set=operator.sourceSecrets[0].name=git-credentials".to_owned(),
         "--set=builtinFormats={npm}".to_owned(),
         "--set=operator.leaseDuration=3s".to_owned(),
+        "--set=operator.allowedDestinations={127.0.0.0/8}".to_owned(),
     ];
     let chart = Helm::chart().display().to_string();
     let mut install = vec!["install", "wasmplug", &chart, "--namespace", ns.name()];

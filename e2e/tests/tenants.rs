@@ -157,3 +157,68 @@ async fn credentials_stay_with_the_origin_they_were_configured_for() {
     assert!(message.contains("redirect"), "{message}");
     assert_eq!(private.requests_with_credentials(), 0, "the password was never sent to the other host");
 }
+
+/// Invariant 4: by default, sources reach no loopback, link-local or private
+/// address, whether written as an address, behind a host name, or behind a
+/// redirect, and the refusal tells nothing about what listens there.
+#[tokio::test]
+async fn sources_do_not_reach_the_operators_neighbourhood_unless_allowed() {
+    let ns = control_plane().namespace("destinations").await;
+    // Allows one documentation address only, so loopback is refused as in a
+    // default install.
+    let webhook = Webhooked::start(ns.name(), &["--allowed-destinations=192.0.2.1"]).await.expect("stack starts");
+    let (manifest, wasm) = wasmplug_e2e::numbered_plugin(4);
+    let files = FileServer::start().await.expect("file server starts");
+    files.put("/p.zip", Served::File(zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)])));
+    let git = GitServer::start().expect("git daemon starts");
+    let api = ns.api::<FormatPlugin>();
+    let port = files.port();
+    let url = |name: &str, url: String| format_plugin(name, &format!("source:\n  url:\n    url: {url}"));
+    let attempts = [
+        ("by-name", url("by-name", format!("http://localhost:{port}/p.zip")), "localhost"),
+        ("by-address", url("by-address", format!("http://127.0.0.1:{port}/p.zip")), "127.0.0.1"),
+        ("no-listener", url("no-listener", "http://127.0.0.1:9/p.zip".into()), "127.0.0.1"),
+        (
+            "git-by-name",
+            format_plugin("git-by-name", &format!("source:\n  git:\n    url: {}", git_url_by_name(&git))),
+            "localhost",
+        ),
+    ];
+    for (_, manifest, _) in &attempts {
+        apply(ns.name(), manifest).await;
+    }
+    let mut messages = Vec::new();
+    for (name, _, host) in &attempts {
+        let message = wait_condition(&api, name, "False", "SourceNotAllowed").await;
+        assert!(message.contains(&format!("source host \"{host}\" is not reachable from the operator")), "{message}");
+        messages.push(message.replace(&port.to_string(), "<port>").replace(":9/", ":<port>/"));
+    }
+    assert_eq!(files.received(), [], "nothing was fetched from loopback");
+    // A listening port and a closed one get the same answer: no oracle.
+    assert_eq!(messages[1].replace("by-address", "x"), messages[2].replace("no-listener", "x"));
+
+    // The webhook refuses an address it can see at apply time.
+    webhook.register().await.expect("the webhook is registered");
+    let stderr = refused(&["apply", "-n", ns.name(), "-f", "-"], &url("late", "http://127.0.0.1:9/p.zip".into())).await;
+    assert!(stderr.contains("source host \"127.0.0.1\" is not reachable from the operator"), "{stderr}");
+}
+
+/// A redirect from an allowed destination to a refused one is refused before
+/// anything connects there.
+#[tokio::test]
+async fn a_redirect_to_a_refused_destination_is_not_followed() {
+    let ns = control_plane().namespace("redirect-destination").await;
+    let _stack = Webhooked::start(ns.name(), &["--allowed-destinations=127.0.0.1"]).await.expect("stack starts");
+    let front = FileServer::start().await.expect("file server starts");
+    // 127.0.0.2 is loopback too, and not allowed; nothing listens there.
+    front.put("/p.zip", Served::Redirect("http://127.0.0.2:9/p.zip".into()));
+    apply(ns.name(), &format_plugin("redirected", &format!("source:\n  url:\n    url: {}", front.url("/p.zip")))).await;
+    let message = wait_condition(&ns.api::<FormatPlugin>(), "redirected", "False", "SourceNotAllowed").await;
+    assert!(message.contains("it redirected to http://127.0.0.2:9/p.zip"), "{message}");
+    assert!(message.contains("source host \"127.0.0.2\" is not reachable from the operator"), "{message}");
+}
+
+/// The git:// URL of a repository on `git`, by the name `localhost`.
+fn git_url_by_name(git: &GitServer) -> String {
+    git.create("plugin").expect("repository").url().replace("127.0.0.1", "localhost")
+}

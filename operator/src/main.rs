@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use ipnet::IpNet;
 use kube::Client;
 use wasmplug_host::cli::{ConnectionArgs, EngineArgs, LogArgs, parse_size, shutdown_signal};
 use wasmplug_host::runtime::Runtime;
@@ -13,7 +14,7 @@ use wasmplug_operator::controller::{self, Config, Settings};
 use wasmplug_operator::fetch::{ArchiveLimits, FetchLimits};
 use wasmplug_operator::leader::LeaderElection;
 use wasmplug_operator::metrics::Metrics;
-use wasmplug_operator::policy::{LocalRoots, SourceHosts, SourcePolicy};
+use wasmplug_operator::policy::{Destinations, LocalRoots, SourceHosts, SourcePolicy, parse_range};
 use wasmplug_operator::serve::{Health, serve};
 use wasmplug_operator::store::Store;
 use wasmplug_operator::webhook::{self, CertificateFiles, ReloadingCertificate, Webhook};
@@ -103,6 +104,19 @@ struct Args {
     #[arg(long, env = "WASMPLUG_LOCAL_SOURCE_ROOTS", value_delimiter = ',')]
     local_source_roots: Vec<PathBuf>,
 
+    /// Addresses or ranges (10.1.0.0/16) that Git and URL sources may reach
+    /// although they are loopback, link-local, private or denied, comma-separated:
+    /// e.g. an in-cluster Git server's Service range. Sources reach none of those
+    /// when unset.
+    #[arg(long, env = "WASMPLUG_ALLOWED_DESTINATIONS", value_delimiter = ',', value_parser = parse_range)]
+    allowed_destinations: Vec<IpNet>,
+
+    /// More addresses or ranges sources may not reach, comma-separated: the
+    /// cluster's Pod and Service ranges when they are public addresses (private
+    /// ones are refused already).
+    #[arg(long, env = "WASMPLUG_DENIED_DESTINATIONS", value_delimiter = ',', value_parser = parse_range)]
+    denied_destinations: Vec<IpNet>,
+
     /// This replica's identity in the Lease and in Events (the pod name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
@@ -137,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
     let sources = SourcePolicy {
         hosts: SourceHosts::new(&args.allowed_source_hosts),
         local_roots: LocalRoots::new(&args.local_source_roots).map_err(anyhow::Error::msg)?,
+        destinations: Destinations::new(args.allowed_destinations.clone(), args.denied_destinations.clone()),
     };
     if let (Some(address), Some(cert), Some(key)) =
         (args.webhook_listen, &args.webhook_cert_file, &args.webhook_key_file)

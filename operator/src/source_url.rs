@@ -139,6 +139,15 @@ impl SourceUrl {
         }
     }
 
+    /// The host, when it is written as an address.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        match self.parsed.host() {
+            Some(Host::Ipv4(ip)) => Some(ip.into()),
+            Some(Host::Ipv6(ip)) => Some(ip.into()),
+            _ => None,
+        }
+    }
+
     /// The port, written or the scheme's default.
     pub fn port(&self) -> Option<u16> {
         self.parsed.port_or_known_default().or(match self.parsed.scheme() {
@@ -150,6 +159,17 @@ impl SourceUrl {
 
     pub fn origin(&self) -> Origin {
         Origin { scheme: self.parsed.scheme().to_owned(), host: self.host(), port: self.port() }
+    }
+
+    /// The origin of an address a fetcher reports (libgit2 asking for
+    /// credentials), read leniently: it is compared, never fetched.
+    pub fn origin_of(raw: &str) -> Option<Origin> {
+        if !raw.contains("://") {
+            return Self::parse_scp(raw).map(|url| url.origin());
+        }
+        let parsed = Url::parse(raw).ok()?;
+        parsed.host()?;
+        Some(SourceUrl { parsed, fetch: String::new() }.origin())
     }
 
     /// The parsed URL (scp-like addresses as the equivalent ssh:// URL).

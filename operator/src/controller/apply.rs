@@ -178,7 +178,7 @@ fn builtin_info(key: &str) -> PluginInfo {
 fn failure_of(error: &Error) -> Option<Failure> {
     let failure = |step, reason, transient| Failure { step, reason, message: error.to_string(), transient };
     Some(match error {
-        Error::Fetch(FetchError::RedirectNotAllowed { .. }) => failure(Step::Fetch, Reason::SourceNotAllowed, false),
+        Error::Fetch(FetchError::NotAllowed { .. }) => failure(Step::Fetch, Reason::SourceNotAllowed, false),
         Error::Fetch(fetch) => failure(Step::Fetch, Reason::FetchFailed, fetch.is_transient()),
         Error::SourceNotAllowed(_) => failure(Step::Fetch, Reason::SourceNotAllowed, false),
         Error::Validate(ValidateError::DigestMismatch { .. }) => failure(Step::Validate, Reason::DigestMismatch, false),

@@ -22,6 +22,7 @@ pub async fn fetch(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Arc<Contex
     match kind {
         SourceKind::Git(git) => {
             let url = ctx.config.sources.url(&git.url, source_url::SourceKind::Git)?;
+            ctx.config.sources.resolve(&url).await?;
             let credentials = credentials(ctx, &namespace, git.secret_ref.as_ref()).await?;
             let (ctx, git) = (ctx.clone(), git.clone());
             blocking(&git.url.clone(), limits.timeout, move || {

@@ -14,7 +14,7 @@ use git2::{
 use wasmplug_crds::GitRef;
 
 use super::{Credentials, FetchError, FetchLimits, Fetched, archive};
-use crate::source_url::{Origin, SourceKind, SourceUrl};
+use crate::source_url::{Origin, SourceUrl};
 
 /// What to fetch.
 #[derive(Clone, Debug)]
@@ -150,8 +150,8 @@ impl<'a> Target<'a> {
 /// Refuses to answer a credential request from anywhere but `origin`, the
 /// origin the credentials were configured for.
 fn only_for(origin: &Origin, asked_by: &str) -> Result<(), git2::Error> {
-    match SourceUrl::parse(asked_by, SourceKind::Git) {
-        Ok(url) if url.origin() == *origin => Ok(()),
+    match SourceUrl::origin_of(asked_by) {
+        Some(asking) if asking == *origin => Ok(()),
         _ => Err(git2::Error::from_str(&format!(
             "credentials are configured for {origin}; refusing to send them to {asked_by}"
         ))),
@@ -283,7 +283,8 @@ mod tests {
 
     #[test]
     fn credentials_answer_only_their_own_origin() {
-        let origin = SourceUrl::parse("https://git.example.com/acme/unity.git", SourceKind::Git).unwrap().origin();
+        let kind = crate::source_url::SourceKind::Git;
+        let origin = SourceUrl::parse("https://git.example.com/acme/unity.git", kind).unwrap().origin();
         assert!(only_for(&origin, "https://git.example.com/other/repo.git").is_ok());
         assert!(only_for(&origin, "https://GIT.example.com:443/acme/unity.git").is_ok());
         for elsewhere in [

@@ -78,8 +78,8 @@ pub enum FetchError {
     Unreachable { url: String, reason: String },
     #[error("failed to fetch {url}: the server answered {status}{hint}")]
     Status { url: String, status: u16, hint: &'static str },
-    #[error("failed to fetch {url}: {reason}; a source is fetched only from where it may be, redirects included")]
-    RedirectNotAllowed { url: String, reason: String },
+    #[error("failed to fetch {url}: {reason}")]
+    NotAllowed { url: String, reason: String },
     #[error("failed to fetch {url} within {}s; raise spec.timeout if the source is slow", timeout.as_secs())]
     TimedOut { url: String, timeout: Duration },
     #[error("failed to fetch {url}: the download exceeds {max} bytes; a plugin package must be smaller")]

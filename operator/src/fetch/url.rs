@@ -2,9 +2,10 @@
 //! bearer credentials. The body is read in chunks and abandoned as soon as it
 //! passes the size limit, so a large or endless download cannot exhaust memory.
 //!
-//! Every redirect hop is read and checked like the source's own URL (trust
-//! invariant 4), and credentials are sent only to the source's own origin:
-//! reqwest drops the `Authorization` header when a redirect leaves it.
+//! Every redirect hop is read and checked like the source's own URL, every
+//! address a host name resolves to is checked before a connection is made
+//! (trust invariant 4), and credentials are sent only to the source's own
+//! origin: reqwest drops the `Authorization` header when a redirect leaves it.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use futures::StreamExt;
 use wasmplug_host::plugin::Digest;
 
 use super::{Credentials, FetchError, FetchLimits, Fetched, archive};
-use crate::policy::SourcePolicy;
+use crate::policy::{DestinationDenied, SourcePolicy};
 use crate::source_url::{SourceKind, SourceUrl};
 
 /// Most redirects one download follows.
@@ -20,6 +21,7 @@ const MAX_REDIRECTS: usize = 5;
 
 /// The HTTP client of URL sources: redirect hops are held to `policy`.
 pub fn client(policy: Arc<SourcePolicy>) -> reqwest::Result<reqwest::Client> {
+    let resolver = Arc::new(CheckedResolver { policy: policy.clone() });
     let redirects = reqwest::redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() > MAX_REDIRECTS {
             return attempt.error(format!("it redirected more than {MAX_REDIRECTS} times"));
@@ -35,7 +37,31 @@ pub fn client(policy: Arc<SourcePolicy>) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .user_agent(concat!("wasmplug-operator/", env!("CARGO_PKG_VERSION")))
         .redirect(redirects)
+        .dns_resolver(resolver)
         .build()
+}
+
+/// Resolves host names with the system resolver and keeps only the addresses
+/// the source policy lets a fetch reach. (Hosts written as addresses are not
+/// resolved; [`SourcePolicy::url`] checks those, for redirects too.)
+struct CheckedResolver {
+    policy: Arc<SourcePolicy>,
+}
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let reachable: Vec<std::net::SocketAddr> =
+                resolved.filter(|address| policy.destinations.permits(address.ip())).collect();
+            if reachable.is_empty() {
+                return Err(Box::new(DestinationDenied { host }) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(reachable.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 /// Downloads and unpacks the ZIP package at `url`.
@@ -77,9 +103,14 @@ async fn download(
             (None, None) => request,
         };
     }
-    let response = request.send().await.map_err(|error| match error.is_redirect() {
-        true => FetchError::RedirectNotAllowed { url: url.to_owned(), reason: describe(&error) },
-        false => unreachable(error),
+    let response = request.send().await.map_err(|error| {
+        if let Some(denied) = cause::<DestinationDenied>(&error) {
+            return FetchError::NotAllowed { url: url.to_owned(), reason: denied.to_string() };
+        }
+        match error.is_redirect() {
+            true => FetchError::NotAllowed { url: url.to_owned(), reason: describe(&error) },
+            false => unreachable(error),
+        }
     })?;
     let status = response.status();
     if !status.is_success() {
@@ -104,6 +135,18 @@ async fn download(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// The first cause of `error` that is an `E`.
+fn cause<E: std::error::Error + 'static>(error: &reqwest::Error) -> Option<&E> {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(found) = cause.downcast_ref::<E>() {
+            return Some(found);
+        }
+        source = cause.source();
+    }
+    None
 }
 
 /// The error and its causes on one line: reqwest's own message alone rarely says

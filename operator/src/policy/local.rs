@@ -34,9 +34,6 @@ pub struct LocalRoots {
 }
 
 impl LocalRoots {
-    /// No path: local sources are off.
-    pub const NONE: LocalRoots = LocalRoots { roots: Vec::new() };
-
     /// The roots `dirs`, resolved now; each must be an existing directory.
     pub fn new(dirs: impl IntoIterator<Item = impl AsRef<Path>>) -> Result<Self, String> {
         let mut roots = Vec::new();

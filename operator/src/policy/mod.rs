@@ -7,12 +7,14 @@
 //! Objects in, verdict out; the one thing looked at besides the objects is the
 //! operator's own filesystem, to resolve a `local` source's path.
 
+mod destinations;
 mod hosts;
 mod local;
 
 use kube::ResourceExt;
 use wasmplug_crds::{FormatPlugin, SourceKind, ownership};
 
+pub use destinations::{DestinationDenied, Destinations, parse_range};
 pub use hosts::{SourceHostDenied, SourceHosts};
 pub use local::{LocalPathDenied, LocalRoots};
 
@@ -55,6 +57,8 @@ pub struct SourcePolicy {
     pub hosts: SourceHosts,
     /// The directories `local` sources may read under.
     pub local_roots: LocalRoots,
+    /// The network addresses Git and URL sources may connect to.
+    pub destinations: Destinations,
 }
 
 /// A source the [`SourcePolicy`] does not allow.
@@ -66,6 +70,8 @@ pub enum SourceDenied {
     Host(#[from] SourceHostDenied),
     #[error(transparent)]
     LocalPath(#[from] LocalPathDenied),
+    #[error(transparent)]
+    Destination(#[from] DestinationDenied),
 }
 
 impl SourcePolicy {
@@ -81,10 +87,29 @@ impl SourcePolicy {
 
     /// The address `raw` of a `kind` source, read as the fetch reads it, when it
     /// may be fetched.
+    /// A host written as an address is checked here; a name is checked where
+    /// it is resolved ([`SourcePolicy::resolve`], or the URL client's resolver).
     pub fn url(&self, raw: &str, kind: source_url::SourceKind) -> Result<SourceUrl, SourceDenied> {
         let url = SourceUrl::parse(raw, kind)?;
         self.hosts.check(&url)?;
+        if let Some(ip) = url.ip() {
+            self.destinations.check_all(&url.host(), &[ip])?;
+        }
         Ok(url)
+    }
+
+    /// Resolves `url`'s host and checks every address, for fetchers that
+    /// connect on their own (libgit2). A name that does not resolve is left to
+    /// the fetch to report. A name whose answer changes between this lookup and
+    /// the fetcher's own is not caught here; the host allowlist is the defence
+    /// against names a tenant controls.
+    pub async fn resolve(&self, url: &SourceUrl) -> Result<(), SourceDenied> {
+        let host = url.host();
+        let Ok(addresses) = tokio::net::lookup_host((host.as_str(), url.port().unwrap_or(0))).await else {
+            return Ok(());
+        };
+        let addresses: Vec<std::net::IpAddr> = addresses.map(|address| address.ip()).collect();
+        Ok(self.destinations.check_all(&host, &addresses)?)
     }
 }
 
@@ -208,8 +233,9 @@ mod tests {
         plugin
     }
 
-    const OPEN_SOURCES: SourcePolicy = SourcePolicy { hosts: SourceHosts::ALL, local_roots: LocalRoots::NONE };
-    const OPEN: Rules<'static> = Rules { sources: &OPEN_SOURCES, scope: None };
+    static OPEN_SOURCES: std::sync::LazyLock<SourcePolicy> = std::sync::LazyLock::new(SourcePolicy::default);
+    static OPEN: std::sync::LazyLock<Rules<'static>> =
+        std::sync::LazyLock::new(|| Rules { sources: &OPEN_SOURCES, scope: None });
 
     #[test]
     fn the_last_enabled_format_cannot_be_disabled_or_deleted() {
@@ -326,5 +352,22 @@ mod tests {
         }
         assert_eq!(sources.check(&url_source("http://localhost:8080/p.zip")), Ok(()));
         assert_eq!(sources.check(&url_source("http://LOCALHOST:8080/p.zip")), Ok(()));
+    }
+
+    /// Finding 4 of issue 11: sources reached the operator's neighbourhood.
+    #[tokio::test]
+    async fn sources_reach_private_addresses_only_when_allowed() {
+        let default = SourcePolicy::default();
+        for url in ["http://169.254.169.254/latest/meta-data", "http://10.96.0.1/p.zip", "http://[::1]:8080/p.zip"] {
+            let refused = default.url(url, source_url::SourceKind::Url).unwrap_err();
+            assert!(matches!(refused, SourceDenied::Destination(_)), "{url}: {refused}");
+        }
+        let local = SourceUrl::parse("git://localhost:9418/r.git", source_url::SourceKind::Git).unwrap();
+        assert!(matches!(default.resolve(&local).await, Err(SourceDenied::Destination(_))));
+
+        let loopback = vec![parse_range("127.0.0.0/8").unwrap(), parse_range("::1").unwrap()];
+        let allowed = SourcePolicy { destinations: Destinations::new(loopback, Vec::new()), ..SourcePolicy::default() };
+        assert!(allowed.url("http://127.0.0.1:8080/p.zip", source_url::SourceKind::Url).is_ok());
+        assert_eq!(allowed.resolve(&local).await, Ok(()));
     }
 }
