@@ -2,6 +2,7 @@
 //! git:// protocol, and written with the `git` command line as a plugin author
 //! would.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -21,10 +22,22 @@ pub struct GitServer {
 
 impl GitServer {
     pub fn start() -> anyhow::Result<Self> {
+        let server = Self::start_unguarded()?;
+        control_plane().guard(server.daemon.id());
+        Ok(server)
+    }
+
+    /// Starts the daemon without telling the control plane's watchdog about it.
+    fn start_unguarded() -> anyhow::Result<Self> {
         let base = tempfile::Builder::new().prefix("wasmplug-git-").tempdir()?;
         let [port] = free_ports::<1>()?;
-        let daemon = Command::new("git")
-            .args(["daemon", "--export-all", "--reuseaddr", "--listen=127.0.0.1"])
+        // `git daemon` runs `git-daemon` as a child, and the daemon a child per
+        // connection: start the daemon itself, as the leader of a process group
+        // that stopping the server kills whole. A connection that never sends a
+        // request ends by itself after --init-timeout.
+        let daemon = Command::new(git_daemon()?)
+            .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1", "--init-timeout=5"])
+            .process_group(0)
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", base.path().display()))
             .arg(base.path())
@@ -33,7 +46,6 @@ impl GitServer {
             .stderr(Stdio::null())
             .spawn()
             .context("failed to start git daemon (is git installed?)")?;
-        control_plane().guard(daemon.id());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if std::time::Instant::now() > deadline {
@@ -59,9 +71,20 @@ impl GitServer {
     }
 }
 
+/// The `git-daemon` program of the installed git.
+fn git_daemon() -> anyhow::Result<PathBuf> {
+    let output = Command::new("git").arg("--exec-path").output().context("failed to run git (is it installed?)")?;
+    let daemon = Path::new(String::from_utf8_lossy(&output.stdout).trim()).join("git-daemon");
+    if !daemon.is_file() {
+        bail!("git has no {} (install git's daemon)", daemon.display());
+    }
+    Ok(daemon)
+}
+
 impl Drop for GitServer {
     fn drop(&mut self) {
-        let _ = self.daemon.kill();
+        let group = format!("-{}", self.daemon.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.daemon.wait();
     }
 }
@@ -255,4 +278,39 @@ async fn http_backend(
         }
     }
     respond(status, headers, output.stdout[at + gap..].to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Processes whose command line mentions `text`.
+    fn processes_mentioning(text: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(text) {
+                found.push(format!("{}: {cmdline}", entry.file_name().to_string_lossy()));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn a_stopped_git_server_leaves_no_process_behind() {
+        let server = GitServer::start_unguarded().expect("git daemon starts");
+        let base = server.base.path().display().to_string();
+        assert!(!processes_mentioning(&base).is_empty(), "the daemon runs");
+        // A connection that sends nothing, as the readiness probe's did.
+        let _idle = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connects");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        drop(server);
+        // Killed processes leave /proc as soon as they are reaped.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while !processes_mentioning(&base).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(processes_mentioning(&base), Vec::<String>::new(), "processes left behind");
+    }
 }
