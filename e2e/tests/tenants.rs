@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use support::{apply, format_plugin, refused, wait_condition, wait_ready};
 use wasmplug_crds::FormatPlugin;
-use wasmplug_e2e::{FileServer, GitServer, Served, Webhooked, control_plane, zip};
+use wasmplug_e2e::{FileServer, GitServer, Served, Webhooked, control_plane, eventually, zip};
 
 const SOON: Duration = Duration::from_secs(60);
 
@@ -221,4 +221,78 @@ async fn a_redirect_to_a_refused_destination_is_not_followed() {
 /// The git:// URL of a repository on `git`, by the name `localhost`.
 fn git_url_by_name(git: &GitServer) -> String {
     git.create("plugin").expect("repository").url().replace("127.0.0.1", "localhost")
+}
+
+/// The operator's peak resident memory so far, in bytes (VmHWM).
+fn peak_memory(process: &wasmplug_e2e::Process) -> u64 {
+    let pid = process.pid().expect("the operator runs");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
+    let line = status.lines().find(|line| line.starts_with("VmHWM:")).expect("VmHWM");
+    line.split_whitespace().nth(1).and_then(|kib| kib.parse::<u64>().ok()).expect("a number") << 10
+}
+
+/// Invariant 3: a Git repository cannot make the operator read more than the
+/// package: files other than plugin.toml and plugin.wasm are never read (here
+/// forty names for one blob larger than the limit), and a blob past the limit
+/// is refused from its header, before it is inflated.
+#[tokio::test]
+async fn a_repository_costs_the_operator_no_more_than_its_package() {
+    let ns = control_plane().namespace("git-bomb").await;
+    let stack = Webhooked::start(ns.name(), &["--max-unpacked=8Mi"]).await.expect("stack starts").stack;
+    let git = GitServer::start().expect("git daemon starts");
+    let (manifest, wasm) = wasmplug_e2e::numbered_plugin(5);
+    let big = vec![0u8; 9 << 20];
+    let repo = git.create("many-names").expect("repository");
+    let mut files: Vec<(String, &[u8])> = vec![("plugin.toml".into(), &manifest), ("plugin.wasm".into(), &wasm)];
+    files.extend((0..40).map(|n| (format!("assets/junk-{n}.bin"), big.as_slice())));
+    let files: Vec<(&str, &[u8])> = files.iter().map(|(name, bytes)| (name.as_str(), *bytes)).collect();
+    repo.commit(&files, "a package and forty names for one large blob").expect("commit");
+    apply(ns.name(), &format_plugin("many-names", &format!("source:\n  git:\n    url: {}", repo.url()))).await;
+    wait_ready(ns.name(), "many-names", SOON).await;
+
+    // plugin.wasm itself: 200 MiB of zeros, a few hundred KiB on the wire.
+    let huge = vec![0u8; 200 << 20];
+    let bomb = git.create("bomb").expect("repository");
+    bomb.commit(&[("plugin.toml", &manifest), ("plugin.wasm", &huge)], "a bomb").expect("commit");
+    drop(huge);
+    apply(ns.name(), &format_plugin("bomb", &format!("source:\n  git:\n    url: {}", bomb.url()))).await;
+    let message = wait_condition(&ns.api::<FormatPlugin>(), "bomb", "False", "FetchFailed").await;
+    assert!(message.contains(&format!("exceeds {} bytes", 8 << 20)), "{message}");
+    let peak = peak_memory(&stack.operator.process);
+    assert!(peak < 200 << 20, "the operator peaked at {} MiB: the blob was inflated", peak >> 20);
+}
+
+/// Invariant 3: a Git server that accepts and then says nothing holds a fetch
+/// no longer than spec.timeout (before, only the transfer-progress callback
+/// checked the deadline, so a silent server held the fetch, and its thread,
+/// forever).
+#[tokio::test]
+async fn a_silent_git_server_is_given_up_on_at_the_timeout() {
+    let ns = control_plane().namespace("git-silent").await;
+    let stack = Webhooked::start(ns.name(), &[]).await.expect("stack starts").stack;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listens");
+    let port = listener.local_addr().expect("address").port();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let started = std::time::Instant::now();
+    let spec = format!("source:\n  git:\n    url: git://127.0.0.1:{port}/plugin\ntimeout: 3s");
+    apply(ns.name(), &format_plugin("silent", &spec)).await;
+    let message = wait_condition(&ns.api::<FormatPlugin>(), "silent", "False", "FetchFailed").await;
+    assert!(message.contains("within 3s"), "{message}");
+    eprintln!("silent Git server: apply → FetchFailed in {:?}", started.elapsed());
+    // The fetches themselves end too (libgit2's own server timeout), releasing
+    // their threads and removing their scratch repositories, while the server
+    // stays silent. (Deleting the object stops the retries.)
+    control_plane().kubectl().succeed(&["delete", "fp", "silent", "-n", ns.name(), "--timeout=30s"]).await;
+    eventually("the abandoned fetches to end", Duration::from_secs(30), || async {
+        let left: Vec<_> =
+            std::fs::read_dir(stack.scratch().join("wasmplug-fetch")).map_err(|e| e.to_string())?.flatten().collect();
+        left.is_empty().then_some(()).ok_or(format!("{left:?}"))
+    })
+    .await;
+    silent.abort();
 }

@@ -12,6 +12,7 @@ use git2::{
     RemoteRedirect, Repository,
 };
 use wasmplug_crds::GitRef;
+use wasmplug_host::plugin::{MANIFEST_FILE, WASM_FILE};
 
 use super::{Credentials, FetchError, FetchLimits, Fetched, archive};
 use crate::source_url::{Origin, SourceUrl};
@@ -27,9 +28,33 @@ pub struct GitRequest<'a> {
     pub credentials: Option<&'a Credentials>,
 }
 
+/// Longest libgit2 waits to connect to a server, and for any one read or write
+/// on the connection: a server that falls silent ends the fetch within this,
+/// where the transfer-progress deadline is never checked.
+const SERVER_TIMEOUT_MS: i32 = 10_000;
+
+/// Sets libgit2's process-wide server timeouts, once.
+fn set_server_timeouts() {
+    static SET: std::sync::Once = std::sync::Once::new();
+    SET.call_once(|| {
+        // SAFETY: libgit2 options must not change while another thread uses
+        // libgit2; `Once` runs this before the first fetch uses it, and
+        // nothing else in the operator changes these options.
+        #[allow(unsafe_code)]
+        let set = unsafe {
+            git2::opts::set_server_connect_timeout_in_milliseconds(SERVER_TIMEOUT_MS)
+                .and_then(|()| git2::opts::set_server_timeout_in_milliseconds(SERVER_TIMEOUT_MS))
+        };
+        if let Err(error) = set {
+            tracing::warn!(%error, "failed to set libgit2's server timeouts; fetches rely on spec.timeout alone");
+        }
+    });
+}
+
 /// Fetches the package `request` names, using `scratch` for the temporary
 /// repository. Blocking; run it off the async executor.
 pub fn fetch(request: &GitRequest<'_>, scratch: &Path, limits: &FetchLimits) -> Result<Fetched, FetchError> {
+    set_server_timeouts();
     let url = request.url.as_fetched();
     let fail = |reason: String, transient: bool| FetchError::Git { url: url.to_owned(), reason, transient };
     let dir = tempfile::Builder::new()
@@ -243,31 +268,45 @@ fn read_package(
         commit.tree().map_err(|e| FetchError::Git { url: url.into(), reason: e.message().into(), transient: false })?;
     let not_found = || FetchError::PathNotFound { url: url.into(), revision: revision.clone(), path: path.into() };
     let at = if path.is_empty() { format!("{url} at {revision}") } else { format!("{url} at {revision}, {path}") };
-    let object = if path.is_empty() {
-        tree.into_object()
+    // Named by id and kind only: nothing is inflated before its size is known.
+    let (id, kind) = if path.is_empty() {
+        (tree.id(), Some(ObjectType::Tree))
     } else {
-        tree.get_path(Path::new(path)).and_then(|entry| entry.to_object(repo)).map_err(|_| not_found())?
+        let entry = tree.get_path(Path::new(path)).map_err(|_| not_found())?;
+        (entry.id(), entry.kind())
     };
-    match object.kind() {
+    let odb =
+        repo.odb().map_err(|e| FetchError::Git { url: url.into(), reason: e.message().into(), transient: false })?;
+    // An object's size is read from its header before it is inflated, so a
+    // small repository that names a huge blob (or one many times) costs nothing.
+    // `room` is what is left of `max`, the limit reported.
+    let read_blob = |id: Oid, room: u64, max: u64| -> Result<git2::Blob<'_>, FetchError> {
+        let (size, _) = odb.read_header(id).map_err(|_| not_found())?;
+        if size as u64 > room {
+            return Err(FetchError::TooLarge { url: url.into(), max });
+        }
+        repo.find_blob(id).map_err(|_| not_found())
+    };
+    match kind {
         Some(ObjectType::Tree) => {
-            let dir = object.peel_to_tree().map_err(|_| not_found())?;
+            let dir = repo.find_tree(id).map_err(|_| not_found())?;
             let mut files = Vec::new();
-            for entry in dir.iter() {
-                let Ok(name) = entry.name() else { continue };
+            let mut room = limits.archive.max_unpacked_bytes;
+            // The package files by name; nothing else in the tree is read.
+            for name in [MANIFEST_FILE, WASM_FILE] {
+                let Some(entry) = dir.get_name(name) else { continue };
                 // Blobs only: 0o120000 is a link, which a package must not contain.
                 if entry.kind() != Some(ObjectType::Blob) || entry.filemode() == 0o120000 {
                     continue;
                 }
-                let blob = entry.to_object(repo).and_then(|o| o.peel_to_blob()).map_err(|_| not_found())?;
-                if blob.size() as u64 > limits.archive.max_unpacked_bytes {
-                    return Err(FetchError::TooLarge { url: url.into(), max: limits.archive.max_unpacked_bytes });
-                }
+                let blob = read_blob(entry.id(), room, limits.archive.max_unpacked_bytes)?;
+                room -= blob.size() as u64;
                 files.push((name.to_owned(), blob.content().to_vec()));
             }
             Ok(Fetched::from_files(at, revision, files))
         }
         Some(ObjectType::Blob) => {
-            let blob = object.peel_to_blob().map_err(|_| not_found())?;
+            let blob = read_blob(id, limits.max_download_bytes, limits.max_download_bytes)?;
             if !archive::is_zip(blob.content()) {
                 return Err(FetchError::Archive { at, reason: "the path is a file but not a ZIP archive".into() });
             }
