@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,7 +45,32 @@ pub struct FileServer {
     addr: SocketAddr,
     files: Arc<Mutex<HashMap<String, Served>>>,
     received: Arc<Mutex<Vec<Received>>>,
+    trickling: Arc<Trickling>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Trickled responses being sent now, and the most ever sent at once.
+#[derive(Debug, Default)]
+struct Trickling {
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+/// Counts one trickled response for as long as its body is being sent.
+struct Sending(Arc<Trickling>);
+
+impl Sending {
+    fn start(trickling: &Arc<Trickling>) -> Self {
+        let now = trickling.now.fetch_add(1, Ordering::SeqCst) + 1;
+        trickling.most.fetch_max(now, Ordering::SeqCst);
+        Sending(trickling.clone())
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl FileServer {
@@ -53,10 +79,11 @@ impl FileServer {
         let addr = listener.local_addr()?;
         let files: Arc<Mutex<HashMap<String, Served>>> = Arc::default();
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let (served, log) = (files.clone(), received.clone());
+        let trickling: Arc<Trickling> = Arc::default();
+        let (served, log, counts) = (files.clone(), received.clone(), trickling.clone());
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (files, log) = (served.clone(), log.clone());
+                let (files, log, counts) = (served.clone(), log.clone(), counts.clone());
                 let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                     let answer = files.lock().unwrap_or_else(|p| p.into_inner()).get(request.uri().path()).cloned();
                     let authorization = request.headers().get(hyper::header::AUTHORIZATION).cloned();
@@ -74,14 +101,15 @@ impl FileServer {
                         }
                         other => other,
                     };
-                    async move { Ok::<_, Infallible>(respond(answer)) }
+                    let response = respond(answer, &counts);
+                    async move { Ok::<_, Infallible>(response) }
                 });
                 tokio::spawn(
                     hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service),
                 );
             }
         });
-        Ok(FileServer { addr, files, received, task })
+        Ok(FileServer { addr, files, received, trickling, task })
     }
 
     /// Serves `served` at `path` (e.g. "/unity.zip") and returns its URL.
@@ -99,6 +127,11 @@ impl FileServer {
         self.addr.port()
     }
 
+    /// The most trickled responses that were being sent at once.
+    pub fn most_trickling_at_once(&self) -> usize {
+        self.trickling.most.load(Ordering::SeqCst)
+    }
+
     /// Every request received so far, in order.
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -111,7 +144,7 @@ impl Drop for FileServer {
     }
 }
 
-fn respond(answer: Option<Served>) -> Response<BoxBody<Bytes, Infallible>> {
+fn respond(answer: Option<Served>, trickling: &Arc<Trickling>) -> Response<BoxBody<Bytes, Infallible>> {
     let (status, body) = match answer {
         None => (StatusCode::NOT_FOUND, Full::new(Bytes::from_static(b"not found")).boxed()),
         Some(Served::Protected { .. }) => (StatusCode::UNAUTHORIZED, Full::new(Bytes::new()).boxed()),
@@ -129,9 +162,15 @@ fn respond(answer: Option<Served>) -> Response<BoxBody<Bytes, Infallible>> {
         }
         Some(Served::Trickle { bytes, chunk, every }) => {
             let chunks: Vec<Bytes> = bytes.chunks(chunk.max(1)).map(Bytes::copy_from_slice).collect();
+            let sending = Sending::start(trickling);
             let stream = futures::stream::iter(chunks).then(move |chunk| async move {
                 tokio::time::sleep(every).await;
                 Ok::<_, Infallible>(Frame::data(chunk))
+            });
+            // Counted until the body ends or the client goes away.
+            let stream = stream.map(move |frame| {
+                let _ = &sending;
+                frame
             });
             (StatusCode::OK, BodyExt::boxed(StreamBody::new(stream)))
         }

@@ -296,3 +296,26 @@ async fn a_silent_git_server_is_given_up_on_at_the_timeout() {
     .await;
     silent.abort();
 }
+
+/// Invariant 3: fetches are bounded like compilations: however many objects
+/// arrive at once, at most --max-concurrent-fetches downloads are held in
+/// memory together.
+#[tokio::test]
+async fn fetches_run_at_most_the_configured_number_at_once() {
+    let ns = control_plane().namespace("fetch-concurrency").await;
+    let _stack = Webhooked::start(ns.name(), &["--max-concurrent-fetches=2"]).await.expect("stack starts");
+    let files = FileServer::start().await.expect("file server starts");
+    let names: Vec<String> = (10..15).map(|n| format!("slow-{n}")).collect();
+    for (n, name) in (10..15).zip(&names) {
+        let (manifest, wasm) = wasmplug_e2e::numbered_plugin(n);
+        let bytes = zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)]);
+        let chunk = bytes.len().div_ceil(10);
+        let url =
+            files.put(&format!("/{name}.zip"), Served::Trickle { bytes, chunk, every: Duration::from_millis(100) });
+        apply(ns.name(), &format_plugin(name, &format!("source:\n  url:\n    url: {url}"))).await;
+    }
+    for name in &names {
+        wait_ready(ns.name(), name, SOON).await;
+    }
+    assert_eq!(files.most_trickling_at_once(), 2, "downloads at once");
+}

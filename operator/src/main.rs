@@ -49,6 +49,11 @@ struct Args {
     #[arg(long, env = "WASMPLUG_MAX_UNPACKED", default_value = "128Mi", value_parser = parse_size)]
     max_unpacked: u64,
 
+    /// Fetches running at once; more wait. Each may hold a whole download
+    /// (--max-download) and its unpacked files (--max-unpacked) in memory.
+    #[arg(long, env = "WASMPLUG_MAX_CONCURRENT_FETCHES", default_value_t = 2)]
+    max_concurrent_fetches: usize,
+
     /// How long an unreferenced store entry is kept before it is removed.
     #[arg(long, env = "WASMPLUG_GC_GRACE", default_value = "10m")]
     gc_grace: wasmplug_crds::Duration,
@@ -211,6 +216,7 @@ async fn main() -> anyhow::Result<()> {
             gc_grace: args.gc_grace.into(),
             gc_interval: args.gc_interval.into(),
             sources,
+            max_concurrent_fetches: args.max_concurrent_fetches,
         },
         metrics,
     };

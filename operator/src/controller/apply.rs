@@ -83,10 +83,12 @@ async fn publish(
         claim(plugin, key, ctx)?;
         return Ok((None, builtin_info(key)));
     }
+    let fetching = ctx.fetching.acquire().await.map_err(|e| Error::Task(e.to_string()))?;
     let started = Instant::now();
     let fetched = source::fetch(plugin, kind, ctx).await;
     ctx.metrics.fetched(kind.name(), started.elapsed());
     let fetched = fetched?;
+    drop(fetching);
     tracing::debug!(source = kind.name(), took = ?started.elapsed(), revision = fetched.revision, "fetched");
     let revision = fetched.revision.clone();
     let (runtime, spec) = (ctx.runtime.clone(), plugin.spec.clone());

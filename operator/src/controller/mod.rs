@@ -56,6 +56,9 @@ pub struct Config {
     pub gc_interval: Duration,
     /// What sources may reach (the webhook checks the same).
     pub sources: SourcePolicy,
+    /// Fetches running at once (each may hold a whole download and its
+    /// unpacked files in memory); more wait.
+    pub max_concurrent_fetches: usize,
 }
 
 /// Everything a reconcile needs from the outside world.
@@ -76,6 +79,9 @@ pub struct Context {
     /// compiles functions in parallel); more at once only adds memory. At most
     /// the runtime's `MAX_CONCURRENT_LOADS`, which its instance pool has room for.
     compiling: tokio::sync::Semaphore,
+    /// A fetch holds up to a whole download and its unpacked files in memory;
+    /// at most `Config::max_concurrent_fetches` run at once.
+    fetching: tokio::sync::Semaphore,
 }
 
 /// FormatPlugins are watched untyped, and each is read into a [`FormatPlugin`]
@@ -149,6 +155,7 @@ pub async fn run(client: Client, settings: Settings, shutdown: impl Future<Outpu
     let ctx = Arc::new(Context {
         plugins,
         failures: Mutex::default(),
+        fetching: tokio::sync::Semaphore::new(settings.config.max_concurrent_fetches.max(1)),
         compiling: tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(1, usize::from).min(MAX_CONCURRENT_LOADS as usize),
         ),

@@ -8,6 +8,8 @@
 
 use std::io::{Cursor, Read};
 
+use zip::unstable::read::ZipIterable;
+
 use wasmplug_host::plugin::{MANIFEST_FILE, WASM_FILE};
 
 use super::{FetchError, Fetched};
@@ -36,11 +38,15 @@ pub fn is_zip(bytes: &[u8]) -> bool {
 /// Unpacks the package files of the ZIP `bytes`, found at `at`.
 pub fn unpack(at: &str, revision: String, bytes: &[u8], limits: &ArchiveLimits) -> Result<Fetched, FetchError> {
     let fail = |reason: String| FetchError::Archive { at: at.to_owned(), reason };
-    let mut archive =
-        zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| fail(format!("not a valid ZIP archive ({e})")))?;
-    if archive.len() > limits.max_entries {
-        return Err(fail(format!("it has {} entries; at most {} are allowed", archive.len(), limits.max_entries)));
+    let invalid = |e: zip::result::ZipError| fail(format!("not a valid ZIP archive ({e})"));
+    // The entry count comes from the end-of-central-directory record alone:
+    // an archive with too many entries is refused before its central
+    // directory is parsed (which costs memory per entry).
+    let declared = ZipIterable::try_new(Cursor::new(bytes), zip::read::Config::default()).map_err(invalid)?.len();
+    if declared > limits.max_entries {
+        return Err(fail(format!("it has {declared} entries; at most {} are allowed", limits.max_entries)));
     }
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(invalid)?;
     let mut names = Vec::with_capacity(archive.len());
     for index in 0..archive.len() {
         let entry = archive.by_index_raw(index).map_err(|e| fail(format!("entry {index} is unreadable ({e})")))?;
@@ -119,6 +125,24 @@ mod tests {
 
     fn unpack_default(bytes: &[u8]) -> Result<Fetched, FetchError> {
         unpack("https://example.test/p.zip", "rev".into(), bytes, &ArchiveLimits::default())
+    }
+
+    /// Finding 6 of issue 11: the whole central directory was parsed (197 MiB
+    /// for 700 000 entries) before the entry count was checked. Here the
+    /// directory breaks after the limit: refusing by count from the end record
+    /// means the broken part is never read.
+    #[test]
+    fn too_many_entries_are_refused_before_the_central_directory_is_read() {
+        let entries: Vec<(String, &[u8])> = (0..1500).map(|n| (format!("f{n:04}"), b"" as &[u8])).collect();
+        let entries: Vec<(&str, &[u8])> = entries.iter().map(|(name, bytes)| (name.as_str(), *bytes)).collect();
+        let mut bytes = zip(&entries);
+        // Break the central directory header of entry 1 200.
+        let header = b"PK\x01\x02";
+        let headers: Vec<usize> = bytes.windows(4).enumerate().filter(|(_, w)| w == header).map(|(i, _)| i).collect();
+        assert_eq!(headers.len(), 1500);
+        bytes[headers[1200]] = b'X';
+        let error = unpack_default(&bytes).expect_err("refused").to_string();
+        assert!(error.contains("it has 1500 entries; at most 1000 are allowed"), "{error}");
     }
 
     #[test]
