@@ -59,8 +59,12 @@ pub enum Reason {
     Suspended,
     /// The source could not be fetched (network, authentication, missing ref).
     FetchFailed,
-    /// The source names a host the operator's allowlist does not allow.
+    /// The source names a host, address or path the operator's source policy
+    /// does not allow.
     SourceNotAllowed,
+    /// The FormatPlugin's namespace may not publish formats (format keys are
+    /// cluster-wide); nothing of it is served.
+    NamespaceNotAllowed,
     /// The package is invalid (manifest, digest, component interface).
     ValidationFailed,
     /// The sha256 pin in the spec does not match plugin.wasm.
@@ -74,7 +78,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Reason::Succeeded,
         Reason::Progressing,
         Reason::Installed,
@@ -84,6 +88,7 @@ impl Reason {
         Reason::Suspended,
         Reason::FetchFailed,
         Reason::SourceNotAllowed,
+        Reason::NamespaceNotAllowed,
         Reason::ValidationFailed,
         Reason::DigestMismatch,
         Reason::FormatConflict,
@@ -102,6 +107,7 @@ impl Reason {
             Reason::Suspended => "Suspended",
             Reason::FetchFailed => "FetchFailed",
             Reason::SourceNotAllowed => "SourceNotAllowed",
+            Reason::NamespaceNotAllowed => "NamespaceNotAllowed",
             Reason::ValidationFailed => "ValidationFailed",
             Reason::DigestMismatch => "DigestMismatch",
             Reason::FormatConflict => "FormatConflict",

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use support::{apply, format_plugin, refused, wait_condition, wait_ready};
 use wasmplug_crds::FormatPlugin;
-use wasmplug_e2e::{FileServer, GitServer, Served, Webhooked, control_plane, eventually, zip};
+use wasmplug_e2e::{FileServer, GitServer, Served, Stack, Webhooked, control_plane, eventually, zip};
 
 const SOON: Duration = Duration::from_secs(60);
 
@@ -318,4 +318,46 @@ async fn fetches_run_at_most_the_configured_number_at_once() {
         wait_ready(ns.name(), name, SOON).await;
     }
     assert_eq!(files.most_trickling_at_once(), 2, "downloads at once");
+}
+
+/// Invariant 5: format keys are cluster-wide, so only the configured
+/// namespaces publish formats. An object elsewhere is refused by the webhook;
+/// one stored anyway (or published before the setting) is reported and what
+/// it published is withdrawn, so hosts stop serving it.
+#[tokio::test]
+async fn only_the_publishing_namespaces_publish_formats() {
+    let ns = control_plane().namespace("squatter").await;
+    let mut stack = Stack::start(ns.name(), &[]).await.expect("operator and host start");
+    apply(ns.name(), &format_plugin("npm", "source:\n  builtin:\n    format: npm")).await;
+    wait_ready(ns.name(), "npm", SOON).await;
+    let serves_npm = async |stack: &Stack| stack.formats().await.is_ok_and(|formats| formats.contains_key("npm"));
+    eventually("the host to serve npm", SOON, || async {
+        serves_npm(&stack).await.then_some(()).ok_or_else(|| "not yet".to_owned())
+    })
+    .await;
+
+    // The operator is restarted with publishing limited to another namespace.
+    stack.operator.process.kill().await;
+    stack.operator = stack.another_operator(&["--publishing-namespaces=registry"]).expect("operator restarts");
+    let api = ns.api::<FormatPlugin>();
+    let message = wait_condition(&api, "npm", "False", "NamespaceNotAllowed").await;
+    assert!(message.contains(&format!("namespace {} may not publish formats", ns.name())), "{message}");
+    assert!(message.contains("registry"), "{message}");
+    let status = api.get("npm").await.expect("exists").status.expect("status");
+    assert!(status.plugin.is_none() && status.artifact.is_none(), "what it published is withdrawn: {status:?}");
+    eventually("the host to stop serving npm", SOON, || async {
+        (!serves_npm(&stack).await).then_some(()).ok_or_else(|| "still served".to_owned())
+    })
+    .await;
+
+    // With the webhook, a new object there is refused at apply time.
+    let other = control_plane().namespace("squatter-webhook").await;
+    let webhook = Webhooked::start(other.name(), &["--publishing-namespaces=registry"]).await.expect("stack starts");
+    webhook.register().await.expect("the webhook is registered");
+    let stderr = refused(
+        &["apply", "-n", other.name(), "-f", "-"],
+        &format_plugin("unity", "source:\n  builtin:\n    format: maven"),
+    )
+    .await;
+    assert!(stderr.contains("may not publish formats: format keys are cluster-wide"), "{stderr}");
 }

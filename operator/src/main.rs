@@ -14,7 +14,9 @@ use wasmplug_operator::controller::{self, Config, Settings};
 use wasmplug_operator::fetch::{ArchiveLimits, FetchLimits};
 use wasmplug_operator::leader::LeaderElection;
 use wasmplug_operator::metrics::Metrics;
-use wasmplug_operator::policy::{Destinations, LocalRoots, SourceHosts, SourcePolicy, parse_range};
+use wasmplug_operator::policy::{
+    Destinations, LocalRoots, PublishingNamespaces, SourceHosts, SourcePolicy, parse_range,
+};
 use wasmplug_operator::serve::{Health, serve};
 use wasmplug_operator::store::Store;
 use wasmplug_operator::webhook::{self, CertificateFiles, ReloadingCertificate, Webhook};
@@ -122,6 +124,13 @@ struct Args {
     #[arg(long, env = "WASMPLUG_DENIED_DESTINATIONS", value_delimiter = ',', value_parser = parse_range)]
     denied_destinations: Vec<IpNet>,
 
+    /// Namespaces whose FormatPlugins may publish formats, comma-separated;
+    /// every namespace when unset. Format keys are cluster-wide, so creating a
+    /// FormatPlugin is a cluster-level privilege: objects elsewhere are refused
+    /// by the webhook and reported (NamespaceNotAllowed) by the operator.
+    #[arg(long, env = "WASMPLUG_PUBLISHING_NAMESPACES", value_delimiter = ',')]
+    publishing_namespaces: Vec<String>,
+
     /// This replica's identity in the Lease and in Events (the pod name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
@@ -153,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("failed to listen on {}", args.metrics_listen))?;
     tokio::spawn(serve(listener, args.connections.limits(), health.clone()));
+    let namespaces = PublishingNamespaces::new(&args.publishing_namespaces);
     let sources = SourcePolicy {
         hosts: SourceHosts::new(&args.allowed_source_hosts),
         local_roots: LocalRoots::new(&args.local_source_roots).map_err(anyhow::Error::msg)?,
@@ -165,7 +175,7 @@ async fn main() -> anyhow::Result<()> {
         let certificate = Arc::new(ReloadingCertificate::load(files)?);
         let listener =
             tokio::net::TcpListener::bind(address).await.with_context(|| format!("failed to listen on {address}"))?;
-        let webhook = Webhook::new(client.clone(), args.watch_namespace.clone(), sources.clone());
+        let webhook = Webhook::new(client.clone(), args.watch_namespace.clone(), sources.clone(), namespaces.clone());
         tracing::info!(%address, "serving the admission webhook");
         tokio::spawn(webhook::serve(listener, args.connections.limits(), certificate, Arc::new(webhook)));
     }
@@ -217,6 +227,7 @@ async fn main() -> anyhow::Result<()> {
             gc_interval: args.gc_interval.into(),
             sources,
             max_concurrent_fetches: args.max_concurrent_fetches,
+            namespaces,
         },
         metrics,
     };

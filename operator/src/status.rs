@@ -7,7 +7,8 @@
 //!   Disabled when `spec.enabled` is false) and False with the failing step's reason
 //!   otherwise. `Reconciling` and `Stalled` are present only while true.
 //! - A failure keeps the last good `artifact` and `plugin`: hosts keep serving them,
-//!   and the Ready message says so.
+//!   and the Ready message says so. Except a refusal of the object itself (its
+//!   namespace may not publish): that withdraws them, so hosts stop serving.
 //! - A condition's `lastTransitionTime` changes only when its status does, and an
 //!   Event is emitted only on a transition, so re-applying an unchanged object
 //!   changes nothing.
@@ -36,6 +37,9 @@ pub struct Failure {
     pub message: String,
     /// Retried with backoff (Reconciling) rather than waiting for a change (Stalled).
     pub transient: bool,
+    /// Whether what was published is withdrawn (the object may not publish at
+    /// all) rather than kept serving.
+    pub withdraw: bool,
 }
 
 /// The reconcile steps that have their own condition.
@@ -101,7 +105,10 @@ pub fn next(subject: Subject<'_>, outcome: &Outcome, now: Time) -> (FormatPlugin
         }
         Outcome::Failed(failure) => {
             let mut message = failure.message.clone();
-            if let Some(info) = &previous.plugin {
+            if failure.withdraw {
+                status.artifact = None;
+                status.plugin = None;
+            } else if let Some(info) = &previous.plugin {
                 message.push_str(&format!("; still serving {}", describe(info, previous.artifact.as_ref())));
             }
             match failure.step {
@@ -259,7 +266,8 @@ mod tests {
     }
 
     fn failed(reason: Reason, transient: bool) -> Outcome {
-        Outcome::Failed(Failure { step: Step::Validate, reason, message: "failed to x".into(), transient })
+        let message = "failed to x".into();
+        Outcome::Failed(Failure { step: Step::Validate, reason, message, transient, withdraw: false })
     }
 
     fn reasons(notices: &[Notice]) -> Vec<Reason> {

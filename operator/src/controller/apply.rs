@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use wasmplug_crds::conditions::Reason;
 use wasmplug_crds::{Artifact, Capabilities, FormatPlugin, GitRef, PluginInfo, Precompiled, SourceKind, ownership};
@@ -19,6 +20,12 @@ use crate::status::{Failure, Outcome, Step};
 use crate::validate::{self, Expected, ValidateError, Validated};
 
 pub async fn apply(plugin: Arc<FormatPlugin>, ctx: &Arc<Context>) -> Result<Action, Error> {
+    // Before anything else, suspended or not: an object that may not publish
+    // has what it published withdrawn.
+    if let Err(refused) = ctx.config.namespaces.check(&plugin.namespace().unwrap_or_default()) {
+        finish(&plugin, ctx, Err(refused.into())).await?;
+        return Ok(Action::await_change());
+    }
     if plugin.spec.suspend {
         tracing::info!("suspended: nothing is fetched; what was published keeps serving");
         return Ok(Action::await_change());
@@ -178,7 +185,8 @@ fn builtin_info(key: &str) -> PluginInfo {
 /// The status step and reason for an error a user must see; `None` for errors that
 /// are only retried (API errors).
 fn failure_of(error: &Error) -> Option<Failure> {
-    let failure = |step, reason, transient| Failure { step, reason, message: error.to_string(), transient };
+    let failure =
+        |step, reason, transient| Failure { step, reason, message: error.to_string(), transient, withdraw: false };
     Some(match error {
         Error::Fetch(FetchError::NotAllowed { .. }) => failure(Step::Fetch, Reason::SourceNotAllowed, false),
         Error::Fetch(fetch) => failure(Step::Fetch, Reason::FetchFailed, fetch.is_transient()),
@@ -188,6 +196,9 @@ fn failure_of(error: &Error) -> Option<Failure> {
             failure(Step::Validate, Reason::ValidationFailed, false)
         }
         Error::Conflict { .. } => failure(Step::Publish, Reason::FormatConflict, false),
+        Error::NamespaceNotAllowed(_) => {
+            Failure { withdraw: true, ..failure(Step::Publish, Reason::NamespaceNotAllowed, false) }
+        }
         Error::Store(_) => failure(Step::Publish, Reason::StoreFailed, true),
         Error::Kube { .. } | Error::Task(_) | Error::Retry(_) | Error::Finalizer(_) => return None,
     })

@@ -31,7 +31,7 @@ use wasmplug_host::runtime::{MAX_CONCURRENT_LOADS, Runtime};
 
 use crate::fetch::{FetchError, FetchLimits};
 use crate::metrics::Metrics;
-use crate::policy::{SourceDenied, SourcePolicy};
+use crate::policy::{NamespaceNotAllowed, PublishingNamespaces, SourceDenied, SourcePolicy};
 use crate::store::{Store, StoreError};
 use crate::validate::ValidateError;
 
@@ -56,6 +56,8 @@ pub struct Config {
     pub gc_interval: Duration,
     /// What sources may reach (the webhook checks the same).
     pub sources: SourcePolicy,
+    /// The namespaces whose FormatPlugins may publish formats.
+    pub namespaces: PublishingNamespaces,
     /// Fetches running at once (each may hold a whole download and its
     /// unpacked files in memory); more wait.
     pub max_concurrent_fetches: usize,
@@ -118,6 +120,8 @@ pub enum Error {
     Fetch(#[from] FetchError),
     #[error(transparent)]
     SourceNotAllowed(#[from] SourceDenied),
+    #[error(transparent)]
+    NamespaceNotAllowed(#[from] NamespaceNotAllowed),
     #[error(transparent)]
     Validate(#[from] ValidateError),
     #[error(transparent)]

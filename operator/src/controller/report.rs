@@ -106,6 +106,7 @@ pub async fn unreadable(object: &Guarded, error: &str, ctx: &Context) -> Result<
         reason: Reason::ValidationFailed,
         message: format!("failed to read the FormatPlugin: {error}; correct its spec"),
         transient: false,
+        withdraw: false,
     };
     let subject = Subject { previous: previous.as_ref(), generation: object.metadata.generation, enabled: true };
     let (next, notices) = status::next(subject, &Outcome::Failed(failure), Time(Timestamp::now()));

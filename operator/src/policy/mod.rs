@@ -10,6 +10,7 @@
 mod destinations;
 mod hosts;
 mod local;
+mod namespaces;
 
 use kube::ResourceExt;
 use wasmplug_crds::{FormatPlugin, SourceKind, ownership};
@@ -17,6 +18,7 @@ use wasmplug_crds::{FormatPlugin, SourceKind, ownership};
 pub use destinations::{DestinationDenied, Destinations, parse_range};
 pub use hosts::{SourceHostDenied, SourceHosts};
 pub use local::{LocalPathDenied, LocalRoots};
+pub use namespaces::{NamespaceNotAllowed, PublishingNamespaces};
 
 use crate::source_url::{self, SourceUrl, UrlRefused};
 
@@ -48,6 +50,8 @@ pub enum Denial {
     KeyOwned { key: String, owner: String },
     #[error(transparent)]
     Source(#[from] SourceDenied),
+    #[error(transparent)]
+    Namespace(#[from] NamespaceNotAllowed),
 }
 
 /// What sources may reach, set when the operator starts.
@@ -117,6 +121,8 @@ impl SourcePolicy {
 #[derive(Debug)]
 pub struct Rules<'a> {
     pub sources: &'a SourcePolicy,
+    /// The namespaces that may publish formats.
+    pub namespaces: &'a PublishingNamespaces,
     /// The namespace the operator follows, or `None` for the whole cluster: the
     /// scope in which one format must stay enabled.
     pub scope: Option<&'a str>,
@@ -127,10 +133,15 @@ pub struct Rules<'a> {
 pub fn review(change: Change<'_>, others: &[FormatPlugin], rules: &Rules<'_>) -> Result<(), Denial> {
     match change {
         Change::Create(new) => {
+            rules.namespaces.check(&new.namespace().unwrap_or_default())?;
             rules.sources.check(new)?;
             key_is_free(new, others)
         }
         Change::Update { old, new } => {
+            // Disabling, and metadata changes (finalizers), stay possible anywhere.
+            if old.spec != new.spec && new.spec.enabled {
+                rules.namespaces.check(&new.namespace().unwrap_or_default())?;
+            }
             if old.spec.source != new.spec.source {
                 rules.sources.check(new)?;
             }
@@ -235,7 +246,8 @@ mod tests {
 
     static OPEN_SOURCES: std::sync::LazyLock<SourcePolicy> = std::sync::LazyLock::new(SourcePolicy::default);
     static OPEN: std::sync::LazyLock<Rules<'static>> =
-        std::sync::LazyLock::new(|| Rules { sources: &OPEN_SOURCES, scope: None });
+        std::sync::LazyLock::new(|| Rules { sources: &OPEN_SOURCES, namespaces: &ALL_NAMESPACES, scope: None });
+    static ALL_NAMESPACES: PublishingNamespaces = PublishingNamespaces::ALL;
 
     #[test]
     fn the_last_enabled_format_cannot_be_disabled_or_deleted() {
@@ -299,7 +311,7 @@ mod tests {
     #[test]
     fn a_source_change_is_checked_but_an_unchanged_source_is_not() {
         let sources = SourcePolicy { hosts: SourceHosts::new(["allowed.example.com"]), ..SourcePolicy::default() };
-        let rules = Rules { sources: &sources, scope: Some("ns") };
+        let rules = Rules { sources: &sources, namespaces: &ALL_NAMESPACES, scope: Some("ns") };
         let old = plugin("p", None, true);
         let mut disabled = old.clone();
         disabled.spec.enabled = false;
@@ -322,7 +334,7 @@ mod tests {
         }
         assert!(denied(Change::Create(&local("/dev/zero")), &OPEN));
         let sources = SourcePolicy { local_roots: LocalRoots::new([root.path()]).unwrap(), ..SourcePolicy::default() };
-        let rules = Rules { sources: &sources, scope: None };
+        let rules = Rules { sources: &sources, namespaces: &ALL_NAMESPACES, scope: None };
         assert!(denied(Change::Create(&local("/dev/zero")), &rules));
         let unity = root.path().join("unity").display().to_string();
         assert_eq!(review(Change::Create(&local(&unity)), &[], &rules), Ok(()));
@@ -369,5 +381,26 @@ mod tests {
         let allowed = SourcePolicy { destinations: Destinations::new(loopback, Vec::new()), ..SourcePolicy::default() };
         assert!(allowed.url("http://127.0.0.1:8080/p.zip", source_url::SourceKind::Url).is_ok());
         assert_eq!(allowed.resolve(&local).await, Ok(()));
+    }
+
+    /// Finding 7 of issue 11: any namespace could claim a cluster-wide key.
+    #[test]
+    fn only_publishing_namespaces_may_create_or_change_formats_but_any_may_disable_or_delete() {
+        let namespaces = PublishingNamespaces::new(["registry"]);
+        let rules = Rules { sources: &OPEN_SOURCES, namespaces: &namespaces, scope: None };
+        let npm = plugin("npm", Some("npm"), true); // in namespace "ns"
+        let refused = review(Change::Create(&npm), &[], &rules).unwrap_err();
+        assert!(matches!(refused, Denial::Namespace(_)), "{refused}");
+        let mut changed = npm.clone();
+        changed.spec.limits = Some(serde_json::from_value(serde_json::json!({"timeout": "2s"})).unwrap());
+        assert!(review(Change::Update { old: &npm, new: &changed }, &[], &rules).is_err());
+        let mut disabled = npm.clone();
+        disabled.spec.enabled = false;
+        let others = [npm.clone(), plugin("pypi", Some("pypi"), true)];
+        assert_eq!(review(Change::Update { old: &npm, new: &disabled }, &others, &rules), Ok(()));
+        let mut finalized = npm.clone();
+        finalized.metadata.finalizers = Some(Vec::new());
+        assert_eq!(review(Change::Update { old: &npm, new: &finalized }, &others, &rules), Ok(()));
+        assert_eq!(review(Change::Delete(&npm), &others, &rules), Ok(()));
     }
 }

@@ -26,7 +26,7 @@ use wasmplug_host::server::{ConnectionLimits, serve_connections};
 
 pub use tls::{CertificateFiles, ReloadingCertificate, TlsError};
 
-use crate::policy::{self, Change, Rules, SourcePolicy};
+use crate::policy::{self, Change, PublishingNamespaces, Rules, SourcePolicy};
 
 /// The path the API server posts AdmissionReviews to.
 pub const PATH: &str = "/validate";
@@ -40,17 +40,22 @@ pub struct Webhook {
     /// The namespace the operator follows, or `None` for every namespace.
     scope: Option<String>,
     sources: SourcePolicy,
+    namespaces: PublishingNamespaces,
 }
 
 impl std::fmt::Debug for Webhook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Webhook").field("scope", &self.scope).field("sources", &self.sources).finish()
+        f.debug_struct("Webhook")
+            .field("scope", &self.scope)
+            .field("sources", &self.sources)
+            .field("namespaces", &self.namespaces)
+            .finish()
     }
 }
 
 impl Webhook {
-    pub fn new(client: Client, scope: Option<String>, sources: SourcePolicy) -> Self {
-        Webhook { client, scope, sources }
+    pub fn new(client: Client, scope: Option<String>, sources: SourcePolicy, namespaces: PublishingNamespaces) -> Self {
+        Webhook { client, scope, sources, namespaces }
     }
 
     /// The verdict on one AdmissionReview, as the AdmissionReview to answer with.
@@ -94,7 +99,7 @@ impl Webhook {
         let others = self.plugins().await.map_err(|error| {
             format!("failed to list FormatPlugins to check this change against: {error}; retry in a moment")
         })?;
-        let rules = Rules { sources: &self.sources, scope: self.scope.as_deref() };
+        let rules = Rules { sources: &self.sources, namespaces: &self.namespaces, scope: self.scope.as_deref() };
         policy::review(change, &others, &rules).map_err(|denial| denial.to_string())
     }
 
