@@ -4,8 +4,9 @@
 //! An entry is written completely under a temporary name on the same volume and
 //! then renamed into place, so a host never sees half a package; once published
 //! it is never modified. Entries no FormatPlugin references are removed after a
-//! grace period. Every operation is idempotent, so a restarted operator simply
-//! runs it again.
+//! grace period, measured from when the entry was last published or referenced
+//! again. Every operation is idempotent, so a restarted operator simply runs it
+//! again.
 
 use std::collections::HashSet;
 use std::fs;
@@ -79,13 +80,12 @@ impl Store {
         let entry = self.path_of(digest);
         let target = entry.join(name);
         if holds(&target, contents) {
+            refresh(&entry);
             return Ok(Published::AlreadyPresent);
         }
-        let staging = self.root.join(STAGING_DIR).join(format!("{}-{name}-{}", digest.hex(), std::process::id()));
-        let written = self
-            .stage(&staging, &[(name, contents)])
-            .and_then(|()| fs::rename(staging.join(name), &target).map_err(io("rename into place", &target)));
-        let _ = fs::remove_dir_all(&staging);
+        let staging = self.stage(digest, &[(name, contents)])?;
+        let written = fs::rename(staging.path().join(name), &target).map_err(io("rename into place", &target));
+        refresh(&entry);
         written.map(|()| Published::Written)
     }
 
@@ -101,44 +101,45 @@ impl Store {
         }
         let target = self.path_of(digest);
         if target.is_dir() {
+            refresh(&target);
             return Ok(Published::AlreadyPresent);
         }
-        let staging = self.root.join(STAGING_DIR).join(format!("{}-{}", digest.hex(), std::process::id()));
-        let written = self.stage(&staging, files).and_then(|()| {
-            let parent = target.parent().unwrap_or(&self.root);
-            fs::create_dir_all(parent).map_err(io("create", parent))?;
-            fs::rename(&staging, &target).map_err(io("rename into place", &target))
-        });
-        match written {
+        let staging = self.stage(digest, files)?;
+        let parent = target.parent().unwrap_or(&self.root);
+        fs::create_dir_all(parent).map_err(io("create", parent))?;
+        match fs::rename(staging.path(), &target) {
             Ok(()) => Ok(Published::Written),
             // Another writer published the same content first; theirs is identical.
             Err(_) if target.is_dir() => {
-                let _ = fs::remove_dir_all(&staging);
+                refresh(&target);
                 Ok(Published::AlreadyPresent)
             }
-            Err(error) => {
-                let _ = fs::remove_dir_all(&staging);
-                Err(error)
-            }
+            Err(error) => Err(io("rename into place", &target)(error)),
         }
     }
 
-    fn stage(&self, staging: &Path, files: &[(&str, &[u8])]) -> Result<(), StoreError> {
-        if staging.exists() {
-            fs::remove_dir_all(staging).map_err(io("remove stale", staging))?;
-        }
-        fs::create_dir_all(staging).map_err(io("create", staging))?;
+    /// Writes `files` into a staging directory of this writer's own (a unique
+    /// name: writers of one digest, in one process or on other replicas, never
+    /// share one), synced; removed when dropped unless renamed away.
+    fn stage(&self, digest: &Digest, files: &[(&str, &[u8])]) -> Result<tempfile::TempDir, StoreError> {
+        let root = self.root.join(STAGING_DIR);
+        fs::create_dir_all(&root).map_err(io("create", &root))?;
+        let staging = tempfile::Builder::new()
+            .prefix(&format!("{}-", digest.hex()))
+            .tempdir_in(&root)
+            .map_err(io("create a staging directory in", &root))?;
         for (name, contents) in files {
-            let path = staging.join(name);
+            let path = staging.path().join(name);
             let mut file = fs::File::create(&path).map_err(io("create", &path))?;
             file.write_all(contents).map_err(io("write", &path))?;
             file.sync_all().map_err(io("sync", &path))?;
         }
-        Ok(())
+        Ok(staging)
     }
 
     /// Removes what interrupted publishes left in the staging area. Returns how
-    /// many were removed.
+    /// many were removed. Only a new leader calls this, before it writes: any
+    /// staging directory then belongs to a writer that is gone.
     pub fn remove_partial(&self) -> Result<usize, StoreError> {
         let staging = self.root.join(STAGING_DIR);
         let Ok(entries) = fs::read_dir(&staging) else { return Ok(0) };
@@ -174,6 +175,16 @@ impl Store {
             }
         }
         Ok(removed)
+    }
+}
+
+/// Starts a new grace period for the entry at `entry`: it is referenced again,
+/// and status is about to point at it. (Its modification time is what the
+/// collector measures the grace period from.) Best effort: an entry whose time
+/// cannot be set is still correct, only less protected.
+fn refresh(entry: &Path) {
+    if let Err(error) = fs::File::open(entry).and_then(|dir| dir.set_modified(SystemTime::now())) {
+        tracing::warn!(entry = %entry.display(), %error, "failed to refresh a store entry's age");
     }
 }
 
@@ -251,5 +262,56 @@ mod tests {
         assert_eq!(store.collect_garbage(&referenced, grace, later).expect("gc"), [old]);
         assert!(store.path_of(&kept).is_dir() && !store.path_of(&old).exists());
         assert_eq!(store.collect_garbage(&referenced, grace, later).expect("gc again"), []);
+    }
+
+    /// Finding 8 of issue 11: concurrent publishes of one digest shared one
+    /// staging name (`<hex>-<pid>`, and the pid is 1 in every container).
+    #[test]
+    fn concurrent_writers_of_one_digest_never_collide() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(root.path());
+        let mut failures = Vec::new();
+        for trial in 0..150u32 {
+            let wasm = format!("wasm {trial}").into_bytes();
+            let digest = Digest::of(&wasm);
+            let results: Vec<_> = std::thread::scope(|scope| {
+                let writers: Vec<_> = (0..4)
+                    .map(|n| {
+                        let (store, wasm) = (&store, &wasm);
+                        scope.spawn(move || match n % 2 {
+                            0 => store.publish(&digest, &files(wasm)).map(drop),
+                            _ => store
+                                .publish(&digest, &files(wasm))
+                                .and_then(|_| store.add_file(&digest, "engine.cwasm", b"native"))
+                                .map(drop),
+                        })
+                    })
+                    .collect();
+                writers.into_iter().map(|w| w.join().expect("writer")).collect()
+            });
+            failures.extend(results.into_iter().filter_map(Result::err).map(|e| e.to_string()));
+        }
+        assert!(failures.is_empty(), "{} failed writes, e.g. {:?}", failures.len(), failures.first());
+        assert!(!root.path().join(STAGING_DIR).read_dir().expect("staging exists").any(|_| true), "nothing left");
+    }
+
+    /// An entry referenced again (re-published or given another file) starts a
+    /// new grace period: the collector never removes what status is about to
+    /// point at because it was unreferenced once, long ago.
+    #[test]
+    fn an_entry_published_again_starts_a_new_grace_period() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(root.path());
+        let digest = Digest::of(b"again");
+        store.publish(&digest, &files(b"again")).expect("publish");
+        let long_ago = SystemTime::now() - Duration::from_secs(3600);
+        fs::File::open(store.path_of(&digest)).and_then(|dir| dir.set_modified(long_ago)).expect("age it");
+        assert_eq!(store.publish(&digest, &files(b"again")).expect("publish again"), Published::AlreadyPresent);
+        let grace = Duration::from_secs(600);
+        assert_eq!(store.collect_garbage(&HashSet::new(), grace, SystemTime::now()).expect("gc"), []);
+        fs::File::open(store.path_of(&digest)).and_then(|dir| dir.set_modified(long_ago)).expect("age it");
+        store.add_file(&digest, "engine.cwasm", b"native").expect("add");
+        store.add_file(&digest, "engine.cwasm", b"native").expect("add again");
+        assert_eq!(store.collect_garbage(&HashSet::new(), grace, SystemTime::now()).expect("gc"), []);
     }
 }
