@@ -361,3 +361,34 @@ async fn only_the_publishing_namespaces_publish_formats() {
     .await;
     assert!(stderr.contains("may not publish formats: format keys are cluster-wide"), "{stderr}");
 }
+
+/// A manifest with a hundred bad extensions made a 7 KB message: the API
+/// server refused the Event, and the audit trail lost the step. Messages are
+/// now bounded, the Event is recorded, and the log keeps the whole text.
+#[tokio::test]
+async fn a_very_long_failure_is_recorded_cut_short_and_logged_whole() {
+    let ns = control_plane().namespace("long-message").await;
+    let stack = Stack::start(ns.name(), &[]).await.expect("operator and host start");
+    let (manifest, wasm) = wasmplug_e2e::numbered_plugin(6);
+    let bad: Vec<String> = (0..100).map(|n| format!("\"bad-extension-number-{n:03}\"")).collect();
+    let manifest = String::from_utf8(manifest).expect("text").replace(
+        "key = \"numbered-000006\"",
+        &format!("key = \"numbered-000006\"\nextensions = [{}]", bad.join(", ")),
+    );
+    let files = FileServer::start().await.expect("file server starts");
+    let url = files.put("/p.zip", Served::File(zip(&[("plugin.toml", manifest.as_bytes()), ("plugin.wasm", &wasm)])));
+    apply(ns.name(), &format_plugin("long", &format!("source:\n  url:\n    url: {url}"))).await;
+    let message = wait_condition(&ns.api::<FormatPlugin>(), "long", "False", "ValidationFailed").await;
+    assert!(message.len() <= 4096 && message.ends_with("the operator's log has the whole message)"), "{message}");
+    let jsonpath = "-o=jsonpath={range .items[?(@.regarding.name==\"long\")]}{.reason}{\"|\"}{.note}{\"\\n\"}{end}";
+    let events = eventually("the ValidationFailed Event", SOON, || async {
+        let args = ["get", "events.events.k8s.io", "-n", ns.name(), jsonpath];
+        let events = control_plane().kubectl().succeed(&args).await;
+        events.contains("ValidationFailed|").then_some(events.clone()).ok_or(events)
+    })
+    .await;
+    let note = events.lines().find_map(|line| line.strip_prefix("ValidationFailed|")).expect("the note");
+    assert!(note.len() <= 1024 && note.contains("bad-extension-number-000"), "{note}");
+    let log = stack.operator.process.log();
+    assert!(log.contains("bad-extension-number-099"), "the operator's log has the whole message");
+}

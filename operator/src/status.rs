@@ -118,19 +118,25 @@ pub fn next(subject: Subject<'_>, outcome: &Outcome, now: Time) -> (FormatPlugin
             }
             let previous_ready = previous.conditions.iter().find(|c| c.type_ == ConditionType::Ready.as_str());
             let unchanged = previous_ready.is_some_and(|ready| {
-                ready.status == "False" && ready.reason == failure.reason.as_str() && ready.message == message
+                ready.status == "False"
+                    && ready.reason == failure.reason.as_str()
+                    && ready.message == bounded(&message, MAX_CONDITION_MESSAGE)
             });
             conditions.set(ConditionType::Ready, false, failure.reason, &message);
             if failure.transient {
                 conditions.set(ConditionType::Reconciling, true, Reason::Progressing, "retrying with backoff");
                 conditions.remove(ConditionType::Stalled);
             } else {
-                conditions.set(
-                    ConditionType::Stalled,
-                    true,
-                    failure.reason,
-                    "waiting for a change to the FormatPlugin or its source",
-                );
+                let waiting = match failure.reason {
+                    Reason::FormatConflict => {
+                        "waiting for a change to the FormatPlugin, or for the owner of its format key to go"
+                    }
+                    Reason::NamespaceNotAllowed => {
+                        "waiting for the operator's publishing namespaces to include this one"
+                    }
+                    _ => "waiting for a change to the FormatPlugin or its source",
+                };
+                conditions.set(ConditionType::Stalled, true, failure.reason, waiting);
                 conditions.remove(ConditionType::Reconciling);
             }
             if !unchanged {
@@ -191,6 +197,25 @@ pub fn describe(info: &PluginInfo, artifact: Option<&Artifact>) -> String {
     }
 }
 
+/// Longest condition message, in bytes: a reason to read, not a log.
+pub const MAX_CONDITION_MESSAGE: usize = 4096;
+/// Longest Event note the API server accepts (events.k8s.io/v1: 1 kB).
+pub const MAX_EVENT_NOTE: usize = 1024;
+
+/// `text` in at most `max` bytes, cut on a character boundary and saying so.
+/// Whoever shortens a message logs it whole, so nothing is lost.
+pub fn bounded(text: &str, max: usize) -> String {
+    const CUT: &str = " … (cut short; the operator's log has the whole message)";
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max.saturating_sub(CUT.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{CUT}", &text[..end])
+}
+
 /// Edits a condition list, keeping `lastTransitionTime` while a status holds.
 struct Conditions<'a> {
     list: &'a mut Vec<Condition>,
@@ -210,7 +235,7 @@ impl Conditions<'_> {
             type_: type_.as_str().to_owned(),
             status: status.to_owned(),
             reason: reason.as_str().to_owned(),
-            message: message.to_owned(),
+            message: bounded(message, MAX_CONDITION_MESSAGE),
             last_transition_time: since,
             observed_generation: self.generation,
         });
@@ -335,5 +360,34 @@ mod tests {
             next(Subject::from(&object(2, true, Some(bad))), &failed(Reason::FetchFailed, true), at(40));
         assert!(retrying.conditions.iter().any(|c| c.type_ == "Reconciling" && c.status == "True"));
         assert!(!retrying.conditions.iter().any(|c| c.type_ == "Stalled"), "only while true");
+    }
+
+    /// Finding 9 of issue 11: a 7 KB message made the API server refuse the
+    /// Event, and the audit trail lost a step.
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary_and_say_so() {
+        let long = "ünïcødé extension entry must start with a dot; ".repeat(150);
+        for max in [MAX_EVENT_NOTE, MAX_CONDITION_MESSAGE] {
+            let cut = bounded(&long, max);
+            assert!(cut.len() <= max && cut.len() > max - 8, "{} of {max}", cut.len());
+            assert!(cut.ends_with("(cut short; the operator's log has the whole message)"));
+            assert!(long.starts_with(cut.split(" … (cut short").next().unwrap()));
+        }
+        assert_eq!(bounded("short", MAX_EVENT_NOTE), "short");
+
+        let failure = Failure {
+            step: Step::Validate,
+            reason: Reason::ValidationFailed,
+            message: long.clone(),
+            transient: false,
+            withdraw: false,
+        };
+        let subject = Subject { previous: None, generation: Some(1), enabled: true };
+        let (status, notices) = next(subject, &Outcome::Failed(failure.clone()), Time(Timestamp::UNIX_EPOCH));
+        assert!(status.conditions.iter().all(|c| c.message.len() <= MAX_CONDITION_MESSAGE));
+        assert_eq!(notices[0].note, long, "the notice (logged whole) keeps the whole message");
+        // Reported again unchanged: no second Event.
+        let subject = Subject { previous: Some(&status), ..subject };
+        assert_eq!(next(subject, &Outcome::Failed(failure), Time(Timestamp::UNIX_EPOCH)).1, []);
     }
 }

@@ -195,7 +195,8 @@ fn failure_of(error: &Error) -> Option<Failure> {
         Error::Validate(_) | Error::UnknownBuiltin(_) | Error::NoSource => {
             failure(Step::Validate, Reason::ValidationFailed, false)
         }
-        Error::Conflict { .. } => failure(Step::Publish, Reason::FormatConflict, false),
+        // A conflicting object serves nothing, not even a last good version of the key.
+        Error::Conflict { .. } => Failure { withdraw: true, ..failure(Step::Publish, Reason::FormatConflict, false) },
         Error::NamespaceNotAllowed(_) => {
             Failure { withdraw: true, ..failure(Step::Publish, Reason::NamespaceNotAllowed, false) }
         }

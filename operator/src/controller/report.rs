@@ -32,12 +32,7 @@ pub async fn report(plugin: &FormatPlugin, outcome: &Outcome, ctx: &Context) -> 
         .map_err(|source| Error::Kube { action: "read status", source })?;
     let previous = status_of(&current);
     let subject = Subject { previous: previous.as_ref(), ..Subject::from(plugin) };
-    let (mut next, notices) = status::next(subject, outcome, Time(Timestamp::now()));
-    if let Outcome::Failed(Failure { reason: Reason::FormatConflict, .. }) = outcome {
-        // A conflicting object serves nothing, not even a last good version of the key.
-        next.artifact = None;
-        next.plugin = None;
-    }
+    let (next, notices) = status::next(subject, outcome, Time(Timestamp::now()));
     if previous.as_ref() != Some(&next) {
         write_status(ctx, &namespace, &name, &next).await?;
     }
@@ -77,7 +72,7 @@ async fn record(regarding: &ObjectReference, notice: Notice, ctx: &Context) {
     let event = Event {
         type_: notice.type_,
         reason: notice.reason.to_string(),
-        note: Some(notice.note),
+        note: Some(status::bounded(&notice.note, status::MAX_EVENT_NOTE)),
         action: "Reconcile".into(),
         secondary: None,
     };
