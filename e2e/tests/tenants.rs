@@ -371,10 +371,9 @@ async fn a_very_long_failure_is_recorded_cut_short_and_logged_whole() {
     let stack = Stack::start(ns.name(), &[]).await.expect("operator and host start");
     let (manifest, wasm) = wasmplug_e2e::numbered_plugin(6);
     let bad: Vec<String> = (0..100).map(|n| format!("\"bad-extension-number-{n:03}\"")).collect();
-    let manifest = String::from_utf8(manifest).expect("text").replace(
-        "key = \"numbered-000006\"",
-        &format!("key = \"numbered-000006\"\nextensions = [{}]", bad.join(", ")),
-    );
+    let manifest = String::from_utf8(manifest)
+        .expect("text")
+        .replace("key = \"numbered-000006\"", &format!("key = \"numbered-000006\"\nextensions = [{}]", bad.join(", ")));
     let files = FileServer::start().await.expect("file server starts");
     let url = files.put("/p.zip", Served::File(zip(&[("plugin.toml", manifest.as_bytes()), ("plugin.wasm", &wasm)])));
     apply(ns.name(), &format_plugin("long", &format!("source:\n  url:\n    url: {url}"))).await;
@@ -391,4 +390,30 @@ async fn a_very_long_failure_is_recorded_cut_short_and_logged_whole() {
     assert!(note.len() <= 1024 && note.contains("bad-extension-number-000"), "{note}");
     let log = stack.operator.process.log();
     assert!(log.contains("bad-extension-number-099"), "the operator's log has the whole message");
+}
+
+/// The webhook does not allow what it cannot read: an object the API server
+/// stores but no FormatPlugin reader accepts is refused, and an update from
+/// such an object is checked as if the object were new (before, it was
+/// admitted unchecked, bypassing the allowlist). Unreadable objects stay
+/// removable: metadata changes and deletion pass.
+#[tokio::test]
+async fn the_webhook_refuses_what_it_cannot_read_but_lets_it_be_removed() {
+    let ns = control_plane().namespace("webhook-unreadable").await;
+    let webhook =
+        Webhooked::start(ns.name(), &["--allowed-source-hosts=allowed.example.com"]).await.expect("stack starts");
+    let unreadable = "source:\n  builtin:\n    format: pypi\ntimeout: 99999999999999999999999h";
+    apply(ns.name(), &format_plugin("stored-early", unreadable)).await;
+    apply(ns.name(), &format_plugin("npm", "source:\n  builtin:\n    format: npm")).await;
+    webhook.register().await.expect("the webhook is registered");
+
+    let stderr = refused(&["apply", "-n", ns.name(), "-f", "-"], &format_plugin("new", unreadable)).await;
+    assert!(stderr.contains("the FormatPlugin cannot be read") && stderr.contains("correct its spec"), "{stderr}");
+    let elsewhere = "source:\n  url:\n    url: https://downloads.example.net/p.zip";
+    let stderr = refused(&["apply", "-n", ns.name(), "-f", "-"], &format_plugin("stored-early", elsewhere)).await;
+    assert!(stderr.contains("source host \"downloads.example.net\" is not allowed"), "{stderr}");
+
+    let kubectl = control_plane().kubectl();
+    kubectl.succeed(&["label", "fp/stored-early", "-n", ns.name(), "team=registry"]).await;
+    kubectl.succeed(&["delete", "fp/stored-early", "-n", ns.name(), "--timeout=30s"]).await;
 }

@@ -86,14 +86,25 @@ impl Webhook {
     }
 
     async fn verdict(&self, request: &AdmissionRequest<DynamicObject>) -> Result<(), String> {
-        // The API server checked the schema already; an object that still cannot
-        // be read is the controller's to report, and must stay deletable.
-        let read = |object: Option<&DynamicObject>| object.and_then(|o| o.clone().try_parse::<FormatPlugin>().ok());
+        // The API server checked the schema already, but its rules let some
+        // objects through that cannot be read (a duration too long, say). What
+        // cannot be read cannot be checked, so it is refused, except for what
+        // keeps such an object removable: deleting it, and changes to its
+        // metadata alone (finalizers).
+        let read = |object: Option<&DynamicObject>| object.map(|o| o.clone().try_parse::<FormatPlugin>());
         let (new, old) = (read(request.object.as_ref()), read(request.old_object.as_ref()));
         let change = match (&request.operation, &new, &old) {
-            (Operation::Create, Some(new), _) => Change::Create(new),
-            (Operation::Update, Some(new), Some(old)) => Change::Update { old, new },
-            (Operation::Delete, _, Some(old)) => Change::Delete(old),
+            (Operation::Delete, _, Some(Ok(old))) => Change::Delete(old),
+            (Operation::Delete, _, _) => return Ok(()),
+            (Operation::Create, Some(Ok(new)), _) => Change::Create(new),
+            (Operation::Update, Some(Ok(new)), Some(Ok(old))) => Change::Update { old, new },
+            // An old object that cannot be read offers nothing to compare with:
+            // the change is checked as if the object were new.
+            (Operation::Update, Some(Ok(new)), _) => Change::Create(new),
+            (Operation::Update, Some(Err(_)), _) if only_metadata_changes(request) => return Ok(()),
+            (_, Some(Err(error)), _) => {
+                return Err(format!("the FormatPlugin cannot be read ({error}); correct its spec"));
+            }
             _ => return Ok(()),
         };
         let others = self.plugins().await.map_err(|error| {
@@ -182,4 +193,12 @@ fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(text)));
     *response.status_mut() = status;
     response
+}
+
+/// Whether `request` changes nothing but the object's metadata.
+fn only_metadata_changes(request: &AdmissionRequest<DynamicObject>) -> bool {
+    match (&request.object, &request.old_object) {
+        (Some(new), Some(old)) => new.data == old.data,
+        _ => false,
+    }
 }
