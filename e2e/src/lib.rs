@@ -15,6 +15,7 @@ mod helm;
 mod kubectl;
 mod namespace;
 mod pods;
+mod stall;
 mod wasmplug;
 mod webhook;
 
@@ -28,5 +29,6 @@ pub use helm::{HELM_BIN_DIR_ENV, Helm};
 pub use kubectl::{Kubectl, KubectlOutput};
 pub use namespace::TestNamespace;
 pub use pods::{Kubelet, Pod};
+pub use stall::StallingProxy;
 pub use wasmplug::{HostAnswer, Operator, Process, Stack, eventually, workspace_binary};
 pub use webhook::Webhooked;

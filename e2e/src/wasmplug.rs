@@ -143,7 +143,7 @@ impl Stack {
         std::fs::create_dir_all(dir.path().join("scratch"))?;
         let [host_port] = free_ports::<1>()?;
         let host = Self::start_host(dir.path(), namespace, host_port)?;
-        let operator = spawn_operator(dir.path(), namespace, 0, operator_args)?;
+        let operator = spawn_operator(dir.path(), namespace, 0, operator_args, control_plane().kubeconfig())?;
         let stack = Stack {
             namespace: namespace.to_owned(),
             operator,
@@ -161,8 +161,19 @@ impl Stack {
     /// second replica, or a replacement after [`Process::kill`]). `extra` is added
     /// to its command line.
     pub fn another_operator(&mut self, extra: &[&str]) -> anyhow::Result<Operator> {
+        self.another_operator_via(control_plane().kubeconfig(), extra)
+    }
+
+    /// Like [`Stack::another_operator`], talking to the API server as
+    /// `kubeconfig` says (e.g. through a [`crate::StallingProxy`]).
+    pub fn another_operator_via(&mut self, kubeconfig: &Path, extra: &[&str]) -> anyhow::Result<Operator> {
         self.operator_runs += 1;
-        spawn_operator(self.dir.path(), &self.namespace, self.operator_runs, extra)
+        spawn_operator(self.dir.path(), &self.namespace, self.operator_runs, extra, kubeconfig)
+    }
+
+    /// The stack's own directory (logs, store, scratch).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     fn start_host(dir: &Path, namespace: &str, port: u16) -> anyhow::Result<Process> {
@@ -225,7 +236,13 @@ pub const LOOPBACK: &str = "127.0.0.0/8,::1";
 
 /// Starts an operator on the store and scratch directories under `dir`, following
 /// and leasing in `namespace`; `run` numbers its log file.
-fn spawn_operator(dir: &Path, namespace: &str, run: usize, extra: &[&str]) -> anyhow::Result<Operator> {
+fn spawn_operator(
+    dir: &Path,
+    namespace: &str,
+    run: usize,
+    extra: &[&str],
+    kubeconfig: &Path,
+) -> anyhow::Result<Operator> {
     let [port] = free_ports::<1>()?;
     let mut args: Vec<String> = vec![
         format!("--store-dir={}", dir.join("store").display()),
@@ -242,7 +259,7 @@ fn spawn_operator(dir: &Path, namespace: &str, run: usize, extra: &[&str]) -> an
     }
     args.extend(extra.iter().map(|a| a.to_string()));
     let log = dir.join(format!("operator-{run}.log"));
-    let process = Process::start("operator", &workspace_binary("wasmplug-operator"), &args, log)?;
+    let process = Process::start_as("operator", &workspace_binary("wasmplug-operator"), &args, &[], kubeconfig, log)?;
     Ok(Operator { process, url: format!("http://127.0.0.1:{port}") })
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use support::{apply, format_plugin, store_contents, wait_condition, wait_ready};
 use wasmplug_crds::FormatPlugin;
-use wasmplug_e2e::{FileServer, Served, Stack, control_plane, eventually, example_files, zip};
+use wasmplug_e2e::{FileServer, Served, Stack, StallingProxy, control_plane, eventually, example_files, zip};
 
 const SOON: Duration = Duration::from_secs(60);
 
@@ -126,7 +126,43 @@ async fn two_operator_replicas_elect_one_leader_and_hand_over() {
     })
     .await;
     eprintln!("leader terminated → next leads in {:?}", released.elapsed());
-    let metrics = third.metrics().await.expect("metrics");
-    assert!(metrics.contains("wasmplug_operator_reconciles_total"), "{metrics}");
+    eventually("the new leader to reconcile", SOON, || async {
+        let metrics = third.metrics().await.map_err(|e| e.to_string())?;
+        metrics.contains("wasmplug_operator_reconciles_total").then_some(()).ok_or(metrics)
+    })
+    .await;
     third.process.kill().await;
+}
+
+/// Finding 11 of issue 11: a leader whose renewal hangs (the API server takes
+/// the request and never answers) must stop leading before the Lease can
+/// expire for anyone else; before, the renewal had no deadline and the
+/// blocked leader kept reconciling after a standby took over.
+#[tokio::test]
+async fn a_leader_whose_renewals_stall_stops_before_another_can_take_over() {
+    let ns = control_plane().namespace("stalled-leader").await;
+    let mut stack = Stack::start(ns.name(), &[]).await.expect("operator and host start");
+    stack.operator.process.kill().await;
+    let proxy = StallingProxy::start().await.expect("proxy starts");
+    let kubeconfig = proxy.kubeconfig(stack.dir()).expect("kubeconfig");
+    let mut stalled = stack.another_operator_via(&kubeconfig, &[]).expect("operator through the proxy");
+    eventually("the operator behind the proxy to lead", SOON, || async {
+        if stalled.is_leading().await { Ok(()) } else { Err("standing by".into()) }
+    })
+    .await;
+    let standby = stack.another_operator(&[]).expect("a standby starts");
+
+    proxy.stall();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !standby.is_leading().await {
+        assert!(tokio::time::Instant::now() < deadline, "the standby never took over");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !stalled.process.is_running(),
+        "the stalled leader still ran when the standby took over; its log:\n{}",
+        stalled.process.log()
+    );
+    assert!(stalled.process.log().contains("lost the leader-election Lease"));
+    proxy.resume();
 }

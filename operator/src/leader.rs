@@ -3,9 +3,14 @@
 //!
 //! The holder renews the Lease every `renew_every`; another replica takes it over
 //! once `duration` has passed without a renewal. Updates use the Lease's
-//! resourceVersion, so two replicas racing for it cannot both win. A replica that
-//! cannot renew in time stops leading (the process exits and restarts as a
-//! standby) rather than risk two leaders.
+//! resourceVersion, so two replicas racing for it cannot both win.
+//!
+//! A replica that cannot renew in time stops leading (the process exits and
+//! restarts as a standby) rather than risk two leaders, and it must stop before
+//! anyone else can see the Lease expired: each renewal is given at most
+//! `renew_every`, a renewal's time counts from when it was sent (the Lease says
+//! about then, not when the answer arrived), and leadership is given up
+//! `renew_every` before the last sent renewal runs out.
 
 use std::time::Duration;
 
@@ -36,14 +41,16 @@ impl LeaderElection {
         }
     }
 
-    /// Waits until this replica holds the Lease.
-    pub async fn acquire(&self) {
+    /// Waits until this replica holds the Lease; returns when the winning
+    /// request was sent (what [`LeaderElection::hold`] counts from).
+    pub async fn acquire(&self) -> tokio::time::Instant {
         let mut waiting_logged = false;
         loop {
-            match self.try_hold().await {
+            let sent = tokio::time::Instant::now();
+            match tokio::time::timeout(self.renew_every, self.try_hold()).await.unwrap_or(Ok(false)) {
                 Ok(true) => {
                     tracing::info!(lease = self.name, identity = self.identity, "became the leader");
-                    return;
+                    return sent;
                 }
                 Ok(false) if !waiting_logged => {
                     tracing::info!(lease = self.name, "another replica leads; standing by");
@@ -56,23 +63,30 @@ impl LeaderElection {
         }
     }
 
-    /// Renews the Lease until leadership is lost (another replica took it, or
-    /// renewals failed for longer than the Lease lasts); then returns.
-    pub async fn hold(&self) {
-        let mut last_renewal = tokio::time::Instant::now();
+    /// Renews the Lease until leadership is lost (another replica took it, or no
+    /// renewal succeeded in time); then returns, early enough for the caller to
+    /// stop before another replica may take over. `acquired` is when the
+    /// request that won the Lease was sent.
+    pub async fn hold(&self, acquired: tokio::time::Instant) {
+        let mut valid_until = acquired + self.duration;
         loop {
-            tokio::time::sleep(self.renew_every).await;
-            match self.try_hold().await {
-                Ok(true) => last_renewal = tokio::time::Instant::now(),
-                Ok(false) => {
+            // Give up leading `renew_every` before the Lease can run out.
+            let give_up_at = valid_until - self.renew_every;
+            let next = (tokio::time::Instant::now() + self.renew_every).min(give_up_at);
+            tokio::time::sleep_until(next).await;
+            if tokio::time::Instant::now() >= give_up_at {
+                tracing::error!(lease = self.name, "failed to renew the Lease in time; giving up leadership");
+                return;
+            }
+            let sent = tokio::time::Instant::now();
+            match tokio::time::timeout(self.renew_every, self.try_hold()).await {
+                Ok(Ok(true)) => valid_until = sent + self.duration,
+                Ok(Ok(false)) => {
                     tracing::error!(lease = self.name, "another replica took the Lease");
                     return;
                 }
-                Err(error) if last_renewal.elapsed() >= self.duration => {
-                    tracing::error!(lease = self.name, %error, "failed to renew the Lease in time");
-                    return;
-                }
-                Err(error) => tracing::warn!(lease = self.name, %error, "failed to renew the Lease; retrying"),
+                Ok(Err(error)) => tracing::warn!(lease = self.name, %error, "failed to renew the Lease; retrying"),
+                Err(_) => tracing::warn!(lease = self.name, "a Lease renewal did not answer in time; retrying"),
             }
         }
     }

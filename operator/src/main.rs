@@ -190,12 +190,13 @@ async fn main() -> anyhow::Result<()> {
             args.lease_duration.into(),
         )
     });
-    if let Some(election) = &election {
-        tokio::select! {
-            () = election.acquire() => {}
+    let acquired = match &election {
+        Some(election) => tokio::select! {
+            acquired = election.acquire() => acquired,
             () = shutdown_signal("reconciles") => return Ok(()),
-        }
-    }
+        },
+        None => tokio::time::Instant::now(),
+    };
     // Fetches of an earlier run that was killed may have left files behind; this
     // replica leads now, so the scratch directory is its own.
     let scratch_dir = args.scratch_dir.clone().unwrap_or_else(std::env::temp_dir).join("wasmplug-fetch");
@@ -233,7 +234,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let lost = async {
         match &election {
-            Some(election) => election.hold().await,
+            Some(election) => election.hold(acquired).await,
             None => std::future::pending().await,
         }
     };
@@ -241,17 +242,20 @@ async fn main() -> anyhow::Result<()> {
     let controller = tokio::spawn(controller::run(client, settings, async {
         let _ = stopped.await;
     }));
-    let lost_leadership = tokio::select! {
-        () = lost => true,
-        () = shutdown_signal("reconciles") => false,
-    };
+    tokio::select! {
+        () = lost => {
+            // Another replica may take over soon: stop at once, without letting
+            // reconciles in progress finish (fetches on other threads included),
+            // so that no write of this replica can follow the new leader's.
+            tracing::error!("lost the leader-election Lease; exiting so that this replica restarts as a standby");
+            std::process::exit(1);
+        }
+        () = shutdown_signal("reconciles") => {}
+    }
     let _ = stop.send(());
     let _ = controller.await;
     if let Some(election) = &election {
         election.release().await;
-    }
-    if lost_leadership {
-        anyhow::bail!("lost the leader-election Lease; exiting so that this replica restarts as a standby");
     }
     Ok(())
 }
