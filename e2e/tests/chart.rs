@@ -82,6 +82,67 @@ async fn a_host_memory_limit_below_what_its_calls_may_use_is_refused() {
     helm.template("wasmplug", "wasmplug", &raised).await.expect("a limit that fits renders");
 }
 
+/// Finding 12 of issue 11: the operator's limit could not hold one maximum
+/// fetch; the chart now refuses a limit below what its own settings allow,
+/// and its defaults fit.
+#[tokio::test]
+async fn an_operator_memory_limit_below_what_its_fetches_may_use_is_refused() {
+    let helm = Helm::locate().expect("helm is available");
+    let show = "--show-only=templates/operator-deployment.yaml";
+    helm.template("wasmplug", "wasmplug", &[show]).await.expect("the defaults fit their own limit");
+    let error = helm
+        .template("wasmplug", "wasmplug", &[show, "--set=operator.resources.limits.memory=512Mi"])
+        .await
+        .expect_err("two fetches of 64Mi + 128Mi do not fit in 512Mi");
+    let error = format!("{error:#}");
+    assert!(error.contains("operator.resources.limits.memory (512Mi) is below what the operator may use"), "{error}");
+    assert!(error.contains("= 640Mi"), "{error}");
+    let one = [show, "--set=operator.resources.limits.memory=512Mi", "--set=operator.maxConcurrentFetches=1"];
+    helm.template("wasmplug", "wasmplug", &one).await.expect("one fetch fits in 512Mi");
+}
+
+/// Finding 12 of issue 11: without NetworkPolicies, every pod reached the
+/// unauthenticated host API, the webhook and metrics.
+#[tokio::test]
+async fn network_policies_admit_only_registry_clients_scrapers_and_the_webhook_port() {
+    let helm = Helm::locate().expect("helm is available");
+    let rendered =
+        helm.template("wasmplug", "wasmplug", &["--show-only=templates/networkpolicies.yaml"]).await.expect("renders");
+    let policies: Vec<serde_json::Value> = rendered
+        .split("\n---")
+        .filter(|doc| doc.contains("kind:"))
+        .map(|doc| serde_saphyr::from_str(doc).expect("a YAML document"))
+        .collect();
+    let policy = |component: &str| {
+        policies
+            .iter()
+            .find(|p| p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == component)
+            .unwrap_or_else(|| panic!("no NetworkPolicy selects the {component}:\n{rendered}"))
+    };
+    let (host, operator) = (policy("host"), policy("operator"));
+    for policy in [host, operator] {
+        assert_eq!(policy["spec"]["policyTypes"], serde_json::json!(["Ingress", "Egress"]));
+    }
+    let host_ingress = host["spec"]["ingress"].as_array().expect("ingress rules");
+    assert_eq!(host_ingress.len(), 1, "{host_ingress:?}");
+    assert_eq!(host_ingress[0]["ports"], serde_json::json!([{"port": "http"}]));
+    let clients: Vec<&serde_json::Value> = host_ingress[0]["from"].as_array().expect("from").iter().collect();
+    assert!(clients.iter().all(|peer| peer["podSelector"]["matchLabels"].is_object()), "{clients:?}");
+    let operator_ingress = operator["spec"]["ingress"].as_array().expect("ingress rules");
+    let webhook = operator_ingress.iter().find(|rule| rule["ports"][0]["port"] == "webhook").expect("webhook rule");
+    assert!(webhook.get("from").is_none(), "the API server reaches the webhook from an address the chart cannot name");
+    let metrics = operator_ingress.iter().find(|rule| rule["ports"][0]["port"] == "metrics").expect("metrics rule");
+    assert!(metrics["from"].as_array().is_some_and(|from| !from.is_empty()), "{metrics}");
+    let disabled = helm
+        .template(
+            "wasmplug",
+            "wasmplug",
+            &["--show-only=templates/networkpolicies.yaml", "--set=networkPolicy.enabled=false"],
+        )
+        .await;
+    assert!(disabled.is_err(), "nothing renders when turned off");
+}
+
 #[tokio::test]
 async fn the_service_monitor_scrapes_both_components() {
     let helm = Helm::locate().expect("helm is available");

@@ -110,3 +110,35 @@ concurrent call, the call's memory and a request body.
 {{- end -}}
 {{- end }}{{ end -}}
 {{- end -}}
+
+{{/* Egress every component needs: DNS, and the API server (its address is not
+known to the chart; networkPolicy.apiServer names its ports and, if set, its
+addresses). */}}
+{{- define "wasmplug.egressToCluster" -}}
+- ports:
+    - {port: 53, protocol: UDP}
+    - {port: 53, protocol: TCP}
+- ports:
+    {{- range .Values.networkPolicy.apiServer.ports }}
+    - {port: {{ . }}, protocol: TCP}
+    {{- end }}
+  {{- with .Values.networkPolicy.apiServer.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
+
+{{/* Refuses an operator memory limit below what one operator may hold: a
+base for the process and a compilation, plus each concurrent fetch's
+download and unpacked files. */}}
+{{- define "wasmplug.checkOperatorMemory" -}}
+{{- with .Values.operator.resources.limits }}{{ with .memory }}
+{{- $limit := include "wasmplug.bytes" . | int64 -}}
+{{- $fetches := $.Values.operator.maxConcurrentFetches | int64 -}}
+{{- $perFetch := add (include "wasmplug.bytes" $.Values.operator.maxDownload | int64) (include "wasmplug.bytes" $.Values.operator.maxUnpacked | int64) -}}
+{{- $needed := add 268435456 (mul $fetches $perFetch) -}}
+{{- if lt $limit $needed -}}
+{{- fail (printf "operator.resources.limits.memory (%s) is below what the operator may use: 256Mi + operator.maxConcurrentFetches (%d) × (operator.maxDownload (%s) + operator.maxUnpacked (%s)) = %dMi; raise the limit or lower those values" (toString .) $fetches (toString $.Values.operator.maxDownload) (toString $.Values.operator.maxUnpacked) (div $needed 1048576)) -}}
+{{- end -}}
+{{- end }}{{ end -}}
+{{- end -}}
