@@ -129,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("failed to listen on {}", args.listen))?;
     tracing::info!(
         listen = %listener.local_addr()?,
-        plugins_dir = ?args.plugins_dir,
+        plugins_dir = args.plugins_dir.as_ref().map(|dir| tracing::field::display(dir.display())),
         engine = runtime.engine_id(),
         "serving; try GET /v1/formats"
     );

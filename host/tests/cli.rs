@@ -8,8 +8,8 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 /// Starts `command` (the host binary, possibly behind a shell), and reads its
-/// JSON log until a line says where it listens.
-fn start(mut command: Command) -> (Child, BufReader<ChildStdout>, String) {
+/// JSON log until a line says where it listens; returns that line's fields too.
+fn start(mut command: Command) -> (Child, BufReader<ChildStdout>, String, serde_json::Value) {
     let mut host = command
         .env("WASMPLUG_LOG_FORMAT", "json")
         .stdout(Stdio::piped())
@@ -22,10 +22,10 @@ fn start(mut command: Command) -> (Child, BufReader<ChildStdout>, String) {
         assert!(log.read_line(&mut line).expect("a log line") > 0, "the host exited before listening");
         let record: serde_json::Value = serde_json::from_str(&line).expect("JSON logs");
         if let Some(listen) = record["fields"]["listen"].as_str() {
-            break listen.to_owned();
+            break (listen.to_owned(), record["fields"].clone());
         }
     };
-    (host, log, listen)
+    (host, log, listen.0, listen.1)
 }
 
 #[test]
@@ -33,7 +33,9 @@ fn the_quickstart_runs_serves_and_stops_cleanly() {
     let packages = support::example_package("unity-format").parent().expect("packages dir").to_owned();
     let mut command = Command::new(env!("CARGO_BIN_EXE_wasmplug-host"));
     command.args(["--listen", "127.0.0.1:0", "--plugins-dir"]).arg(&packages);
-    let (mut host, log, listen) = start(command);
+    let (mut host, log, listen, fields) = start(command);
+    // Optional settings are logged as their values, not as `Some(...)`.
+    assert_eq!(fields["plugins_dir"].as_str(), Some(packages.display().to_string().as_str()), "{fields}");
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let formats = runtime.block_on(async {
@@ -87,7 +89,7 @@ fn running_out_of_file_descriptors_backs_off_and_recovers() {
         "--header-read-timeout-ms",
         "3000",
     ]);
-    let (mut host, log, listen) = start(command);
+    let (mut host, log, listen, _) = start(command);
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let reader = {
         let lines = lines.clone();

@@ -168,7 +168,11 @@ impl ClusterSource {
             Ok(install) => {
                 let install = Install { enabled: want.enabled, ..install };
                 tracing::info!(
-                    format = key, owner = want.owner, digest = ?install.digest, enabled = want.enabled, "loaded"
+                    format = key,
+                    owner = want.owner,
+                    digest = install.digest.map(tracing::field::display),
+                    enabled = want.enabled,
+                    "loaded"
                 );
                 self.registry.install(install);
             }
