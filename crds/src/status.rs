@@ -35,6 +35,12 @@ pub struct FormatPluginStatus {
     /// What the published plugin's manifest declares.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin: Option<PluginInfo>,
+
+    /// The value of the wasmplug.dev/requested-at annotation that the operator
+    /// last acted on. Setting the annotation to a new value (a timestamp, say)
+    /// fetches the source again now, e.g. after rebuilding a local package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_requested_at: Option<String>,
 }
 
 /// A plugin package published in the shared store.
@@ -190,7 +196,25 @@ impl FormatPlugin {
         let current = observed.is_some() && observed == self.metadata.generation;
         current && self.condition(ConditionType::Ready).is_some_and(|c| c.status == "True")
     }
+
+    /// The [`REQUESTED_AT_ANNOTATION`] value, if set.
+    pub fn requested_at(&self) -> Option<&str> {
+        self.metadata.annotations.as_ref()?.get(REQUESTED_AT_ANNOTATION).map(String::as_str)
+    }
+
+    /// Whether a fetch was requested (a new [`REQUESTED_AT_ANNOTATION`] value)
+    /// that the operator has not acted on yet.
+    pub fn has_unhandled_request(&self) -> bool {
+        let handled = self.status.as_ref().and_then(|s| s.last_handled_requested_at.as_deref());
+        self.requested_at().is_some_and(|requested| Some(requested) != handled)
+    }
 }
+
+/// Setting this annotation on a FormatPlugin to a new value (by convention the
+/// time: `kubectl annotate fp/<name> wasmplug.dev/requested-at="$(date +%s)"
+/// --overwrite`) makes the operator fetch its source again now, even when
+/// nothing in the spec changed (a rebuilt local package, a moved tag).
+pub const REQUESTED_AT_ANNOTATION: &str = "wasmplug.dev/requested-at";
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@ use support::{apply, format_plugin, sha256_hex, status, wait_condition, wait_rea
 use wasmplug_crds::FormatPlugin;
 use wasmplug_e2e::{
     FileServer, GitServer, Served, Stack, control_plane, eventually, example_files, example_package, numbered_plugin,
-    with_custom_section, zip,
+    with_custom_section, with_version, zip,
 };
 
 const READY_WITHIN: Duration = Duration::from_secs(60);
@@ -159,4 +159,37 @@ async fn installs_from_a_zip_url_a_local_path_and_a_builtin() {
     .await;
     let maven = stack.validate("maven", "com/acme/app/1.0/app-1.0.pom", b"<project/>").await.expect("call");
     assert_eq!(maven.served_by.as_deref(), Some("builtin"), "{maven:?}");
+}
+
+/// Refresh on demand: a rebuilt local package is read again when the
+/// wasmplug.dev/requested-at annotation gets a new value (the plugin author's
+/// inner loop), and status says which request was handled.
+#[tokio::test]
+async fn a_requested_at_annotation_fetches_the_source_again() {
+    let ns = control_plane().namespace("requested-at").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let roots = format!("--local-source-roots={}", dir.path().display());
+    let _stack = Stack::start(ns.name(), &[&roots]).await.expect("operator and host start");
+    let (manifest, wasm) = numbered_plugin(20);
+    std::fs::write(dir.path().join("plugin.toml"), &manifest).expect("write");
+    std::fs::write(dir.path().join("plugin.wasm"), &wasm).expect("write");
+    let spec = format!("source:\n  local:\n    path: {}", dir.path().display());
+    apply(ns.name(), &format_plugin("dev", &spec)).await;
+    wait_ready(ns.name(), "dev", READY_WITHIN).await;
+    let api = ns.api::<FormatPlugin>();
+    assert_eq!(status(&api, "dev").await.plugin.expect("plugin").version, "1.0.0");
+
+    // The author rebuilds: a new version, new bytes.
+    std::fs::write(dir.path().join("plugin.toml"), with_version(&manifest, "1.1.0")).expect("write");
+    std::fs::write(dir.path().join("plugin.wasm"), with_custom_section(&wasm, "build", b"2")).expect("write");
+    let annotate = ["annotate", "fp/dev", "-n", ns.name(), "wasmplug.dev/requested-at=1", "--overwrite"];
+    control_plane().kubectl().succeed(&annotate).await;
+    eventually("the rebuilt package to be published", READY_WITHIN, || async {
+        let status = api.get("dev").await.map_err(|e| e.to_string())?.status.unwrap_or_default();
+        let version = status.plugin.as_ref().map(|p| p.version.clone()).unwrap_or_default();
+        (version == "1.1.0" && status.last_handled_requested_at.as_deref() == Some("1"))
+            .then_some(())
+            .ok_or(format!("{version} {:?}", status.last_handled_requested_at))
+    })
+    .await;
 }

@@ -66,6 +66,8 @@ pub struct Subject<'a> {
     pub previous: Option<&'a FormatPluginStatus>,
     pub generation: Option<i64>,
     pub enabled: bool,
+    /// The fetch request (`wasmplug.dev/requested-at`) this reconcile acts on.
+    pub requested_at: Option<&'a str>,
 }
 
 impl<'a> From<&'a FormatPlugin> for Subject<'a> {
@@ -74,6 +76,7 @@ impl<'a> From<&'a FormatPlugin> for Subject<'a> {
             previous: plugin.status.as_ref(),
             generation: plugin.metadata.generation,
             enabled: plugin.spec.enabled,
+            requested_at: plugin.requested_at(),
         }
     }
 }
@@ -83,6 +86,9 @@ pub fn next(subject: Subject<'_>, outcome: &Outcome, now: Time) -> (FormatPlugin
     let previous = subject.previous.cloned().unwrap_or_default();
     let generation = subject.generation;
     let mut status = FormatPluginStatus { observed_generation: generation, ..previous.clone() };
+    if let Some(requested_at) = subject.requested_at {
+        status.last_handled_requested_at = Some(requested_at.to_owned());
+    }
     let mut conditions = Conditions { list: &mut status.conditions, generation, now };
     let mut notices = Vec::new();
     match outcome {
@@ -382,7 +388,7 @@ mod tests {
             transient: false,
             withdraw: false,
         };
-        let subject = Subject { previous: None, generation: Some(1), enabled: true };
+        let subject = Subject { previous: None, generation: Some(1), enabled: true, requested_at: None };
         let (status, notices) = next(subject, &Outcome::Failed(failure.clone()), Time(Timestamp::UNIX_EPOCH));
         assert!(status.conditions.iter().all(|c| c.message.len() <= MAX_CONDITION_MESSAGE));
         assert_eq!(notices[0].note, long, "the notice (logged whole) keeps the whole message");

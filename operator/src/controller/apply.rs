@@ -208,7 +208,7 @@ fn failure_of(error: &Error) -> Option<Failure> {
 /// Whether the published status already reflects this spec and its source cannot
 /// have moved: nothing to fetch.
 fn is_up_to_date(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Context) -> bool {
-    if moves(plugin, kind) || !plugin.is_ready_at_current_generation() {
+    if moves(plugin, kind) || !plugin.is_ready_at_current_generation() || plugin.has_unhandled_request() {
         return false;
     }
     let Some(status) = &plugin.status else { return false };

@@ -103,7 +103,12 @@ pub async fn unreadable(object: &Guarded, error: &str, ctx: &Context) -> Result<
         transient: false,
         withdraw: false,
     };
-    let subject = Subject { previous: previous.as_ref(), generation: object.metadata.generation, enabled: true };
+    let subject = Subject {
+        previous: previous.as_ref(),
+        generation: object.metadata.generation,
+        enabled: true,
+        requested_at: None,
+    };
     let (next, notices) = status::next(subject, &Outcome::Failed(failure), Time(Timestamp::now()));
     ctx.metrics.reconciled(ReconcileResult::Failed);
     if previous.as_ref() != Some(&next) {
