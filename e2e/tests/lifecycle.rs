@@ -224,6 +224,22 @@ async fn a_second_plugin_for_an_owned_key_is_refused_naming_the_owner_until_the_
     let formats = stack.formats().await.expect("formats");
     assert_eq!(formats["npm"]["origin"]["kind"], "builtin", "the owner keeps serving: {formats:?}");
 
+    // While the key changes hands, callers are told it is unavailable (409),
+    // never that it is unknown (404).
+    let stack = std::sync::Arc::new(stack);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let caller = {
+        let (stack, done) = (stack.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut answers = std::collections::BTreeMap::<u16, usize>::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let answer = stack.validate("npm", "left-pad-1.0.0.tgz", b"").await.expect("the host answers");
+                *answers.entry(answer.status).or_default() += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            answers
+        })
+    };
     control_plane().kubectl().succeed(&["delete", "fp/npm-builtin", "-n", ns.name()]).await;
     wait_condition(&api, "npm-again", "True", "Succeeded").await;
     eventually("npm to be served by the new owner", SOON, || async {
@@ -231,4 +247,7 @@ async fn a_second_plugin_for_an_owned_key_is_refused_naming_the_owner_until_the_
         if formats.get("npm").is_some_and(|f| f["state"] == "active") { Ok(()) } else { Err(format!("{formats:?}")) }
     })
     .await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers = caller.await.expect("the caller finishes");
+    assert!(!answers.contains_key(&404), "no caller was told npm is unknown during the handover: {answers:?}");
 }

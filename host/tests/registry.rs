@@ -166,3 +166,24 @@ fn builtin_and_plugin_formats_sit_side_by_side() {
     let generic = registry.serving("generic").expect("serves");
     assert_eq!(generic.handler().parse_metadata("a/b.txt", b"x").expect("ok").content_type, "text/plain");
 }
+
+/// A key whose owner went while another object declares it is changing hands:
+/// unavailable for the moment (409 format_unavailable), not unknown (404),
+/// until the next owner's version is installed.
+#[test]
+fn a_key_changing_hands_is_unavailable_not_unknown_until_the_next_owner_is_installed() {
+    let (runtime, registry) = (runtime(), Registry::new());
+    install(&registry, "unity", "1.0.0", plugin(&runtime, "unity-format", CallLimits::DEFAULT));
+    registry.hand_over("unity");
+    match registry.serving("unity").map(drop) {
+        Err(Unavailable::NotServing { state: State::ChangingHands, reason: Some(reason), .. }) => {
+            assert!(reason.contains("another takes the key over"), "{reason}");
+        }
+        other => panic!("expected changing hands, got {other:?}"),
+    }
+    install(&registry, "unity", "2.0.0", plugin(&runtime, "unity-format", CallLimits::DEFAULT));
+    assert_eq!(version_of(&registry.serving("unity").expect("serves").format.origin), "2.0.0");
+    // Handing over a key that was never served changes nothing.
+    registry.hand_over("npm");
+    assert!(matches!(registry.serving("npm").map(drop), Err(Unavailable::Unknown { .. })));
+}

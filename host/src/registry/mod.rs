@@ -38,6 +38,9 @@ pub enum State {
     Failed,
     /// It failed repeatedly by itself; see [`breaker`] for when it serves again.
     Quarantined,
+    /// Its FormatPlugin went and another that declares the key takes it over:
+    /// known, not serving for the moment.
+    ChangingHands,
 }
 
 impl State {
@@ -47,6 +50,7 @@ impl State {
             State::Disabled => "disabled",
             State::Failed => "failed",
             State::Quarantined => "quarantined",
+            State::ChangingHands => "changing-hands",
         }
     }
 }
@@ -76,6 +80,7 @@ pub struct Format {
 enum Health {
     Healthy,
     Failed,
+    ChangingHands,
 }
 
 impl Format {
@@ -83,6 +88,7 @@ impl Format {
         match (self.enabled, self.health) {
             (false, _) => State::Disabled,
             (true, Health::Failed) => State::Failed,
+            (true, Health::ChangingHands) => State::ChangingHands,
             (true, Health::Healthy) if self.quarantine_reason().is_some() => State::Quarantined,
             (true, Health::Healthy) => State::Active,
         }
@@ -305,6 +311,28 @@ impl Registry {
     }
 
     /// Forgets `key`. Calls in flight finish.
+    /// Marks `key` as changing hands: what served it goes, and lookups answer
+    /// that the format is unavailable for the moment (not unknown) until the
+    /// next owner's version is installed or the key is removed.
+    pub fn hand_over(&self, key: &str) {
+        self.update(|formats| {
+            let Some(current) = formats.get(key) else { return };
+            let placeholder = Format {
+                key: key.to_owned(),
+                origin: current.origin.clone(),
+                digest: None,
+                limits: None,
+                compilation: None,
+                enabled: true,
+                last_error: Some("its FormatPlugin is gone and another takes the key over; retry shortly".into()),
+                health: Health::ChangingHands,
+                handler: None,
+                breaker: Arc::new(Mutex::new(Breaker::new(Instant::now()))),
+            };
+            formats.insert(key.to_owned(), Arc::new(placeholder));
+        });
+    }
+
     pub fn remove(&self, key: &str) -> bool {
         let mut removed = false;
         self.update(|formats| removed = formats.remove(key).is_some());

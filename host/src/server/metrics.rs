@@ -63,7 +63,7 @@ impl Metrics {
     /// The Prometheus text exposition, with the format gauges refreshed from `formats`.
     pub fn render(&self, formats: &Registry) -> String {
         let snapshot = formats.snapshot();
-        for state in [State::Active, State::Disabled, State::Failed, State::Quarantined] {
+        for state in [State::Active, State::Disabled, State::Failed, State::Quarantined, State::ChangingHands] {
             let count = snapshot.formats().filter(|f| f.state() == state).count();
             self.formats.get_or_create(&StateLabels { state: state.as_str() }).set(count as i64);
         }

@@ -46,13 +46,24 @@ pub struct ClusterSource {
     applied: HashMap<String, Wanted>,
     /// Loads in flight, by key, with what they load (enabled as last seen).
     loading: HashMap<String, Wanted>,
+    /// Keys whose owner went while another object declares them: listed as
+    /// changing hands (409, not 404) until the next owner's load.
+    handing_over: HashSet<String>,
     /// Keys whose first load readiness waits for; `None` once ready.
     first_sync: Option<HashSet<String>>,
 }
 
 impl ClusterSource {
     pub fn new(api: Api<DynamicObject>, loader: Loader, registry: Arc<Registry>) -> Self {
-        ClusterSource { api, loader, registry, applied: HashMap::new(), loading: HashMap::new(), first_sync: None }
+        ClusterSource {
+            api,
+            loader,
+            registry,
+            applied: HashMap::new(),
+            loading: HashMap::new(),
+            handing_over: HashSet::new(),
+            first_sync: None,
+        }
     }
 
     /// Follows FormatPlugins until the watch ends (it retries with backoff, so in
@@ -114,13 +125,36 @@ impl ClusterSource {
             })
             .collect();
         let wanted = wanted::wanted(&plugins);
+        let declared = wanted::declared_keys(&plugins);
         let gone: Vec<String> =
             self.applied.keys().chain(self.loading.keys()).filter(|key| !wanted.contains_key(*key)).cloned().collect();
         for key in gone {
             self.loading.remove(&key);
-            if self.applied.remove(&key).is_some() {
+            if self.applied.remove(&key).is_none() {
+                continue;
+            }
+            if declared.contains(&key) {
+                self.registry.hand_over(&key);
+                self.handing_over.insert(key.clone());
+                tracing::info!(format = key, "changing hands: its FormatPlugin is gone and another declares the key");
+            } else {
                 self.registry.remove(&key);
                 tracing::info!(format = key, "unloaded: no FormatPlugin serves it any more");
+            }
+        }
+        // A key stops changing hands when its next owner asks to be loaded (the
+        // load replaces the placeholder), or when no one declares it any more.
+        let settled: Vec<String> = self
+            .handing_over
+            .iter()
+            .filter(|key| wanted.contains_key(*key) || !declared.contains(*key))
+            .cloned()
+            .collect();
+        for key in settled {
+            self.handing_over.remove(&key);
+            if !wanted.contains_key(&key) {
+                self.registry.remove(&key);
+                tracing::info!(format = key, "unloaded: no FormatPlugin declares it any more");
             }
         }
         for (key, want) in wanted {

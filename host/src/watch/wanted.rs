@@ -73,6 +73,19 @@ pub(super) fn wanted(plugins: &[FormatPlugin]) -> BTreeMap<String, Wanted> {
     wanted
 }
 
+/// The keys that live FormatPlugins declare (spec.formatKey, a builtin's
+/// format) or claim: when one of them loses its owner, another is about to take
+/// it over, so the key is changing hands rather than unknown.
+pub(super) fn declared_keys(plugins: &[FormatPlugin]) -> std::collections::BTreeSet<String> {
+    plugins
+        .iter()
+        .filter(|plugin| plugin.metadata.deletion_timestamp.is_none())
+        .flat_map(|plugin| [plugin.spec.declared_format_key(), plugin.claimed_format_key()])
+        .flatten()
+        .map(str::to_owned)
+        .collect()
+}
+
 fn what_to_serve(plugin: &FormatPlugin) -> Option<What> {
     let status = plugin.status.as_ref()?;
     let key = plugin.claimed_format_key()?;
