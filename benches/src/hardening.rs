@@ -86,19 +86,12 @@ impl Host {
     }
 
     fn peak_rss_mib(&self) -> anyhow::Result<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.id()))?;
-        let kib: f64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .context("no VmHWM in the host's status")?;
-        Ok(kib / 1024.0)
+        crate::memory::peak_rss_mib(self.process.id())
     }
 
     /// Starts a new peak for [`Self::peak_rss_mib`].
     fn reset_peak(&self) -> anyhow::Result<()> {
-        std::fs::write(format!("/proc/{}/clear_refs", self.process.id()), "5").context("failed to reset the peak RSS")
+        crate::memory::reset_peak(self.process.id())
     }
 }
 

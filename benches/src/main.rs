@@ -5,11 +5,14 @@
 //!     cargo run --release -p wasmplug-benches               # the host
 //!     cargo build --release --bins && \
 //!       cargo run --release -p wasmplug-benches -- reconcile  # the operator, on a real API server
+//!     cargo run --release -p wasmplug-benches -- sources      # the operator against hostile sources
 //!
 //! The output is a Markdown table (see docs/performance.md).
 
 mod hardening;
+mod hostile_sources;
 mod http_load;
+mod memory;
 mod raw;
 mod reconcile;
 mod stats;
@@ -54,6 +57,7 @@ fn main() -> anyhow::Result<()> {
     let mut report = Report(Vec::new());
     match std::env::args().nth(1).as_deref() {
         Some("reconcile") => reconcile::run(&mut report)?,
+        Some("sources") => hostile_sources::run(&mut report)?,
         Some("hardening") => {
             hardening::run(&mut report)?;
             per_call(&mut report, &runtime)?;
@@ -265,12 +269,5 @@ async fn http_rates(wasm: SharedHandler, path: &str, tarball: &[u8]) -> anyhow::
 }
 
 fn rss_mib() -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .context("no VmRSS in /proc/self/status")?;
-    Ok(kib / 1024.0)
+    memory::rss_mib(std::process::id())
 }
