@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use kube::ResourceExt;
+use wasmplug_crds::conditions::{ConditionType, Reason};
 use wasmplug_crds::{Artifact, Duration, FormatPlugin, ownership};
 
 use crate::builtin;
@@ -73,13 +74,21 @@ pub(super) fn wanted(plugins: &[FormatPlugin]) -> BTreeMap<String, Wanted> {
     wanted
 }
 
-/// The keys that live FormatPlugins declare (spec.formatKey, a builtin's
-/// format) or claim: when one of them loses its owner, another is about to take
-/// it over, so the key is changing hands rather than unknown.
+/// The keys that live FormatPlugins in line to serve them declare
+/// (spec.formatKey, a builtin's format) or claim: when one of them loses its
+/// owner, another is about to take it over, so the key is changing hands rather
+/// than unknown. In line are objects not reconciled yet and those waiting for
+/// the key (FormatConflict); one refused for another reason (an invalid
+/// package, a namespace that may not publish) is not about to serve anything.
 pub(super) fn declared_keys(plugins: &[FormatPlugin]) -> std::collections::BTreeSet<String> {
+    let in_line = |plugin: &&FormatPlugin| match plugin.condition(ConditionType::Ready) {
+        None => true,
+        Some(ready) => ready.status == "True" || ready.reason == Reason::FormatConflict.as_str(),
+    };
     plugins
         .iter()
         .filter(|plugin| plugin.metadata.deletion_timestamp.is_none())
+        .filter(in_line)
         .flat_map(|plugin| [plugin.spec.declared_format_key(), plugin.claimed_format_key()])
         .flatten()
         .map(str::to_owned)
@@ -102,5 +111,44 @@ fn requested_limits(plugin: &FormatPlugin) -> ResourceRequest {
         max_execution: limits.and_then(|l| l.timeout.as_ref()).map(Duration::as_std),
         max_fuel: limits.and_then(|l| l.fuel),
         ..ResourceRequest::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plugin(name: &str, format: &str, ready: Option<(&str, &str)>) -> FormatPlugin {
+        let conditions: Vec<serde_json::Value> = ready
+            .map(|(status, reason)| {
+                serde_json::json!({"type": "Ready", "status": status, "reason": reason, "message": "",
+                    "lastTransitionTime": "2026-11-29T00:00:00Z"})
+            })
+            .into_iter()
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "wasmplug.dev/v1alpha1",
+            "kind": "FormatPlugin",
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"source": {"builtin": {"format": format}}},
+            "status": {"conditions": conditions},
+        }))
+        .expect("a FormatPlugin")
+    }
+
+    #[test]
+    fn only_objects_in_line_for_a_key_keep_it_changing_hands() {
+        let mut going = plugin("going", "nuget", Some(("True", "Succeeded")));
+        going.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        let plugins = [
+            plugin("waiting", "npm", Some(("False", "FormatConflict"))),
+            plugin("new", "maven", None),
+            plugin("refused", "pypi", Some(("False", "NamespaceNotAllowed"))),
+            plugin("broken", "cargo", Some(("False", "ValidationFailed"))),
+            going,
+        ];
+        let keys: Vec<String> = declared_keys(&plugins).into_iter().collect();
+        assert_eq!(keys, ["maven", "npm"]);
     }
 }
