@@ -86,12 +86,12 @@ impl Host {
     }
 
     fn peak_rss_mib(&self) -> anyhow::Result<f64> {
-        crate::memory::peak_rss_mib(self.process.id())
+        wasmplug_e2e::memory::peak_rss_mib(self.process.id())
     }
 
     /// Starts a new peak for [`Self::peak_rss_mib`].
     fn reset_peak(&self) -> anyhow::Result<()> {
-        crate::memory::reset_peak(self.process.id())
+        wasmplug_e2e::memory::reset_peak(self.process.id())
     }
 }
 

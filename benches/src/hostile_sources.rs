@@ -20,8 +20,8 @@ use wasmplug_crds::conditions::ConditionType;
 use wasmplug_e2e::{FileServer, GitServer, Served, Stack, control_plane, numbered_plugin, zip};
 
 use crate::Report;
-use crate::memory::{peak_rss_mib, rss_mib};
 use crate::stats::format;
+use wasmplug_e2e::memory::{peak_rss_mib, rss_mib};
 
 /// The chart's operator memory limit.
 const CHART_LIMIT_MIB: f64 = 1024.0;

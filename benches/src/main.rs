@@ -12,7 +12,6 @@
 mod hardening;
 mod hostile_sources;
 mod http_load;
-mod memory;
 mod raw;
 mod reconcile;
 mod stats;
@@ -269,5 +268,5 @@ async fn http_rates(wasm: SharedHandler, path: &str, tarball: &[u8]) -> anyhow::
 }
 
 fn rss_mib() -> anyhow::Result<f64> {
-    memory::rss_mib(std::process::id())
+    wasmplug_e2e::memory::rss_mib(std::process::id())
 }

@@ -15,6 +15,7 @@ use anyhow::Context;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use wasmplug_crds::{FormatPlugin, Precompiled};
+use wasmplug_e2e::memory::{peak_rss_mib, rss_mib};
 use wasmplug_e2e::{FileServer, GitServer, Served, Stack, Webhooked, control_plane, numbered_plugin, zip};
 use wasmplug_host::runtime::{EngineSettings, Runtime};
 use wasmplug_operator::fetch::{self, FetchLimits, GitRequest};
@@ -110,7 +111,8 @@ async fn run_async(report: &mut Report) -> anyhow::Result<()> {
     );
 
     // 100 FormatPlugins applied at once.
-    let idle = rss_mib(stack.operator.process.pid())?;
+    let pid = stack.operator.process.pid().context("the operator is not running")?;
+    let idle = rss_mib(pid)?;
     let mut baseline = Duration::ZERO;
     let mut names = Vec::new();
     for n in 1000..1000 + MANY {
@@ -138,7 +140,7 @@ async fn run_async(report: &mut Report) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let all_ready = started.elapsed();
-    let peak = peak_rss_mib(stack.operator.process.pid())?;
+    let peak = peak_rss_mib(pid)?;
     report.row(
         &format!("{MANY} FormatPlugins applied at once → all Ready (target ≤ 30 s)"),
         format(all_ready),
@@ -147,7 +149,7 @@ async fn run_async(report: &mut Report) -> anyhow::Result<()> {
     );
     report.row(
         &format!("operator memory with {MANY} FormatPlugins (target ≤ 100 MiB)"),
-        format!("peak {peak:.0} MiB, now {:.0} MiB", rss_mib(stack.operator.process.pid())?),
+        format!("peak {peak:.0} MiB, now {:.0} MiB", rss_mib(pid)?),
         format!("{idle:.0} MiB idle before"),
         format!("{:.2} MiB per plugin", (peak - idle) / f64::from(MANY)),
     );
@@ -269,24 +271,4 @@ fn summary(s: &Summary) -> String {
 
 fn ratio(measured: &Summary, baseline: &Summary) -> String {
     format!("{:.1}×", measured.ratio_to(baseline))
-}
-
-fn rss_mib(pid: Option<u32>) -> anyhow::Result<f64> {
-    status_field(pid, "VmRSS:")
-}
-
-fn peak_rss_mib(pid: Option<u32>) -> anyhow::Result<f64> {
-    status_field(pid, "VmHWM:")
-}
-
-fn status_field(pid: Option<u32>, field: &str) -> anyhow::Result<f64> {
-    let pid = pid.context("the operator is not running")?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
-    Ok(kib / 1024.0)
 }

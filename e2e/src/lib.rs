@@ -13,6 +13,7 @@ mod files;
 mod git;
 mod helm;
 mod kubectl;
+pub mod memory;
 mod namespace;
 mod pods;
 mod stall;

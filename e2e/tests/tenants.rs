@@ -223,14 +223,6 @@ fn git_url_by_name(git: &GitServer) -> String {
     git.create("plugin").expect("repository").url().replace("127.0.0.1", "localhost")
 }
 
-/// The operator's peak resident memory so far, in bytes (VmHWM).
-fn peak_memory(process: &wasmplug_e2e::Process) -> u64 {
-    let pid = process.pid().expect("the operator runs");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
-    let line = status.lines().find(|line| line.starts_with("VmHWM:")).expect("VmHWM");
-    line.split_whitespace().nth(1).and_then(|kib| kib.parse::<u64>().ok()).expect("a number") << 10
-}
-
 /// Invariant 3: a Git repository cannot make the operator read more than the
 /// package: files other than plugin.toml and plugin.wasm are never read (here
 /// forty names for one blob larger than the limit), and a blob past the limit
@@ -258,8 +250,9 @@ async fn a_repository_costs_the_operator_no_more_than_its_package() {
     apply(ns.name(), &format_plugin("bomb", &format!("source:\n  git:\n    url: {}", bomb.url()))).await;
     let message = wait_condition(&ns.api::<FormatPlugin>(), "bomb", "False", "FetchFailed").await;
     assert!(message.contains(&format!("exceeds {} bytes", 8 << 20)), "{message}");
-    let peak = peak_memory(&stack.operator.process);
-    assert!(peak < 200 << 20, "the operator peaked at {} MiB: the blob was inflated", peak >> 20);
+    let pid = stack.operator.process.pid().expect("the operator runs");
+    let peak = wasmplug_e2e::memory::peak_rss_mib(pid).expect("its peak memory");
+    assert!(peak < 200.0, "the operator peaked at {peak:.0} MiB: the blob was inflated");
 }
 
 /// Invariant 3: a Git server that accepts and then says nothing holds a fetch

@@ -1,5 +1,6 @@
 //! A process's resident memory, from /proc: the peak since start (or since the
-//! last reset), and now.
+//! last reset), and now. For tests that bound a process's memory and for the
+//! benchmarks that report it.
 
 use anyhow::Context;
 
