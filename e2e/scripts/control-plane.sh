@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and kubectl from the Go module proxy and caches them
-# outside the repository, keyed by Kubernetes version. Idempotent: a second run
-# with the binaries in place prints their directory and does nothing else.
+# Builds the Kubernetes binaries the tests run (kube-apiserver and kubectl; for the
+# real node also kubelet, kube-proxy, kube-controller-manager and kube-scheduler)
+# from the Go module proxy and caches them outside the repository, keyed by
+# Kubernetes version. Idempotent: a second run builds only what is missing and
+# prints the bin dir.
 #
 #   e2e/scripts/control-plane.sh            # build (or reuse) and print the bin dir
 #   KUBE_VERSION=1.34.4 e2e/scripts/control-plane.sh
@@ -15,7 +17,7 @@ set -euo pipefail
 KUBE_VERSION="${KUBE_VERSION:-1.34.4}"
 CACHE_ROOT="${WASMPLUG_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wasmplug}"
 BIN_DIR="$CACHE_ROOT/control-plane/v$KUBE_VERSION/bin"
-COMMANDS=(kube-apiserver kubectl)
+COMMANDS=(kube-apiserver kubectl kubelet kube-proxy kube-controller-manager kube-scheduler)
 
 have_all() {
   for cmd in "${COMMANDS[@]}"; do
@@ -67,6 +69,7 @@ done
 
 export GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
 for cmd in "${COMMANDS[@]}"; do
+  [[ -x "$BIN_DIR/$cmd" ]] && continue
   go build -trimpath -ldflags "-s -w $ldflags" -o "$BIN_DIR/$cmd.partial" "k8s.io/kubernetes/cmd/$cmd"
   mv "$BIN_DIR/$cmd.partial" "$BIN_DIR/$cmd"
 done

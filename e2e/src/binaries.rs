@@ -7,8 +7,9 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-/// Environment variable naming a directory that holds kube-apiserver and kubectl;
-/// when unset, the build script is run (it reuses its cache).
+/// Environment variable naming a directory that holds kube-apiserver and kubectl
+/// (and, for the real node, kubelet, kube-proxy, kube-controller-manager and
+/// kube-scheduler); when unset, the build script is run (it reuses its cache).
 pub const BIN_DIR_ENV: &str = "WASMPLUG_KUBE_BIN_DIR";
 
 #[derive(Clone, Debug)]
@@ -16,6 +17,8 @@ pub struct Binaries {
     pub kube_apiserver: PathBuf,
     pub kubectl: PathBuf,
     pub etcd: PathBuf,
+    /// The directory the Kubernetes binaries are in.
+    pub dir: PathBuf,
 }
 
 impl Binaries {
@@ -27,7 +30,8 @@ impl Binaries {
         let etcd = etcd_bin_vendored::etcd_bin_path()
             .map_err(|e| anyhow::anyhow!("failed to find an etcd binary for this platform: {e}"))?
             .to_owned();
-        let binaries = Binaries { kube_apiserver: dir.join("kube-apiserver"), kubectl: dir.join("kubectl"), etcd };
+        let binaries =
+            Binaries { kube_apiserver: dir.join("kube-apiserver"), kubectl: dir.join("kubectl"), etcd, dir: dir.clone() };
         for path in [&binaries.kube_apiserver, &binaries.kubectl, &binaries.etcd] {
             if !path.is_file() {
                 bail!(
@@ -55,4 +59,31 @@ pub(crate) fn run_build_script(name: &str) -> anyhow::Result<PathBuf> {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let dir = stdout.lines().last().with_context(|| format!("{} printed no directory", script.display()))?;
     Ok(PathBuf::from(dir.trim()))
+}
+
+/// The node's programs, built by `e2e/scripts/control-plane.sh` beside kube-apiserver.
+#[derive(Clone, Debug)]
+pub(crate) struct NodeBinaries {
+    pub kubelet: PathBuf,
+    pub kube_proxy: PathBuf,
+    pub kube_controller_manager: PathBuf,
+    pub kube_scheduler: PathBuf,
+}
+
+impl NodeBinaries {
+    pub fn locate(binaries: &Binaries) -> anyhow::Result<Self> {
+        let dir = &binaries.dir;
+        let node = NodeBinaries {
+            kubelet: dir.join("kubelet"),
+            kube_proxy: dir.join("kube-proxy"),
+            kube_controller_manager: dir.join("kube-controller-manager"),
+            kube_scheduler: dir.join("kube-scheduler"),
+        };
+        for path in [&node.kubelet, &node.kube_proxy, &node.kube_controller_manager, &node.kube_scheduler] {
+            if !path.is_file() {
+                bail!("failed to find {}; run e2e/scripts/control-plane.sh (it builds the node's programs too)", path.display());
+            }
+        }
+        Ok(node)
+    }
 }

@@ -1,9 +1,11 @@
-//! The certificate set a loopback API server needs: a CA, a serving certificate for
-//! 127.0.0.1, client certificates for users, and a service-account signing key.
+//! The certificate set an API server needs: a CA, a serving certificate for its
+//! addresses, client certificates for users and components, and a
+//! service-account signing key.
 //!
 //! Everything is generated fresh per control plane with rcgen (ECDSA P-256), written
 //! as PEM files into the control plane's directory. Nothing here talks to a server.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -33,8 +35,9 @@ pub struct ClientCredentials {
 }
 
 impl Certificates {
-    /// Generates the CA, the serving certificate and the service-account key into `dir`.
-    pub fn generate(dir: &Path) -> anyhow::Result<Self> {
+    /// Generates the CA, the serving certificate (for `addresses` and the
+    /// `kubernetes` Service's names) and the service-account key into `dir`.
+    pub fn generate(dir: &Path, addresses: &[IpAddr]) -> anyhow::Result<Self> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name.push(DnType::CommonName, "wasmplug-e2e-ca");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -44,8 +47,9 @@ impl Certificates {
         write(&dir.join("ca.crt"), &ca.pem())?;
 
         let certs = Certificates { dir: dir.to_owned(), ca };
-        let sans = ["127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"];
-        let mut serving = CertificateParams::new(sans.map(String::from).to_vec())?;
+        let names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"];
+        let sans = addresses.iter().map(IpAddr::to_string).chain(names.map(String::from));
+        let mut serving = CertificateParams::new(sans.collect::<Vec<_>>())?;
         serving.distinguished_name.push(DnType::CommonName, "kube-apiserver");
         serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         certs.issue("apiserver", serving)?;

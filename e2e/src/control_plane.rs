@@ -2,15 +2,16 @@
 //! 127.0.0.1 free ports, with generated certificates, a kubeconfig, and wasmplug's
 //! CRDs installed from the committed YAML the way a user would install them.
 //!
-//! Nothing outlives the test binary. A watchdog shell holds the read end of a pipe
-//! whose write end only this process has; when the process ends, however it ends
-//! (success, a panicking test, a signal), the pipe closes and the watchdog stops
-//! etcd and kube-apiserver and removes their directory.
+//! The real node's cluster (crate::node) starts one too, bound to its bridge
+//! address and admitting what a kubelet and pods need.
+//!
+//! Nothing outlives the test binary: a watchdog (crate::watchdog) stops etcd and
+//! kube-apiserver and removes their directory when the process ends, however it
+//! ends.
 
-use std::io::Write;
-use std::net::TcpListener;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -25,10 +26,7 @@ use crate::binaries::Binaries;
 use crate::certs::Certificates;
 use crate::kubectl::Kubectl;
 use crate::namespace::TestNamespace;
-
-/// Set to keep the control plane's directory (certificates, kubeconfig, logs) after
-/// the tests end; its path is printed at start.
-pub const KEEP_ENV: &str = "WASMPLUG_E2E_KEEP";
+use crate::watchdog::{Duties, KEEP_ENV, Watchdog};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -42,10 +40,25 @@ pub struct ControlPlane {
     certs: Certificates,
     started_in: Duration,
     namespaces: AtomicUsize,
-    /// The write end of the watchdog's pipe; never written after start, closed only
-    /// when the process exits.
-    watchdog: Mutex<ChildStdin>,
+    /// Stops everything this harness started when the process exits (or when
+    /// [`ControlPlane::finish`] is called).
+    watchdog: Mutex<Option<Watchdog>>,
 }
+
+/// Where the API server listens and whom it serves.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Serving {
+    /// The address it binds and advertises: 127.0.0.1, or a node's bridge address.
+    pub address: IpAddr,
+    /// Serve a real node: Node and RBAC authorization, the ServiceAccount admission
+    /// plugin (pods get tokens), a client certificate for calling kubelets, and the
+    /// first service address (10.0.0.1, the `kubernetes` Service) in the serving
+    /// certificate.
+    pub for_node: bool,
+}
+
+/// The first address of the service range: the `kubernetes` Service.
+pub(crate) const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 
 static CONTROL_PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
 
@@ -57,7 +70,7 @@ pub fn control_plane() -> &'static ControlPlane {
     let started = CONTROL_PLANE.get_or_init(|| {
         // Start on a thread of its own: starting needs a runtime, and the caller may
         // already be inside one.
-        std::thread::spawn(|| ControlPlane::start().map_err(|e| format!("{e:#}")))
+        std::thread::spawn(|| ControlPlane::start_on_loopback().map_err(|e| format!("{e:#}")))
             .join()
             .unwrap_or_else(|_| Err("the control-plane start thread panicked".into()))
     });
@@ -68,17 +81,28 @@ pub fn control_plane() -> &'static ControlPlane {
 }
 
 impl ControlPlane {
-    fn start() -> anyhow::Result<Self> {
-        let began = Instant::now();
-        let binaries = Binaries::locate()?;
+    fn start_on_loopback() -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("wasmplug-e2e-")
             .tempdir()
-            .context("failed to create a temporary directory")?;
-        let dir = dir.keep();
-        let mut watchdog = Watchdog::spawn(&dir)?;
-        let certs = Certificates::generate(&dir)?;
-        let [etcd_client, etcd_peer, apiserver] = free_ports()?;
+            .context("failed to create a temporary directory")?
+            .keep();
+        let watchdog = Watchdog::spawn(&dir, Duties::default())?;
+        let serving = Serving { address: IpAddr::V4(Ipv4Addr::LOCALHOST), for_node: false };
+        Self::start(dir, watchdog, serving)
+    }
+
+    /// Starts etcd and kube-apiserver in `dir`, handing their PIDs to `watchdog`.
+    pub(crate) fn start(dir: PathBuf, mut watchdog: Watchdog, serving: Serving) -> anyhow::Result<Self> {
+        let began = Instant::now();
+        let binaries = Binaries::locate()?;
+        let mut sans = vec![serving.address];
+        if serving.for_node {
+            sans.push(IpAddr::V4(KUBERNETES_SERVICE_IP));
+        }
+        let certs = Certificates::generate(&dir, &sans)?;
+        let [etcd_client, etcd_peer] = free_ports()?;
+        let [apiserver] = free_ports_on(serving.address)?;
 
         let etcd = spawn_logged(
             Command::new(&binaries.etcd).args([
@@ -94,31 +118,45 @@ impl ControlPlane {
             ]),
             &dir.join("etcd.log"),
         )?;
-        watchdog.guard(&etcd)?;
+        watchdog.guard_child(&etcd)?;
 
-        let serving = certs.serving();
-        let mut kube_apiserver = spawn_logged(
-            Command::new(&binaries.kube_apiserver).args([
-                format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
-                "--bind-address=127.0.0.1".to_owned(),
-                format!("--secure-port={apiserver}"),
-                format!("--cert-dir={}", dir.display()),
-                format!("--tls-cert-file={}", serving.cert.display()),
-                format!("--tls-private-key-file={}", serving.key.display()),
-                format!("--client-ca-file={}", certs.ca_cert().display()),
-                "--authorization-mode=RBAC".to_owned(),
-                "--service-account-issuer=https://kubernetes.default.svc".to_owned(),
-                format!("--service-account-key-file={}", certs.service_account_public_key().display()),
-                format!("--service-account-signing-key-file={}", certs.service_account_signing_key().display()),
-                "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
-                "--disable-admission-plugins=ServiceAccount".to_owned(),
-                "--profiling=false".to_owned(),
-            ]),
-            &dir.join("kube-apiserver.log"),
-        )?;
-        watchdog.guard(&kube_apiserver)?;
+        let tls = certs.serving();
+        let address = serving.address;
+        let mut args = vec![
+            format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
+            format!("--bind-address={address}"),
+            format!("--secure-port={apiserver}"),
+            format!("--cert-dir={}", dir.display()),
+            format!("--tls-cert-file={}", tls.cert.display()),
+            format!("--tls-private-key-file={}", tls.key.display()),
+            format!("--client-ca-file={}", certs.ca_cert().display()),
+            "--service-account-issuer=https://kubernetes.default.svc".to_owned(),
+            format!("--service-account-key-file={}", certs.service_account_public_key().display()),
+            format!("--service-account-signing-key-file={}", certs.service_account_signing_key().display()),
+            "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
+            "--profiling=false".to_owned(),
+        ];
+        if serving.for_node {
+            let kubelet_client = certs.client("kube-apiserver-kubelet-client", Some("system:masters"))?;
+            args.extend([
+                format!("--advertise-address={address}"),
+                "--authorization-mode=Node,RBAC".to_owned(),
+                format!("--kubelet-client-certificate={}", kubelet_client.cert.display()),
+                format!("--kubelet-client-key={}", kubelet_client.key.display()),
+                // The node name does not resolve: reach kubelets (logs, exec) by address.
+                "--kubelet-preferred-address-types=InternalIP,Hostname".to_owned(),
+            ]);
+        } else {
+            // No kubelet and no controller manager: pods never run, and the
+            // ServiceAccount admission plugin would wait for default ServiceAccounts
+            // that nothing creates.
+            args.extend(["--authorization-mode=RBAC".to_owned(), "--disable-admission-plugins=ServiceAccount".to_owned()]);
+        }
+        let mut kube_apiserver =
+            spawn_logged(Command::new(&binaries.kube_apiserver).args(args), &dir.join("kube-apiserver.log"))?;
+        watchdog.guard_child(&kube_apiserver)?;
 
-        let server = format!("https://127.0.0.1:{apiserver}");
+        let server = format!("https://{}", std::net::SocketAddr::new(address, apiserver));
         let admin = certs.client("wasmplug-e2e-admin", Some("system:masters"))?;
         let kubeconfig = dir.join("kubeconfig");
         write_kubeconfig(&kubeconfig, &server, &certs.ca_cert(), &admin.cert, &admin.key)?;
@@ -134,7 +172,7 @@ impl ControlPlane {
             certs,
             started_in: began.elapsed(),
             namespaces: AtomicUsize::new(0),
-            watchdog: Mutex::new(watchdog.into_pipe()),
+            watchdog: Mutex::new(Some(watchdog)),
         };
         runtime.block_on(control_plane.install_crds()).with_context(|| log_tails(&control_plane.dir))?;
         eprintln!(
@@ -216,7 +254,14 @@ impl ControlPlane {
     /// certificate), e.g. `system:serviceaccount:<ns>:<name>` in
     /// `system:serviceaccounts` to act as a ServiceAccount.
     pub fn kubeconfig_as(&self, user: &str, group: &str) -> anyhow::Result<PathBuf> {
-        let credentials = self.certs.client(user, Some(group))?;
+        self.kubeconfig_for(user, Some(group))
+    }
+
+    /// A kubeconfig that authenticates as `user`, in `group` when given (for the
+    /// node's components: `system:kube-proxy`, `system:node:<name>` in
+    /// `system:nodes`, ...).
+    pub(crate) fn kubeconfig_for(&self, user: &str, group: Option<&str>) -> anyhow::Result<PathBuf> {
+        let credentials = self.certs.client(user, group)?;
         let file_stem: String = user.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
         let path = self.dir.join(format!("kubeconfig-{file_stem}"));
         write_kubeconfig(&path, &self.server, &self.certs.ca_cert(), &credentials.cert, &credentials.key)?;
@@ -226,8 +271,22 @@ impl ControlPlane {
     /// Makes the watchdog stop process `pid` when this test binary ends, however
     /// it ends (for processes a test starts: operators, hosts, git daemons).
     pub fn guard(&self, pid: u32) {
-        let mut pipe = self.watchdog.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(pipe, "{pid}");
+        let mut watchdog = self.watchdog.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(watchdog) = watchdog.as_mut() {
+            let _ = watchdog.guard(pid);
+        }
+    }
+
+    /// Stops everything now, as the watchdog would at exit, and waits until it is
+    /// done (for a test of the teardown itself).
+    pub(crate) fn finish(&self) -> anyhow::Result<()> {
+        let watchdog = self.watchdog.lock().unwrap_or_else(|p| p.into_inner()).take();
+        watchdog.map_or(Ok(()), Watchdog::finish)
+    }
+
+    /// The control plane's directory (certificates, kubeconfigs, logs).
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The API server's URL.
@@ -239,49 +298,6 @@ impl ControlPlane {
     /// established.
     pub fn started_in(&self) -> Duration {
         self.started_in
-    }
-}
-
-/// Stops the servers when this process ends. See the module documentation.
-struct Watchdog {
-    pipe: ChildStdin,
-}
-
-impl Watchdog {
-    /// The watchdog reads PIDs from its stdin until end of file, then stops them
-    /// (TERM, then KILL after 5 s) and removes `dir` unless [`KEEP_ENV`] is set.
-    /// It ignores SIGINT and SIGHUP so that Ctrl-C in a terminal still cleans up.
-    fn spawn(dir: &Path) -> anyhow::Result<Self> {
-        const SCRIPT: &str = r#"
-            trap '' INT HUP
-            pids=""
-            while read -r pid; do pids="$pids $pid"; done
-            [ -n "$pids" ] && kill $pids 2>/dev/null
-            for _ in 1 2 3 4 5 6 7 8 9 10; do
-                kill -0 $pids 2>/dev/null || break
-                sleep 0.5
-            done
-            [ -n "$pids" ] && kill -9 $pids 2>/dev/null
-            [ -n "$KEEP" ] || rm -rf "$1"
-        "#;
-        let mut child = Command::new("sh")
-            .args(["-c", SCRIPT, "wasmplug-e2e-watchdog"])
-            .arg(dir)
-            .env("KEEP", std::env::var_os(KEEP_ENV).unwrap_or_default())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .context("failed to start the watchdog shell (sh)")?;
-        let pipe = child.stdin.take().context("the watchdog has no stdin pipe")?;
-        Ok(Watchdog { pipe })
-    }
-
-    fn guard(&mut self, child: &Child) -> anyhow::Result<()> {
-        writeln!(self.pipe, "{}", child.id()).context("failed to hand a PID to the watchdog")
-    }
-
-    fn into_pipe(self) -> ChildStdin {
-        self.pipe
     }
 }
 
@@ -298,8 +314,13 @@ fn spawn_logged(command: &mut Command, log: &Path) -> anyhow::Result<Child> {
 
 /// Distinct free ports on 127.0.0.1, all held open until each is known.
 pub fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+    free_ports_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// Distinct free ports on `address`, all held open until each is known.
+pub fn free_ports_on<const N: usize>(address: IpAddr) -> anyhow::Result<[u16; N]> {
     let listeners = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").context("failed to find a free port on 127.0.0.1"))
+        .map(|_| TcpListener::bind((address, 0)).with_context(|| format!("failed to find a free port on {address}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let ports = listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<Vec<_>, _>>()?;
     Ok(ports.try_into().expect("one port per listener"))

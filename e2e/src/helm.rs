@@ -20,6 +20,8 @@ pub const HELM_BIN_DIR_ENV: &str = "WASMPLUG_HELM_BIN_DIR";
 pub struct Helm {
     program: PathBuf,
     home: tempfile::TempDir,
+    /// The cluster helm talks to; the loopback control plane's when unset.
+    kubeconfig: Option<PathBuf>,
 }
 
 impl Helm {
@@ -33,7 +35,12 @@ impl Helm {
             bail!("failed to find {}; run e2e/scripts/helm.sh or set {HELM_BIN_DIR_ENV}", program.display());
         }
         let home = tempfile::Builder::new().prefix("wasmplug-helm-").tempdir()?;
-        Ok(Helm { program, home })
+        Ok(Helm { program, home, kubeconfig: None })
+    }
+
+    /// The same helm, talking to the cluster of `kubeconfig`.
+    pub fn with_kubeconfig(self, kubeconfig: &Path) -> Self {
+        Helm { kubeconfig: Some(kubeconfig.to_owned()), ..self }
     }
 
     /// The chart in this repository.
@@ -48,7 +55,7 @@ impl Helm {
         let home = self.home.path();
         let output = Command::new(&self.program)
             .args(args)
-            .env("KUBECONFIG", control_plane().kubeconfig())
+            .env("KUBECONFIG", self.kubeconfig.as_deref().unwrap_or_else(|| control_plane().kubeconfig()))
             .env("HELM_CACHE_HOME", home.join("cache"))
             .env("HELM_CONFIG_HOME", home.join("config"))
             .env("HELM_DATA_HOME", home.join("data"))

@@ -1,5 +1,6 @@
 //! Test harness that behaves like a user of wasmplug: a real Kubernetes API server
-//! (etcd + kube-apiserver on loopback, one per test binary), kubectl, a fresh
+//! (etcd + kube-apiserver on loopback, one per test binary) or a real single-node
+//! cluster (containerd and a kubelet on a private bridge; crate::node), kubectl, a fresh
 //! namespace per test, the operator and host binaries as processes, and plugin
 //! sources (Git repositories behind `git daemon`, an HTTP file server).
 //!
@@ -15,21 +16,25 @@ mod helm;
 mod kubectl;
 pub mod memory;
 mod namespace;
+mod node;
 mod pods;
 mod stall;
 mod wasmplug;
+mod watchdog;
 mod webhook;
 
 pub use binaries::{BIN_DIR_ENV, Binaries};
 pub use certs::{Certificates, ClientCredentials};
-pub use control_plane::{ControlPlane, KEEP_ENV, control_plane, free_ports, repository_root};
+pub use control_plane::{ControlPlane, control_plane, free_ports, free_ports_on, repository_root};
 pub use examples::{example_files, example_package, numbered_plugin, with_custom_section, with_version};
 pub use files::{FileServer, Received, Served, zip};
 pub use git::{GitHttp, GitServer, Repo};
 pub use helm::{HELM_BIN_DIR_ENV, Helm};
 pub use kubectl::{Kubectl, KubectlOutput};
 pub use namespace::TestNamespace;
+pub use node::{BRIDGE_ADDRESS, Cluster, Footprint, IMAGE, TOOLBOX_IMAGE, cluster};
 pub use pods::{Kubelet, Pod};
 pub use stall::StallingProxy;
 pub use wasmplug::{HostAnswer, Operator, Process, Stack, eventually, workspace_binary};
+pub use watchdog::KEEP_ENV;
 pub use webhook::Webhooked;
