@@ -22,14 +22,21 @@ dir=${1:?usage: node-teardown.sh <cluster directory>}
 # shellcheck source=/dev/null
 source "$dir/node.env"
 
-step() { echo "node-teardown: $*" >&2; }
+step() { echo "node-teardown: [$SECONDS s] $*" >&2; }
+
+# Whether process $1 runs (a zombie, waiting for its parent to reap it, does not).
+running() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ "${stat##*) }" != Z* ]]
+}
 
 # Sends TERM to the process in $dir/pids/$1, waits up to $2 seconds, then KILL.
 stop() {
   local name=$1 wait=${2:-10} pid
   pid=$(cat "$dir/pids/$name" 2>/dev/null) || return 0
   kill "$pid" 2>/dev/null || return 0
-  for _ in $(seq $((wait * 5))); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
+  for _ in $(seq $((wait * 5))); do running "$pid" || return 0; sleep 0.2; done
   step "$name did not stop within ${wait}s; killing it"
   kill -9 "$pid" 2>/dev/null
 }

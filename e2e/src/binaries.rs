@@ -30,8 +30,12 @@ impl Binaries {
         let etcd = etcd_bin_vendored::etcd_bin_path()
             .map_err(|e| anyhow::anyhow!("failed to find an etcd binary for this platform: {e}"))?
             .to_owned();
-        let binaries =
-            Binaries { kube_apiserver: dir.join("kube-apiserver"), kubectl: dir.join("kubectl"), etcd, dir: dir.clone() };
+        let binaries = Binaries {
+            kube_apiserver: dir.join("kube-apiserver"),
+            kubectl: dir.join("kubectl"),
+            etcd,
+            dir: dir.clone(),
+        };
         for path in [&binaries.kube_apiserver, &binaries.kubectl, &binaries.etcd] {
             if !path.is_file() {
                 bail!(
@@ -81,7 +85,10 @@ impl NodeBinaries {
         };
         for path in [&node.kubelet, &node.kube_proxy, &node.kube_controller_manager, &node.kube_scheduler] {
             if !path.is_file() {
-                bail!("failed to find {}; run e2e/scripts/control-plane.sh (it builds the node's programs too)", path.display());
+                bail!(
+                    "failed to find {}; run e2e/scripts/control-plane.sh (it builds the node's programs too)",
+                    path.display()
+                );
             }
         }
         Ok(node)

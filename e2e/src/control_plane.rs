@@ -150,7 +150,10 @@ impl ControlPlane {
             // No kubelet and no controller manager: pods never run, and the
             // ServiceAccount admission plugin would wait for default ServiceAccounts
             // that nothing creates.
-            args.extend(["--authorization-mode=RBAC".to_owned(), "--disable-admission-plugins=ServiceAccount".to_owned()]);
+            args.extend([
+                "--authorization-mode=RBAC".to_owned(),
+                "--disable-admission-plugins=ServiceAccount".to_owned(),
+            ]);
         }
         let mut kube_apiserver =
             spawn_logged(Command::new(&binaries.kube_apiserver).args(args), &dir.join("kube-apiserver.log"))?;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -75,7 +75,12 @@ impl Drop for Sending {
 
 impl FileServer {
     pub async fn start() -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST)).await
+    }
+
+    /// Serves on `address`, e.g. the real node's bridge address (for pods).
+    pub async fn start_on(address: IpAddr) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind((address, 0)).await?;
         let addr = listener.local_addr()?;
         let files: Arc<Mutex<HashMap<String, Served>>> = Arc::default();
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
@@ -122,7 +127,7 @@ impl FileServer {
         format!("http://{}{path}", self.addr)
     }
 
-    /// The port it listens on (at 127.0.0.1).
+    /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.addr.port()
     }

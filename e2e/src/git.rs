@@ -1,7 +1,8 @@
-//! Real Git repositories for tests, served by `git daemon` on 127.0.0.1 over the
-//! git:// protocol, and written with the `git` command line as a plugin author
-//! would.
+//! Real Git repositories for tests, served by `git daemon` over the git://
+//! protocol on 127.0.0.1 (or the real node's bridge address, for pods), and
+//! written with the `git` command line as a plugin author would.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,12 +11,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, bail};
 
-use crate::control_plane::{control_plane, free_ports};
+use crate::control_plane::{control_plane, free_ports_on};
 
 /// A `git daemon` exporting every repository under its base directory.
 #[derive(Debug)]
 pub struct GitServer {
     base: tempfile::TempDir,
+    address: IpAddr,
     port: u16,
     daemon: Child,
 }
@@ -27,16 +29,33 @@ impl GitServer {
         Ok(server)
     }
 
-    /// Starts the daemon without telling the control plane's watchdog about it.
+    /// Starts the daemon on `address` (e.g. the real node's bridge address, for
+    /// pods), without telling the loopback control plane's watchdog about it: it
+    /// stops when dropped, and the caller guards [`GitServer::pid`] against a
+    /// killed test binary.
+    pub fn start_on(address: IpAddr) -> anyhow::Result<Self> {
+        Self::start_unguarded_on(address)
+    }
+
+    /// The daemon's process ID.
+    pub fn pid(&self) -> u32 {
+        self.daemon.id()
+    }
+
     fn start_unguarded() -> anyhow::Result<Self> {
+        Self::start_unguarded_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    fn start_unguarded_on(address: IpAddr) -> anyhow::Result<Self> {
         let base = tempfile::Builder::new().prefix("wasmplug-git-").tempdir()?;
-        let [port] = free_ports::<1>()?;
+        let [port] = free_ports_on::<1>(address)?;
         // `git daemon` runs `git-daemon` as a child, and the daemon a child per
         // connection: start the daemon itself, as the leader of a process group
         // that stopping the server kills whole. A connection that never sends a
         // request ends by itself after --init-timeout.
         let daemon = Command::new(git_daemon()?)
-            .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1", "--init-timeout=5"])
+            .args(["--export-all", "--reuseaddr", "--init-timeout=5"])
+            .arg(format!("--listen={address}"))
             .process_group(0)
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", base.path().display()))
@@ -47,27 +66,27 @@ impl GitServer {
             .spawn()
             .context("failed to start git daemon (is git installed?)")?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect((address, port)).is_err() {
             if std::time::Instant::now() > deadline {
-                bail!("git daemon did not listen on 127.0.0.1:{port} within 10 s");
+                bail!("git daemon did not listen on {address}:{port} within 10 s");
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        Ok(GitServer { base, port, daemon })
+        Ok(GitServer { base, address, port, daemon })
     }
 
     /// A new, empty repository named `name` (with a `main` branch once committed).
     pub fn create(&self, name: &str) -> anyhow::Result<Repo> {
         let dir = self.base.path().join(name);
         std::fs::create_dir_all(&dir)?;
-        let repo = Repo { dir, url: format!("git://127.0.0.1:{}/{name}", self.port) };
+        let repo = Repo { dir, url: format!("git://{}/{name}", SocketAddr::new(self.address, self.port)) };
         repo.git(&["init", "--quiet", "--initial-branch=main"])?;
         Ok(repo)
     }
 
     /// A URL on this server where no repository exists.
     pub fn missing_url(&self) -> String {
-        format!("git://127.0.0.1:{}/no-such-repository", self.port)
+        format!("git://{}/no-such-repository", SocketAddr::new(self.address, self.port))
     }
 }
 

@@ -20,6 +20,14 @@ pub const KEEP_ENV: &str = "WASMPLUG_E2E_KEEP";
 const SCRIPT: &str = r#"
     trap '' INT HUP
     dir=$1
+    # Whether any of the processes runs (a zombie waiting to be reaped does not).
+    running() {
+        for pid in "$@"; do
+            stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+            case "${stat##*) }" in Z*) ;; *) return 0 ;; esac
+        done
+        return 1
+    }
     if [ -n "$LOCK" ]; then
         exec 9<"$LOCK"
         flock -w 300 9 || { echo "busy"; exit 1; }
@@ -32,7 +40,7 @@ const SCRIPT: &str = r#"
     fi
     [ -n "$pids" ] && kill $pids 2>/dev/null
     for _ in 1 2 3 4 5 6 7 8 9 10; do
-        kill -0 $pids 2>/dev/null || break
+        running $pids || break
         sleep 0.5
     done
     [ -n "$pids" ] && kill -9 $pids 2>/dev/null

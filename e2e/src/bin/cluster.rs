@@ -13,7 +13,9 @@ fn main() -> anyhow::Result<()> {
     let cluster = Cluster::start()?;
     let (repository, tag) = IMAGE.rsplit_once(':').expect("the image name has a tag");
     println!("A one-node cluster is ready in {:.0?}; wasmplug's image {IMAGE} is on the node.", cluster.started_in());
-    println!("Point kubectl and helm at it (both are in $WASMPLUG_KUBE_BIN_DIR / $WASMPLUG_HELM_BIN_DIR, or ~/.cache/wasmplug):");
+    println!(
+        "Point kubectl and helm at it (both are in $WASMPLUG_KUBE_BIN_DIR / $WASMPLUG_HELM_BIN_DIR, or ~/.cache/wasmplug):"
+    );
     println!();
     println!("  export KUBECONFIG={}", cluster.kubeconfig().display());
     println!("  kubectl get nodes");

@@ -245,7 +245,11 @@ impl Cluster {
             .output()
             .context("failed to run ctr")?;
         if !output.status.success() {
-            bail!("failed to import {} into containerd: {}", archive.display(), String::from_utf8_lossy(&output.stderr));
+            bail!(
+                "failed to import {} into containerd: {}",
+                archive.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         Ok(())
     }
@@ -271,6 +275,29 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(500));
         }
         bail!("node {NODE_NAME} was not Ready within {NODE_READY_TIMEOUT:?} (last: {})", last.trim())
+    }
+
+    /// Gives image `from` on the node a second name `to` (e.g. a new tag for a
+    /// rolling update), as pushing a new tag to a registry would.
+    pub fn tag_image(&self, from: &str, to: &str) -> anyhow::Result<()> {
+        let output = self.ctr().args(["images", "tag", "--force", from, to]).output().context("failed to run ctr")?;
+        if !output.status.success() {
+            bail!("ctr images tag {from} {to} failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+        }
+        Ok(())
+    }
+
+    /// Kills a container's process with SIGKILL from the node, as the OOM killer
+    /// or a crash would; `container_id` as a pod's status gives it
+    /// (`containerd://<id>`).
+    pub fn kill_container(&self, container_id: &str) -> anyhow::Result<()> {
+        let id = container_id.strip_prefix("containerd://").unwrap_or(container_id);
+        let output =
+            self.ctr().args(["tasks", "kill", "--signal", "SIGKILL", id]).output().context("failed to run ctr")?;
+        if !output.status.success() {
+            bail!("ctr tasks kill {id} failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+        }
+        Ok(())
     }
 
     /// The control plane this node is joined to.
@@ -303,7 +330,8 @@ impl Cluster {
         crate::wasmplug::eventually("the namespace's default ServiceAccount", Duration::from_secs(30), || {
             let (kubectl, ns) = (kubectl.clone(), ns.clone());
             async move {
-                let output = kubectl.run(&["get", "serviceaccount/default", "-n", &ns]).await.map_err(|e| e.to_string())?;
+                let output =
+                    kubectl.run(&["get", "serviceaccount/default", "-n", &ns]).await.map_err(|e| e.to_string())?;
                 output.success().map(drop).map_err(|e| e.to_string())
             }
         })
@@ -347,14 +375,9 @@ impl Cluster {
     /// The last lines of every component's log, to explain a failure.
     pub fn log_tails(&self) -> String {
         let mut out = String::from("component logs follow");
-        for name in [
-            "kube-apiserver",
-            "kube-controller-manager",
-            "kube-scheduler",
-            "containerd",
-            "kubelet",
-            "kube-proxy",
-        ] {
+        for name in
+            ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet", "kube-proxy"]
+        {
             let text = std::fs::read_to_string(self.dir().join(format!("{name}.log"))).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let tail = lines[lines.len().saturating_sub(15)..].join("\n");
@@ -414,7 +437,7 @@ fn build_toolbox_image(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(rootfs.join("bin"))?;
     let busybox = which("busybox")?;
     std::fs::copy(&busybox, rootfs.join("bin/busybox")).context("failed to copy busybox")?;
-    for applet in ["sh", "wget", "sleep", "cat", "echo", "date"] {
+    for applet in ["sh", "wget", "timeout", "sleep", "cat", "echo", "date", "seq", "grep"] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))?;
     }
     let out = dir.join("toolbox.tar");

@@ -69,8 +69,7 @@ pub fn guard_rules() -> String {
 }
 
 fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
-    let output =
-        Command::new(program).args(args).output().with_context(|| format!("failed to run {program}"))?;
+    let output = Command::new(program).args(args).output().with_context(|| format!("failed to run {program}"))?;
     if !output.status.success() {
         bail!("`{program} {}` failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
     }
