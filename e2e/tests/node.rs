@@ -19,8 +19,8 @@ use kube::api::EvictParams;
 use kube::{Api, ResourceExt};
 use tokio::sync::Mutex;
 use wasmplug_e2e::{
-    BRIDGE_ADDRESS, FileServer, GitServer, IMAGE, Served, TOOLBOX_IMAGE, cluster, eventually, example_package,
-    numbered_plugin, zip,
+    BRIDGE_ADDRESS, FileServer, GitServer, IMAGE, STORE_CLASS, Served, TOOLBOX_IMAGE, cluster, eventually,
+    example_package, numbered_plugin, zip,
 };
 
 const RELEASE: &str = "wasmplug";
@@ -52,23 +52,13 @@ fn release() -> &'static Release {
     })
 }
 
-/// `helm install` as the README's cluster quickstart does, plus a store volume
-/// (the node has no provisioner: a hostPath PersistentVolume stands in for the
-/// cluster's shared storage) and the bridge address as an allowed source
+/// `helm install` as the README's cluster quickstart does: the store claim on the
+/// node's volume (it has no provisioner), the bridge address an allowed source
 /// destination (the tests' Git and file servers listen there).
 async fn install() -> Release {
     let cluster = cluster();
     let _dump = Dump::on_failure(&[NAMESPACE]);
     let kubectl = cluster.kubectl();
-    let store = cluster.dir().join("store");
-    std::fs::create_dir_all(&store).expect("store directory");
-    std::process::Command::new("chown").args(["65532:65532"]).arg(&store).status().expect("chown runs");
-    let pv = format!(
-        "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: wasmplug-store\nspec:\n  capacity:\n    storage: 5Gi\n  \
-         accessModes: [ReadWriteMany]\n  storageClassName: node-local\n  hostPath:\n    path: {}\n    type: Directory\n",
-        store.display()
-    );
-    kubectl.run_with_stdin(&["apply", "-f", "-"], &pv).await.expect("kubectl runs").success().expect("PV created");
     let helm = cluster.helm().expect("helm is available");
     let chart = wasmplug_e2e::Helm::chart();
     let began = Instant::now();
@@ -99,7 +89,7 @@ fn install_args(chart: &str, tag: &str) -> Vec<String> {
         &format!("--set=image.repository={repository}"),
         &format!("--set=image.tag={tag}"),
         "--set=image.pullPolicy=Never",
-        "--set=store.storageClassName=node-local",
+        &format!("--set=store.storageClassName={STORE_CLASS}"),
         &format!("--set=operator.allowedDestinations={{{BRIDGE_ADDRESS}/32}}"),
         "--set=operator.leaseDuration=8s",
         "--set=logFormat=pretty",

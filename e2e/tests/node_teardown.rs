@@ -21,7 +21,7 @@ fn kubectl(cluster: &Cluster, args: &[&str]) -> String {
 
 #[test]
 fn a_cluster_taken_down_leaves_the_machine_as_it_found_it() {
-    let before = Footprint::take();
+    let before = Footprint::take_when_no_cluster_runs().unwrap_or_else(|e| panic!("{e:#}"));
     let cluster = Cluster::start().unwrap_or_else(|e| panic!("{e:#}"));
     let pod = format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: sleeper\n  labels: {{app: sleeper}}\nspec:\n  containers:\n  \

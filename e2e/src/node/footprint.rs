@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
+use anyhow::{Context, bail};
+
 use super::{OUTSIDE_PATHS, RESTORED_SYSCTLS};
+use crate::binaries::run_build_script;
 
 /// Process names (as /proc/<pid>/comm shows them, 15 bytes at most) of what a
 /// node runs.
@@ -44,6 +47,23 @@ pub struct Footprint {
 }
 
 impl Footprint {
+    /// The machine's footprint once no cluster runs on it: waits (up to five
+    /// minutes) until the node lock is free, since the teardown of the previous
+    /// test binary's cluster may still be running.
+    pub fn take_when_no_cluster_runs() -> anyhow::Result<Footprint> {
+        let lock = run_build_script("node.sh")?;
+        let status = Command::new("flock")
+            .args(["--shared", "--wait", "300"])
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .context("failed to run flock")?;
+        if !status.success() {
+            bail!("a cluster still held {} after five minutes", lock.display());
+        }
+        Ok(Footprint::take())
+    }
+
     pub fn take() -> Footprint {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo")
             .unwrap_or_default()

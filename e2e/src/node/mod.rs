@@ -49,6 +49,11 @@ pub const IMAGE: &str = "localhost/wasmplug:e2e";
 /// A shell for client pods: Debian's static busybox (wget, sh), imported as an image.
 pub const TOOLBOX_IMAGE: &str = "localhost/toolbox:e2e";
 const PAUSE_IMAGE: &str = "localhost/pause:v1.34.4";
+/// The StorageClass of the node's one PersistentVolume: a ReadWriteMany hostPath
+/// volume under the cluster's directory, standing in for the shared storage a
+/// cluster provides (the node has no provisioner). The chart's store claim
+/// binds it with `--set store.storageClassName=node-local`.
+pub const STORE_CLASS: &str = "node-local";
 
 /// Paths outside the cluster's directory that the node's components create
 /// when missing; those that did not exist before are removed at teardown.
@@ -200,7 +205,37 @@ impl Cluster {
             "kube-proxy",
             Command::new(&node.kube_proxy).arg(format!("--config={}", dir.join("kube-proxy.yaml").display())),
         )?;
-        self.wait_until_node_ready()
+        self.wait_until_node_ready()?;
+        self.create_store_volume()
+    }
+
+    /// The [`STORE_CLASS`] PersistentVolume, owned by the chart's user (65532).
+    fn create_store_volume(&self) -> anyhow::Result<()> {
+        let store = self.dir().join("store");
+        std::fs::create_dir_all(&store)?;
+        std::os::unix::fs::chown(&store, Some(65532), Some(65532)).context("failed to chown the store directory")?;
+        let volume = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": "wasmplug-store"},
+            "spec": {
+                "capacity": {"storage": "5Gi"},
+                "accessModes": ["ReadWriteMany", "ReadWriteOnce"],
+                "storageClassName": STORE_CLASS,
+                "hostPath": {"path": store, "type": "Directory"},
+            },
+        });
+        let file = self.dir().join("store-volume.json");
+        write(&file, &volume.to_string())?;
+        let output = Command::new(self.kubectl_program())
+            .arg(format!("--kubeconfig={}", self.kubeconfig().display()))
+            .args(["apply", "-f"])
+            .arg(&file)
+            .output()?;
+        if !output.status.success() {
+            bail!("failed to create the store volume: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(())
     }
 
     /// Starts a component with its output in `<name>.log`, its PID where the
