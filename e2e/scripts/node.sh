@@ -2,9 +2,11 @@
 # Prepares what the test harness's real node needs besides the Kubernetes binaries
 # (e2e/scripts/control-plane.sh builds kubelet, kube-proxy, kube-controller-manager
 # and kube-scheduler): containerd, runc, the CNI plugins and nftables from Debian
-# packages, and the sandbox ("pause") image built from the Kubernetes module's
-# source (build/pause/linux/pause.c) with `gcc -static`, cached outside the
-# repository. Idempotent; prints the directory that holds pause.tar.
+# packages, the sandbox ("pause") image built from the Kubernetes module's
+# source (build/pause/linux/pause.c) with `gcc -static`, and a Debian bookworm
+# base image from debootstrap (for building the Dockerfile with buildah), cached
+# outside the repository. Idempotent; prints the directory that holds pause.tar
+# and debian-bookworm-slim.tar.
 #
 #   e2e/scripts/node.sh
 set -euo pipefail
@@ -19,7 +21,7 @@ log() { echo "node: $*" >&2; }
 
 missing=()
 for pair in containerd:containerd runc:runc nft:nftables iptables:iptables conntrack:conntrack \
-  busybox:busybox-static ip:iproute2; do
+  busybox:busybox-static ip:iproute2 flock:util-linux debootstrap:debootstrap buildah:buildah; do
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local && -x /usr/lib/cni/loopback ]] \
@@ -43,5 +45,15 @@ if [[ ! -f "$NODE_DIR/pause.tar" ]]; then
   strip "$rootfs/pause"
   mkdir -p "$NODE_DIR"
   "$here/oci-image.sh" "$rootfs" "$PAUSE_IMAGE" "$NODE_DIR/pause.tar" 65535:65535 /pause
+fi
+if [[ ! -f "$NODE_DIR/debian-bookworm-slim.tar" ]]; then
+  # The base the Dockerfile's runtime stage names, as `docker pull` would give it.
+  rootfs=$(mktemp -d)
+  trap 'rm -rf "$rootfs"' EXIT
+  log "debootstrap of Debian bookworm (about a minute)"
+  debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >/dev/null
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  mkdir -p "$NODE_DIR"
+  "$here/oci-image.sh" "$rootfs" docker.io/library/debian:bookworm-slim "$NODE_DIR/debian-bookworm-slim.tar"
 fi
 echo "$NODE_DIR"

@@ -4,7 +4,8 @@
 //! real probes, the webhook called by the API server through its Service, plugins
 //! from a Git repository and a ZIP URL called through the host Service from a
 //! client pod, and the faults a cluster delivers: a deleted leader, hosts
-//! drained under load, a rolling upgrade under load, a killed container.
+//! drained under load, a rolling upgrade under load (to the image the
+//! Dockerfile builds), a killed container.
 //!
 //! One release serves every test; tests that change it take turns. Each test
 //! checks at its end that the network guard dropped nothing, so the last one to
@@ -476,33 +477,37 @@ async fn draining_the_hosts_under_load_fails_no_call() {
     assert_nothing_escaped();
 }
 
+/// The upgrade goes to the image the repository's Dockerfile builds (from the
+/// same binaries), so the file users build is proven to run the chart.
 #[tokio::test]
-async fn a_helm_upgrade_to_a_new_image_tag_rolls_with_no_failed_call() {
+async fn a_helm_upgrade_to_the_dockerfile_image_rolls_with_no_failed_call() {
     release();
     let _turn = TURN.lock().await;
     let _dump = Dump::on_failure(&[NAMESPACE, CLIENTS]);
-    cluster().tag_image(IMAGE, "localhost/wasmplug:e2e-next").expect("the image gets a second tag");
+    let image = tokio::task::spawn_blocking(|| cluster().import_dockerfile_image("dockerfile"))
+        .await
+        .expect("the build ran")
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let helm = cluster().helm().expect("helm");
     let chart = wasmplug_e2e::Helm::chart();
     let load = tokio::spawn(load_through_service(600, Duration::from_secs(120)));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let args = install_args(&chart.to_string_lossy(), "e2e-next");
+    let args = install_args(&chart.to_string_lossy(), "dockerfile");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let began = Instant::now();
     helm.run(&args).await.unwrap_or_else(|e| panic!("{e:#}"));
     let rolled_in = began.elapsed();
     let (calls, failed) = load.await.expect("the load finished");
     eprintln!("helm upgrade rolled every pod in {rolled_in:.1?}: {failed} of {calls} calls failed");
+    assert_eq!(failed, 0, "no call fails during the rolling update ({failed} of {calls} failed)");
+    settled().await;
     let images = cluster()
         .kubectl()
         .succeed(&["get", "pods", "-n", NAMESPACE, "-o=jsonpath={.items[*].spec.containers[0].image}"])
         .await;
-    assert!(
-        images.split_whitespace().all(|image| image.ends_with(":e2e-next")),
-        "every pod runs the new tag: {images}"
-    );
-    assert_eq!(failed, 0, "no call fails during the rolling update ({failed} of {calls} failed)");
-    settled().await;
+    assert!(images.split_whitespace().all(|running| running == image), "every pod runs {image}: {images}");
+    let (status, output) = validate_through_service("npm", "left-pad/-/left-pad-1.3.0.tgz").await;
+    assert_eq!(status, 422, "the Dockerfile's image serves: {output}");
     assert_nothing_escaped();
 }
 

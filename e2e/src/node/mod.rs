@@ -312,14 +312,28 @@ impl Cluster {
         bail!("node {NODE_NAME} was not Ready within {NODE_READY_TIMEOUT:?} (last: {})", last.trim())
     }
 
-    /// Gives image `from` on the node a second name `to` (e.g. a new tag for a
-    /// rolling update), as pushing a new tag to a registry would.
-    pub fn tag_image(&self, from: &str, to: &str) -> anyhow::Result<()> {
-        let output = self.ctr().args(["images", "tag", "--force", from, to]).output().context("failed to run ctr")?;
+    /// Builds the repository's Dockerfile (its runtime stage, with this run's
+    /// binaries; `e2e/scripts/dockerfile-image.sh`) and imports the result into
+    /// the node as `localhost/wasmplug:<tag>`. Blocking; about half a minute.
+    pub fn import_dockerfile_image(&self, tag: &str) -> anyhow::Result<String> {
+        let binaries = crate::wasmplug::workspace_binary("wasmplug-host");
+        let binaries = binaries.parent().context("the host binary is in a directory")?;
+        let out = self.dir().join(format!("wasmplug-{tag}.tar"));
+        run_script(
+            "dockerfile-image.sh",
+            &["--binaries", &binaries.to_string_lossy(), "--tag", tag, "--out", &out.to_string_lossy()],
+        )?;
+        let (repository, _) = IMAGE.rsplit_once(':').context("the image has a tag")?;
+        let output = self
+            .ctr()
+            .args(["images", "import", "--base-name", repository])
+            .arg(&out)
+            .output()
+            .context("failed to run ctr")?;
         if !output.status.success() {
-            bail!("ctr images tag {from} {to} failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+            bail!("failed to import {} into containerd: {}", out.display(), String::from_utf8_lossy(&output.stderr));
         }
-        Ok(())
+        Ok(format!("{repository}:{tag}"))
     }
 
     /// Kills a container's process with SIGKILL from the node, as the OOM killer
