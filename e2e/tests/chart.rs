@@ -159,6 +159,32 @@ async fn the_service_monitor_scrapes_both_components() {
     assert!(services.contains("name: metrics") && services.contains("name: http"), "{services}");
 }
 
+/// The shutdown delay (proven on the real node: without it a rolling update
+/// fails calls routed to a stopping host) is a preStop sleep of the configured
+/// length, and none when turned off.
+#[tokio::test]
+async fn stopping_pods_serve_out_the_shutdown_delay() {
+    let helm = Helm::locate().expect("helm is available");
+    for (template, value) in [
+        ("templates/host-deployment.yaml", "host.shutdownDelaySeconds"),
+        ("templates/operator-deployment.yaml", "operator.shutdownDelaySeconds"),
+    ] {
+        let sleep = |rendered: &str| {
+            let deployment: serde_json::Value = serde_saphyr::from_str(rendered).expect("one YAML document");
+            deployment["spec"]["template"]["spec"]["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"].as_u64()
+        };
+        let show = format!("--show-only={template}");
+        let default = helm.template("wasmplug", "wasmplug", &[&show]).await.expect("renders");
+        assert_eq!(sleep(&default), Some(5), "{template}: five seconds by default");
+        let seven = format!("--set={value}=7");
+        let rendered = helm.template("wasmplug", "wasmplug", &[&show, &seven]).await.expect("renders");
+        assert_eq!(sleep(&rendered), Some(7), "{template}: as set");
+        let off = format!("--set={value}=0");
+        let rendered = helm.template("wasmplug", "wasmplug", &[&show, &off]).await.expect("renders");
+        assert!(!rendered.contains("preStop"), "{template}: none when 0");
+    }
+}
+
 #[tokio::test]
 async fn the_generated_webhook_certificate_is_kept_across_upgrades_and_rotated_on_request() {
     let ns = control_plane().namespace("chart-certificate").await;
