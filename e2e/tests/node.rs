@@ -4,7 +4,7 @@
 //! real probes, the webhook called by the API server through its Service, plugins
 //! from a Git repository and a ZIP URL called through the host Service from a
 //! client pod, and the faults a cluster delivers: a deleted leader, hosts
-//! drained under load, a rolling upgrade under load (to the image the
+//! deleted and drained under load, a rolling upgrade under load (to the image the
 //! Dockerfile builds), a killed container.
 //!
 //! One release serves every test; tests that change it take turns. Each test
@@ -441,17 +441,23 @@ async fn the_standby_operator_takes_over_when_the_leader_pod_is_deleted() {
 }
 
 #[tokio::test]
-async fn draining_the_hosts_under_load_fails_no_call() {
+async fn deleting_and_draining_hosts_under_load_fails_no_call() {
     release();
     let _turn = TURN.lock().await;
     let _dump = Dump::on_failure(&[NAMESPACE, CLIENTS]);
     let hosts = settled().await;
     let pods: Api<Pod> = Api::namespaced(cluster().control_plane().client().await, NAMESPACE);
-
-    // Evict every host through the eviction API, as `kubectl drain` does: an
-    // eviction the PodDisruptionBudget refuses (429) is retried every second.
-    let load = tokio::spawn(load_through_service(400, Duration::from_secs(90)));
+    let load = tokio::spawn(load_through_service(900, Duration::from_secs(120)));
     tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // A host pod deleted, as `kubectl delete pod` does.
+    let began = Instant::now();
+    cluster().kubectl().succeed(&["delete", "pod", "-n", NAMESPACE, &hosts[0], "--wait=false"]).await;
+    let hosts = settled().await;
+    let replaced_in = began.elapsed();
+
+    // Then every host evicted through the eviction API, as `kubectl drain` does:
+    // an eviction the PodDisruptionBudget refuses (429) is retried every second.
     let mut refused = 0;
     for host in &hosts {
         let deadline = Instant::now() + SOON;
@@ -466,14 +472,14 @@ async fn draining_the_hosts_under_load_fails_no_call() {
             }
         }
     }
+    settled().await;
+    assert!(!load.is_finished(), "the load outlasted the deletion and the drain; give it more calls");
     let (calls, failed) = load.await.expect("the load finished");
     eprintln!(
-        "both hosts evicted under load ({refused} evictions refused by the PodDisruptionBudget first): \
-         {failed} of {calls} calls through the Service failed"
+        "a host deleted (replaced and stopped in {replaced_in:.1?}) and both drained ({refused} evictions refused \
+         by the PodDisruptionBudget first) under load: {failed} of {calls} calls through the Service failed"
     );
-    assert!(calls >= 100, "the load ran ({calls} calls)");
-    assert_eq!(failed, 0, "no call fails while the hosts are drained ({failed} of {calls} failed)");
-    settled().await;
+    assert_eq!(failed, 0, "no call fails while hosts are deleted and drained ({failed} of {calls} failed)");
     assert_nothing_escaped();
 }
 
