@@ -1,38 +1,70 @@
-//! The real node leaves nothing behind: a cluster is started, runs a pod with
-//! volumes, a network namespace and a Service (what the node suite makes), and is
-//! taken down exactly as the watchdog does when a test binary ends; processes,
-//! mounts, cgroups, network interfaces, nftables tables, sysctls and paths
-//! outside its directory are then as they were before it started.
+//! The real node leaves nothing behind, even when what started it is killed: the
+//! `cluster` program starts a cluster, a pod with a volume, a network namespace
+//! and a Service runs on it (what the node suite makes), and the program is
+//! killed with SIGKILL; once its watchdog is done, processes, mounts, cgroups,
+//! network interfaces, nftables tables, sysctls and paths outside its directory
+//! are as they were before it started, and its directory is gone.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
-use wasmplug_e2e::{Cluster, Footprint, TOOLBOX_IMAGE};
+use wasmplug_e2e::{Binaries, Footprint, TOOLBOX_IMAGE};
 
-fn kubectl(cluster: &Cluster, args: &[&str]) -> String {
-    let output = Command::new(cluster.kubectl_program())
-        .arg(format!("--kubeconfig={}", cluster.kubeconfig().display()))
-        .args(args)
-        .output()
-        .expect("kubectl runs");
-    let printed = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "kubectl {}: {printed}", args.join(" "));
-    printed
+struct Kubectl {
+    program: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let mut child = Command::new(&self.program)
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        let mut pipe = child.stdin.take().expect("a stdin pipe");
+        std::io::Write::write_all(&mut pipe, stdin.unwrap_or_default().as_bytes()).expect("kubectl reads");
+        drop(pipe);
+        let output = child.wait_with_output().expect("kubectl runs");
+        let printed = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "kubectl {}: {printed}", args.join(" "));
+        printed
+    }
 }
 
 #[test]
-fn a_cluster_taken_down_leaves_the_machine_as_it_found_it() {
+fn a_killed_cluster_leaves_the_machine_as_it_found_it() {
     let before = Footprint::take_when_no_cluster_runs().unwrap_or_else(|e| panic!("{e:#}"));
-    let cluster = Cluster::start().unwrap_or_else(|e| panic!("{e:#}"));
+    let mut program = Command::new(env!("CARGO_BIN_EXE_cluster"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the cluster program starts");
+    let mut lines = BufReader::new(program.stdout.take().expect("a stdout pipe")).lines();
+    let kubeconfig = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| line.trim().strip_prefix("export KUBECONFIG=").map(PathBuf::from))
+        .expect("the cluster program prints its KUBECONFIG once the node is Ready");
+    // Keep reading what it prints, so that it never writes to a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let dir = kubeconfig.parent().expect("the kubeconfig is in the cluster's directory").to_owned();
+    let binaries = Binaries::locate().unwrap_or_else(|e| panic!("{e:#}"));
+    let kubectl = Kubectl { program: binaries.kubectl, kubeconfig };
+
     let pod = format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: sleeper\n  labels: {{app: sleeper}}\nspec:\n  containers:\n  \
          - name: sleeper\n    image: {TOOLBOX_IMAGE}\n    imagePullPolicy: Never\n    command: [sleep, '3600']\n    \
          volumeMounts: [{{name: scratch, mountPath: /scratch}}]\n  volumes: [{{name: scratch, emptyDir: {{}}}}]\n"
     );
-    let file = tempfile::NamedTempFile::new().expect("a temporary file");
-    std::fs::write(file.path(), pod).expect("the pod manifest is written");
-    kubectl(&cluster, &["apply", "-f", &file.path().to_string_lossy()]);
-    kubectl(&cluster, &["expose", "pod", "sleeper", "--port=8080"]);
-    kubectl(&cluster, &["wait", "--for=condition=Ready", "pod/sleeper", "--timeout=90s"]);
+    kubectl.run(&["apply", "-f", "-"], Some(&pod));
+    kubectl.run(&["expose", "pod", "sleeper", "--port=8080"], None);
+    kubectl.run(&["wait", "--for=condition=Ready", "pod/sleeper", "--timeout=90s"], None);
 
     let running = Footprint::take();
     let made = before.differences(&running);
@@ -41,10 +73,11 @@ fn a_cluster_taken_down_leaves_the_machine_as_it_found_it() {
     }
     assert!(made.iter().any(|d| d.starts_with("mount left behind")), "the pod's mounts are seen: {made:#?}");
 
-    let dir = cluster.dir().to_owned();
-    cluster.finish().expect("the teardown runs");
-    let after = Footprint::take();
+    program.kill().expect("the cluster program is killed");
+    program.wait().expect("the cluster program ends");
+    // Its watchdog holds the node lock until the teardown is done.
+    let after = Footprint::take_when_no_cluster_runs().unwrap_or_else(|e| panic!("{e:#}"));
     let left = before.differences(&after);
-    assert!(left.is_empty(), "the node left these behind (see {}/teardown.log if kept): {left:#?}", dir.display());
+    assert!(left.is_empty(), "the node left these behind: {left:#?}");
     assert!(!dir.exists(), "the cluster's directory {} is removed", dir.display());
 }

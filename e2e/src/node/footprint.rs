@@ -11,8 +11,8 @@ use anyhow::{Context, bail};
 use super::{OUTSIDE_PATHS, RESTORED_SYSCTLS};
 use crate::binaries::run_build_script;
 
-/// Process names (as /proc/<pid>/comm shows them, 15 bytes at most) of what a
-/// node runs.
+/// Process names (as /proc/<pid>/comm shows them, 15 bytes at most) of what
+/// only a node runs: its runtime and its components.
 const NODE_PROCESSES: &[&str] = &[
     "containerd",
     "containerd-shim",
@@ -22,13 +22,13 @@ const NODE_PROCESSES: &[&str] = &[
     "kube-proxy",
     "kube-controller",
     "kube-scheduler",
-    "kube-apiserver",
-    "etcd",
-    "pause",
-    "wasmplug-host",
-    "wasmplug-operat",
-    "busybox",
 ];
+
+/// Every other process of a cluster names its directory on its command line
+/// (etcd and kube-apiserver, which other test binaries also run on loopback)…
+const CLUSTER_DIR_MARK: &[u8] = b"/wasmplug-node-";
+/// …or runs in a pod's cgroup (containers, whatever their program).
+const POD_CGROUP_MARK: &str = "/kubepods";
 
 /// Sysctls the node must leave as it found them: the kubelet's, and those of
 /// forwarding and bridge filtering.
@@ -94,7 +94,11 @@ impl Footprint {
             if rest.trim_start().starts_with('Z') {
                 continue;
             }
-            if NODE_PROCESSES.contains(&comm) {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            let of_a_cluster = cmdline.windows(CLUSTER_DIR_MARK.len()).any(|w| w == CLUSTER_DIR_MARK)
+                || cgroup.contains(POD_CGROUP_MARK);
+            if NODE_PROCESSES.contains(&comm) || of_a_cluster {
                 *processes.entry(comm.to_owned()).or_default() += 1;
             }
         }
