@@ -33,7 +33,6 @@ use crate::binaries::{Binaries, NodeBinaries, run_build_script};
 use crate::control_plane::{ControlPlane, Serving, free_ports, free_ports_on, repository_root};
 use crate::helm::Helm;
 use crate::kubectl::Kubectl;
-use crate::namespace::TestNamespace;
 use crate::watchdog::{Duties, KEEP_ENV, Watchdog};
 
 /// The node's bridge: pods' interfaces are its ports.
@@ -369,23 +368,6 @@ impl Cluster {
     /// Helm, pointed at this cluster.
     pub fn helm(&self) -> anyhow::Result<Helm> {
         Ok(Helm::locate()?.with_kubeconfig(self.kubeconfig()))
-    }
-
-    /// A fresh namespace whose default ServiceAccount exists (pods need it).
-    pub async fn namespace(&self, prefix: &str) -> TestNamespace {
-        let namespace = self.control_plane.namespace(prefix).await;
-        let kubectl = self.kubectl();
-        let ns = namespace.name().to_owned();
-        crate::wasmplug::eventually("the namespace's default ServiceAccount", Duration::from_secs(30), || {
-            let (kubectl, ns) = (kubectl.clone(), ns.clone());
-            async move {
-                let output =
-                    kubectl.run(&["get", "serviceaccount/default", "-n", &ns]).await.map_err(|e| e.to_string())?;
-                output.success().map(drop).map_err(|e| e.to_string())
-            }
-        })
-        .await;
-        namespace
     }
 
     /// The cluster's directory (logs of every component, configuration, kubeconfigs).
