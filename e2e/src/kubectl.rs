@@ -85,4 +85,30 @@ impl Kubectl {
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         })
     }
+
+    /// Runs `kubectl <args>` with `stdin` as its standard input, blocking the
+    /// calling thread: for code that may not await (a `Drop`, a start-up thread,
+    /// a synchronous test).
+    pub fn run_blocking(&self, args: &[&str], stdin: &str) -> anyhow::Result<KubectlOutput> {
+        let command = format!("kubectl {}", args.join(" "));
+        let mut child = std::process::Command::new(&self.program)
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("failed to start `{command}`"))?;
+        let mut pipe = child.stdin.take().context("kubectl has no stdin pipe")?;
+        std::io::Write::write_all(&mut pipe, stdin.as_bytes())
+            .with_context(|| format!("failed to write the input of `{command}`"))?;
+        drop(pipe);
+        let output = child.wait_with_output().with_context(|| format!("failed to run `{command}`"))?;
+        Ok(KubectlOutput {
+            command,
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
 }

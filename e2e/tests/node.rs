@@ -201,12 +201,10 @@ impl Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let cluster = cluster();
+        let kubectl = cluster().kubectl();
         for args in &self.0 {
-            let _ = std::process::Command::new(cluster.kubectl_program())
-                .arg(format!("--kubeconfig={}", cluster.kubeconfig().display()))
-                .args(args)
-                .output();
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let _ = kubectl.run_blocking(&args, "");
         }
     }
 }
@@ -226,13 +224,7 @@ impl Drop for Dump {
             return;
         }
         let cluster = cluster();
-        let kubectl = |args: &[&str]| {
-            let output = std::process::Command::new(cluster.kubectl_program())
-                .arg(format!("--kubeconfig={}", cluster.kubeconfig().display()))
-                .args(args)
-                .output();
-            output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
-        };
+        let kubectl = |args: &[&str]| cluster.kubectl().run_blocking(args, "").map(|o| o.stdout + &o.stderr);
         let mut dump = String::from("\n===== cluster state at the failure =====\n");
         dump += &kubectl(&["get", "pods", "-A", "-o", "wide"]).unwrap_or_default();
         dump += &kubectl(&["get", "fp", "-A", "-o", "wide"]).unwrap_or_default();

@@ -9,32 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use wasmplug_e2e::{Binaries, Footprint, TOOLBOX_IMAGE};
-
-struct Kubectl {
-    program: PathBuf,
-    kubeconfig: PathBuf,
-}
-
-impl Kubectl {
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let mut child = Command::new(&self.program)
-            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl runs");
-        let mut pipe = child.stdin.take().expect("a stdin pipe");
-        std::io::Write::write_all(&mut pipe, stdin.unwrap_or_default().as_bytes()).expect("kubectl reads");
-        drop(pipe);
-        let output = child.wait_with_output().expect("kubectl runs");
-        let printed = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "kubectl {}: {printed}", args.join(" "));
-        printed
-    }
-}
+use wasmplug_e2e::{Binaries, Footprint, Kubectl, TOOLBOX_IMAGE};
 
 #[test]
 fn a_killed_cluster_leaves_the_machine_as_it_found_it() {
@@ -55,16 +30,19 @@ fn a_killed_cluster_leaves_the_machine_as_it_found_it() {
     std::thread::spawn(move || lines.for_each(drop));
     let dir = kubeconfig.parent().expect("the kubeconfig is in the cluster's directory").to_owned();
     let binaries = Binaries::locate().unwrap_or_else(|e| panic!("{e:#}"));
-    let kubectl = Kubectl { program: binaries.kubectl, kubeconfig };
+    let kubectl = Kubectl::new(binaries.kubectl, kubeconfig);
+    let kubectl = |args: &[&str], stdin: &str| {
+        kubectl.run_blocking(args, stdin).and_then(|output| output.success()).unwrap_or_else(|e| panic!("{e:#}"))
+    };
 
     let pod = format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: sleeper\n  labels: {{app: sleeper}}\nspec:\n  containers:\n  \
          - name: sleeper\n    image: {TOOLBOX_IMAGE}\n    imagePullPolicy: Never\n    command: [sleep, '3600']\n    \
          volumeMounts: [{{name: scratch, mountPath: /scratch}}]\n  volumes: [{{name: scratch, emptyDir: {{}}}}]\n"
     );
-    kubectl.run(&["apply", "-f", "-"], Some(&pod));
-    kubectl.run(&["expose", "pod", "sleeper", "--port=8080"], None);
-    kubectl.run(&["wait", "--for=condition=Ready", "pod/sleeper", "--timeout=90s"], None);
+    kubectl(&["apply", "-f", "-"], &pod);
+    kubectl(&["expose", "pod", "sleeper", "--port=8080"], "");
+    kubectl(&["wait", "--for=condition=Ready", "pod/sleeper", "--timeout=90s"], "");
 
     let running = Footprint::take();
     let made = before.differences(&running);

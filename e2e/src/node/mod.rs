@@ -139,32 +139,17 @@ impl Cluster {
         let kcm = cp.kubeconfig_for("system:kube-controller-manager", None)?;
         self.spawn(
             "kube-controller-manager",
-            Command::new(&node.kube_controller_manager).args([
-                format!("--kubeconfig={}", kcm.display()),
-                format!("--authentication-kubeconfig={}", kcm.display()),
-                format!("--authorization-kubeconfig={}", kcm.display()),
+            Command::new(&node.kube_controller_manager).args(controller_flags(&kcm, kcm_port)).args([
                 "--use-service-account-credentials=true".to_owned(),
                 format!("--root-ca-file={}", certs.ca_cert().display()),
                 format!("--service-account-private-key-file={}", certs.service_account_signing_key().display()),
-                "--leader-elect=false".to_owned(),
                 "--controllers=*,-nodeipam,-route,-cloud-node-lifecycle,-service-lb-controller".to_owned(),
-                "--bind-address=127.0.0.1".to_owned(),
-                format!("--secure-port={kcm_port}"),
-                "--profiling=false".to_owned(),
             ]),
         )?;
         let scheduler = cp.kubeconfig_for("system:kube-scheduler", None)?;
         self.spawn(
             "kube-scheduler",
-            Command::new(&node.kube_scheduler).args([
-                format!("--kubeconfig={}", scheduler.display()),
-                format!("--authentication-kubeconfig={}", scheduler.display()),
-                format!("--authorization-kubeconfig={}", scheduler.display()),
-                "--leader-elect=false".to_owned(),
-                "--bind-address=127.0.0.1".to_owned(),
-                format!("--secure-port={scheduler_port}"),
-                "--profiling=false".to_owned(),
-            ]),
+            Command::new(&node.kube_scheduler).args(controller_flags(&scheduler, scheduler_port)),
         )?;
 
         for sub in ["containerd", "cni/net.d", "cni/ipam", "kubelet", "pod-logs", "volume-plugins"] {
@@ -224,16 +209,7 @@ impl Cluster {
                 "hostPath": {"path": store, "type": "Directory"},
             },
         });
-        let file = self.dir().join("store-volume.json");
-        write(&file, &volume.to_string())?;
-        let output = Command::new(self.kubectl_program())
-            .arg(format!("--kubeconfig={}", self.kubeconfig().display()))
-            .args(["apply", "-f"])
-            .arg(&file)
-            .output()?;
-        if !output.status.success() {
-            bail!("failed to create the store volume: {}", String::from_utf8_lossy(&output.stderr));
-        }
+        self.kubectl().run_blocking(&["apply", "-f", "-"], &volume.to_string())?.success()?;
         Ok(())
     }
 
@@ -289,20 +265,14 @@ impl Cluster {
     }
 
     fn wait_until_node_ready(&self) -> anyhow::Result<()> {
-        let kubectl = self.kubectl_program();
+        let kubectl = self.kubectl();
+        let ready = "-o=jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
         let deadline = Instant::now() + NODE_READY_TIMEOUT;
         let mut last = String::new();
         while Instant::now() < deadline {
-            let output = Command::new(kubectl)
-                .arg(format!("--kubeconfig={}", self.kubeconfig().display()))
-                .args(["get", "node", NODE_NAME, "-o"])
-                .arg("jsonpath={.status.conditions[?(@.type==\"Ready\")].status}")
-                .output()?;
-            last = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
-            let default_sa = Command::new(kubectl)
-                .arg(format!("--kubeconfig={}", self.kubeconfig().display()))
-                .args(["get", "serviceaccount", "default", "-n", "default"])
-                .output()?;
+            let output = kubectl.run_blocking(&["get", "node", NODE_NAME, ready], "")?;
+            last = output.stdout + &output.stderr;
+            let default_sa = kubectl.run_blocking(&["get", "serviceaccount", "default", "-n", "default"], "")?;
             if last.trim() == "True" && default_sa.status.success() {
                 return Ok(());
             }
@@ -416,6 +386,22 @@ impl Cluster {
         }
         out
     }
+}
+
+/// The flags kube-controller-manager and kube-scheduler share: their identity
+/// (also for checking callers of their own endpoints), no leader election (one
+/// replica), their endpoints on a loopback port, no profiling.
+fn controller_flags(kubeconfig: &Path, port: u16) -> [String; 7] {
+    let kubeconfig = kubeconfig.display();
+    [
+        format!("--kubeconfig={kubeconfig}"),
+        format!("--authentication-kubeconfig={kubeconfig}"),
+        format!("--authorization-kubeconfig={kubeconfig}"),
+        "--leader-elect=false".to_owned(),
+        "--bind-address=127.0.0.1".to_owned(),
+        format!("--secure-port={port}"),
+        "--profiling=false".to_owned(),
+    ]
 }
 
 /// Writes what the teardown script needs: the programs and names it uses, the
