@@ -43,10 +43,12 @@ pub struct FormatPluginStatus {
     pub last_handled_requested_at: Option<String>,
 }
 
-/// A plugin package published in the shared store.
+/// A plugin package published in the operator's content-addressed store.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("self.path == 'artifacts/sha256/' + self.digest.substring(7)")
     .message("path must be the content address of digest: artifacts/sha256/<the digest's hex digits>"))]
+#[x_kube(validation = Rule::new("!has(self.url) || self.url.endsWith('/' + self.path)")
+    .message("url must end with /<path>: the package's directory on the operator's artifact server"))]
 #[serde(rename_all = "camelCase")]
 pub struct Artifact {
     /// SHA-256 of plugin.wasm, as sha256:<64 hex digits>. Hosts check the file
@@ -68,6 +70,19 @@ pub struct Artifact {
     /// Size of plugin.wasm in bytes.
     pub size: i64,
 
+    /// Where the package's files can be downloaded, by hosts and with a host's
+    /// credentials: <url>/plugin.toml, <url>/plugin.wasm and <url>/<precompiled.file>
+    /// on the operator's artifact server. For people and tools; hosts fetch the
+    /// same path from the artifact server they were configured with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub url: Option<String>,
+
+    /// Digest and size of plugin.toml. Hosts that download the package check it
+    /// before reading the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<FileDigest>,
+
     /// When this artifact was published.
     pub last_update_time: Time,
 
@@ -77,11 +92,29 @@ pub struct Artifact {
 }
 
 impl Artifact {
+    /// The directory, relative to the store root, that holds one directory per
+    /// package, named by the hex digits of its plugin.wasm's digest.
+    pub const PACKAGES_DIR: &str = "artifacts/sha256";
+
     /// The store path of the package whose plugin.wasm has `digest`
     /// (`sha256:<hex>`): `artifacts/sha256/<hex>`.
     pub fn path_for(digest: &str) -> String {
-        format!("artifacts/sha256/{}", digest.strip_prefix("sha256:").unwrap_or(digest))
+        format!("{}/{}", Self::PACKAGES_DIR, digest.strip_prefix("sha256:").unwrap_or(digest))
     }
+}
+
+/// The digest and size of one file of a published package.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FileDigest {
+    /// SHA-256 of the file, as sha256:<64 hex digits>.
+    #[x_kube(validation = Rule::new("self.matches('^sha256:[a-f0-9]{64}$')")
+        .message("digest must be sha256: followed by 64 lowercase hex digits"))]
+    #[schemars(length(max = 71))]
+    pub digest: String,
+
+    /// Size of the file in bytes; hosts read no more than this.
+    pub size: i64,
 }
 
 /// An ahead-of-time compiled plugin: native code, valid only for one engine

@@ -38,7 +38,7 @@ pub enum ArtifactError {
     InvalidSize(i64),
     #[error(transparent)]
     File(#[from] FileError),
-    #[error("failed to use {}: it has digest {actual}, but status.artifact.digest is {expected}", path.display())]
+    #[error("failed to use {}: it has digest {actual}, but status.artifact says {expected}", path.display())]
     DigestMismatch { path: PathBuf, expected: Digest, actual: Digest },
     #[error(transparent)]
     Package(PackageError),
@@ -53,41 +53,73 @@ pub struct Verified {
     pub precompiled: Result<Precompiled, String>,
 }
 
-/// Reads the package `artifact` names from the store at `root`, for an engine
-/// identified by `engine_id`.
-pub fn read(root: &Path, artifact: &Artifact, engine_id: &str) -> Result<Verified, ArtifactError> {
-    let digest: Digest = artifact.digest.parse().map_err(|_| ArtifactError::InvalidDigest(artifact.digest.clone()))?;
-    let expected = Artifact::path_for(&digest.to_string());
-    if artifact.path != expected {
-        return Err(ArtifactError::NotContentAddressed { path: artifact.path.clone(), expected });
-    }
-    let size = u64::try_from(artifact.size)
-        .ok()
-        .filter(|size| *size <= MAX_FILE_BYTES)
-        .ok_or(ArtifactError::InvalidSize(artifact.size))?;
-    let dir = root.join(&expected);
-    let wasm_path = dir.join(WASM_FILE);
-    let wasm = read_file(&wasm_path, Size::Exactly(size))?;
-    let actual = Digest::of(&wasm);
-    if actual != digest {
-        return Err(ArtifactError::DigestMismatch { path: wasm_path, expected: digest, actual });
-    }
-    let manifest = read_file(&dir.join(MANIFEST_FILE), Size::AtMost(MAX_MANIFEST_BYTES))?;
-    let package = Package::from_files(&dir.display().to_string(), &manifest, wasm).map_err(ArtifactError::Package)?;
-    let precompiled = read_precompiled(&dir, artifact.precompiled.as_ref(), engine_id);
-    Ok(Verified { package, precompiled })
+/// One file of a published package: its name in the package directory, and
+/// the digest and size status gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRef {
+    pub name: String,
+    pub digest: Digest,
+    pub size: u64,
 }
 
-/// The precompiled file for `engine_id`, verified, or why it cannot be used.
-fn read_precompiled(dir: &Path, status: Option<&PrecompiledStatus>, engine_id: &str) -> Result<Precompiled, String> {
-    let status = status.ok_or("the operator published no precompiled file")?;
-    if status.engine != engine_id {
-        return Err(format!("the precompiled file is for engine {}, this host runs {engine_id}", status.engine));
+/// What status says a host may fetch and must find: the package directory (the
+/// content address of plugin.wasm's digest) and its files, every name checked.
+#[derive(Clone, Debug)]
+pub struct Listing {
+    /// The package directory relative to the store root, `artifacts/sha256/<hex>`.
+    pub dir: String,
+    pub wasm: FileRef,
+    /// plugin.toml, when status gives its digest (an older operator's status does not).
+    pub manifest: Option<FileRef>,
+    /// The precompiled file for the engine asked about, or why there is none to use.
+    pub precompiled: Result<FileRef, String>,
+}
+
+/// Checks what `artifact` says and names its files. `engine` is the engine the
+/// precompiled file must be for (a host's own), or `None` for whichever engine
+/// status names (a replica mirroring the store).
+pub fn listing(artifact: &Artifact, engine: Option<&str>) -> Result<Listing, ArtifactError> {
+    let digest: Digest = artifact.digest.parse().map_err(|_| ArtifactError::InvalidDigest(artifact.digest.clone()))?;
+    let dir = Artifact::path_for(&digest.to_string());
+    if artifact.path != dir {
+        return Err(ArtifactError::NotContentAddressed { path: artifact.path.clone(), expected: dir });
     }
-    let file = PrecompiledStatus::file_for(engine_id);
-    if status.file != file {
+    let size = file_size(artifact.size).ok_or(ArtifactError::InvalidSize(artifact.size))?;
+    let wasm = FileRef { name: WASM_FILE.to_owned(), digest, size };
+    let manifest = match &artifact.manifest {
+        None => None,
+        Some(manifest) => Some(FileRef {
+            name: MANIFEST_FILE.to_owned(),
+            digest: manifest.digest.parse().map_err(|_| ArtifactError::InvalidDigest(manifest.digest.clone()))?,
+            size: file_size(manifest.size)
+                .filter(|size| *size <= MAX_MANIFEST_BYTES)
+                .ok_or(ArtifactError::InvalidSize(manifest.size))?,
+        }),
+    };
+    let precompiled = precompiled_file(artifact.precompiled.as_ref(), engine);
+    Ok(Listing { dir, wasm, manifest, precompiled })
+}
+
+/// A size from status, if it is one a host reads.
+fn file_size(size: i64) -> Option<u64> {
+    u64::try_from(size).ok().filter(|size| *size <= MAX_FILE_BYTES)
+}
+
+/// The precompiled file status names for `engine`, or why there is none to use.
+fn precompiled_file(status: Option<&PrecompiledStatus>, engine: Option<&str>) -> Result<FileRef, String> {
+    let status = status.ok_or("the operator published no precompiled file")?;
+    let engine = match engine {
+        Some(engine) if status.engine != engine => {
+            return Err(format!("the precompiled file is for engine {}, this host runs {engine}", status.engine));
+        }
+        Some(engine) => engine,
+        None if PrecompiledStatus::is_valid_engine(&status.engine) => &status.engine,
+        None => return Err(format!("status names an invalid engine {:?}", status.engine)),
+    };
+    let name = PrecompiledStatus::file_for(engine);
+    if status.file != name {
         return Err(format!(
-            "status names the precompiled file {:?}; for this engine it must be {file:?}",
+            "status names the precompiled file {:?}; for this engine it must be {name:?}",
             status.file
         ));
     }
@@ -95,13 +127,43 @@ fn read_precompiled(dir: &Path, status: Option<&PrecompiledStatus>, engine_id: &
         return Err("status gives no digest and size for the precompiled file".to_owned());
     };
     let digest: Digest = digest.parse().map_err(|_| format!("the precompiled file's digest {digest:?} is invalid"))?;
-    let size = u64::try_from(size)
-        .ok()
-        .filter(|size| *size <= MAX_FILE_BYTES)
-        .ok_or_else(|| format!("the precompiled file's size {size} is invalid"))?;
-    let path = dir.join(&file);
-    let bytes = read_file(&path, Size::Exactly(size)).map_err(|e| e.to_string())?;
-    Precompiled::checked(bytes, digest).map_err(|actual| {
-        format!("{} has digest {actual}, but status says {digest}; it is not the operator's file", path.display())
+    let size = file_size(size).ok_or_else(|| format!("the precompiled file's size {size} is invalid"))?;
+    Ok(FileRef { name, digest, size })
+}
+
+/// Reads the package `artifact` names from the store at `root`, for an engine
+/// identified by `engine_id`.
+pub fn read(root: &Path, artifact: &Artifact, engine_id: &str) -> Result<Verified, ArtifactError> {
+    let listing = listing(artifact, Some(engine_id))?;
+    let dir = root.join(&listing.dir);
+    let wasm_path = dir.join(WASM_FILE);
+    let wasm = read_file(&wasm_path, Size::Exactly(listing.wasm.size))?;
+    let actual = Digest::of(&wasm);
+    if actual != listing.wasm.digest {
+        return Err(ArtifactError::DigestMismatch { path: wasm_path, expected: listing.wasm.digest, actual });
+    }
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let manifest = match &listing.manifest {
+        None => read_file(&manifest_path, Size::AtMost(MAX_MANIFEST_BYTES))?,
+        Some(expected) => {
+            let manifest = read_file(&manifest_path, Size::Exactly(expected.size))?;
+            let actual = Digest::of(&manifest);
+            if actual != expected.digest {
+                return Err(ArtifactError::DigestMismatch { path: manifest_path, expected: expected.digest, actual });
+            }
+            manifest
+        }
+    };
+    let package = Package::from_files(&dir.display().to_string(), &manifest, wasm).map_err(ArtifactError::Package)?;
+    let precompiled = listing.precompiled.and_then(|file| read_precompiled(&dir, &file));
+    Ok(Verified { package, precompiled })
+}
+
+/// The precompiled `file` from `dir`, verified, or why it cannot be used.
+fn read_precompiled(dir: &Path, file: &FileRef) -> Result<Precompiled, String> {
+    let path = dir.join(&file.name);
+    let bytes = read_file(&path, Size::Exactly(file.size)).map_err(|e| e.to_string())?;
+    Precompiled::checked(bytes, file.digest).map_err(|actual| {
+        format!("{} has digest {actual}, but status says {}; it is not the operator's file", path.display(), file.digest)
     })
 }

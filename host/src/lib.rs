@@ -7,6 +7,7 @@
 pub mod artifact;
 pub mod builtin;
 pub mod cli;
+pub mod download;
 pub mod handler;
 pub mod local;
 pub mod plugin;

@@ -12,11 +12,12 @@ use anyhow::Context;
 use clap::Parser;
 use wasmplug_host::builtin;
 use wasmplug_host::cli::{ConnectionArgs, EngineArgs, LogArgs, parse_size, shutdown_signal};
+use wasmplug_host::download::{DownloadSettings, Downloader};
 use wasmplug_host::local::LocalSource;
 use wasmplug_host::registry::Registry;
 use wasmplug_host::runtime::Runtime;
 use wasmplug_host::server::{App, ServerConfig, serve};
-use wasmplug_host::watch::{self, ClusterSource, Loader};
+use wasmplug_host::watch::{self, ClusterSource, Loader, Packages};
 
 /// Serve artifact-registry format handlers (builtin and WebAssembly plugins) over HTTP.
 #[derive(Debug, Parser)]
@@ -31,19 +32,42 @@ struct Args {
     #[arg(long, env = "WASMPLUG_PLUGINS_DIR")]
     plugins_dir: Option<PathBuf>,
 
-    /// Cluster mode: serve what the FormatPlugins' status says, loading plugins
-    /// from --store-dir (read-only). Builtin formats are then enabled by
-    /// FormatPlugins with a builtin source, not by --builtin.
-    #[arg(long, env = "WASMPLUG_WATCH", conflicts_with_all = ["plugins_dir", "builtin"], requires = "store_dir")]
+    /// Cluster mode: serve what the FormatPlugins' status says, downloading
+    /// packages from --artifact-server into --cache-dir (or reading them from a
+    /// shared --store-dir). Builtin formats are then enabled by FormatPlugins
+    /// with a builtin source, not by --builtin.
+    #[arg(long, env = "WASMPLUG_WATCH", conflicts_with_all = ["plugins_dir", "builtin"], requires = "packages")]
     watch: bool,
 
     /// Cluster mode: follow FormatPlugins in this namespace only; every namespace when unset.
     #[arg(long, env = "WASMPLUG_WATCH_NAMESPACE", requires = "watch")]
     watch_namespace: Option<String>,
 
-    /// Cluster mode: the shared store's root, as the operator publishes it.
-    #[arg(long, env = "WASMPLUG_STORE_DIR")]
+    /// Cluster mode: the shared store's root, as the operator publishes it (a
+    /// volume shared with the operator, instead of --artifact-server).
+    #[arg(long, env = "WASMPLUG_STORE_DIR", group = "packages")]
     store_dir: Option<PathBuf>,
+
+    /// Cluster mode: the operator's artifact server, e.g.
+    /// http://wasmplug-operator-artifacts.wasmplug-system.svc:8081. Packages are
+    /// downloaded from it into --cache-dir and checked against status before use.
+    #[arg(long, env = "WASMPLUG_ARTIFACT_SERVER", group = "packages", requires = "cache_dir")]
+    artifact_server: Option<url::Url>,
+
+    /// Cluster mode: where downloaded packages are kept (only this host writes
+    /// it); a restarted host loads from it what still verifies.
+    #[arg(long, env = "WASMPLUG_CACHE_DIR", requires = "artifact_server")]
+    cache_dir: Option<PathBuf>,
+
+    /// Cluster mode: a token file sent as the bearer token of every download
+    /// (the host's projected ServiceAccount token for the artifact server's
+    /// audience); re-read for each download.
+    #[arg(long, env = "WASMPLUG_ARTIFACT_TOKEN_FILE", requires = "artifact_server")]
+    artifact_token_file: Option<PathBuf>,
+
+    /// Longest time one file's download may take, in milliseconds.
+    #[arg(long, env = "WASMPLUG_DOWNLOAD_TIMEOUT_MS", default_value_t = 120_000)]
+    download_timeout_ms: u64,
 
     /// Local mode: builtin formats to serve, comma-separated, "all" (the default),
     /// or "" for none.
@@ -106,11 +130,11 @@ async fn main() -> anyhow::Result<()> {
     let app = App::new(registry.clone(), server_config(&args)?);
 
     builtin::install(&registry, &builtins, &max_limits).map_err(anyhow::Error::msg)?;
-    if let (true, Some(store_dir)) = (args.watch, &args.store_dir) {
+    if args.watch {
         let client = kube::Client::try_default().await.context("failed to configure the Kubernetes client")?;
         let api = watch::api(client, args.watch_namespace.as_deref());
-        let loader =
-            Loader::new(runtime.clone(), store_dir.clone(), max_limits, Duration::from_millis(args.max_load_ms));
+        let packages = packages(&args, &app)?;
+        let loader = Loader::new(runtime.clone(), packages, max_limits, Duration::from_millis(args.max_load_ms));
         let source = ClusterSource::new(api, loader, registry.clone());
         let ready = app.clone();
         tokio::spawn(source.run(move || ready.set_ready()));
@@ -135,6 +159,26 @@ async fn main() -> anyhow::Result<()> {
     );
     serve(listener, app, shutdown_signal("calls")).await;
     Ok(())
+}
+
+/// Where packages come from in cluster mode: downloaded (their metrics joining
+/// the app's), or a shared store.
+fn packages(args: &Args, app: &App) -> anyhow::Result<Packages> {
+    if let (Some(server), Some(cache)) = (&args.artifact_server, &args.cache_dir) {
+        std::fs::create_dir_all(cache)
+            .with_context(|| format!("failed to create the cache directory {}", cache.display()))?;
+        let settings = DownloadSettings {
+            servers: vec![server.clone()],
+            token_file: args.artifact_token_file.clone(),
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_millis(args.download_timeout_ms),
+        };
+        let downloader = Downloader::new(settings, app.download_metrics())
+            .context("failed to build the artifact download client")?;
+        return Ok(Packages::Downloaded { cache: cache.clone(), downloader: Arc::new(downloader) });
+    }
+    let store = args.store_dir.clone().context("cluster mode needs --artifact-server or --store-dir")?;
+    Ok(Packages::SharedStore(store))
 }
 
 /// The HTTP layer's limits, with the defaults that depend on other flags.

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use wasmplug_crds::{Artifact, Precompiled as PrecompiledStatus};
+use wasmplug_crds::{Artifact, FileDigest, Precompiled as PrecompiledStatus};
 use wasmplug_host::artifact::{self, ArtifactError};
 use wasmplug_host::plugin::{Digest, MANIFEST_FILE, WASM_FILE};
 use wasmplug_host::runtime::{CallLimits, Compilation, EngineSettings, Runtime};
@@ -26,7 +26,7 @@ fn publish(root: &Path, runtime: &Runtime, name: &str) -> Artifact {
     let dir = root.join(Artifact::path_for(&package.digest.to_string()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let manifest = std::fs::read(support::example_package(name).join(MANIFEST_FILE)).expect("manifest");
-    std::fs::write(dir.join(MANIFEST_FILE), manifest).expect("write");
+    std::fs::write(dir.join(MANIFEST_FILE), &manifest).expect("write");
     std::fs::write(dir.join(WASM_FILE), &package.wasm).expect("write");
     let file = PrecompiledStatus::file_for(runtime.engine_id());
     std::fs::write(dir.join(&file), precompiled.bytes()).expect("write");
@@ -36,6 +36,8 @@ fn publish(root: &Path, runtime: &Runtime, name: &str) -> Artifact {
         revision: "test".into(),
         size: package.wasm.len() as i64,
         last_update_time: Time(Timestamp::now()),
+        url: None,
+        manifest: Some(FileDigest { digest: Digest::of(&manifest).to_string(), size: manifest.len() as i64 }),
         precompiled: Some(PrecompiledStatus {
             file,
             engine: runtime.engine_id().to_owned(),
@@ -160,4 +162,28 @@ fn plugin_wasm_must_be_the_content_address_and_digest_status_names() {
     std::os::unix::fs::symlink("/dev/zero", &wasm).expect("symlink");
     let error = load(store.path(), &runtime, &artifact).expect_err("refused");
     assert!(error.to_string().starts_with(&format!("failed to read {}", wasm.display())), "{error}");
+}
+
+/// plugin.toml decides the format key and the limits a plugin asks for: when
+/// status gives its digest (every operator of this version does), a manifest
+/// changed beside an unchanged plugin.wasm is refused.
+#[test]
+fn plugin_toml_must_have_the_digest_status_names() {
+    let (store, runtime) = (tempfile::tempdir().expect("tempdir"), runtime());
+    let artifact = publish(store.path(), &runtime, "unity-format");
+    let manifest = store.path().join(&artifact.path).join(MANIFEST_FILE);
+    let original = std::fs::read_to_string(&manifest).expect("read");
+    let changed = original.replace("max_memory_bytes", "#max_memory_bytes");
+    assert_ne!(changed, original, "the example asks for memory");
+    std::fs::write(&manifest, changed.as_bytes()).expect("write");
+    let sized = FileDigest { size: changed.len() as i64, ..artifact.manifest.clone().expect("manifest digest") };
+    let artifact = Artifact { manifest: Some(sized), ..artifact };
+    let error = load(store.path(), &runtime, &artifact).expect_err("refused");
+    assert!(matches!(error, ArtifactError::DigestMismatch { .. }), "{error}");
+    assert!(error.to_string().contains("plugin.toml") && error.to_string().contains("status.artifact says"), "{error}");
+
+    // An older operator's status gives no manifest digest: the shared store's
+    // manifest is read as it is.
+    let undigested = Artifact { manifest: None, ..artifact };
+    assert_eq!(load(store.path(), &runtime, &undigested).expect("loads").0, "unity");
 }

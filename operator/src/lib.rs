@@ -2,9 +2,11 @@
 //! package ([`fetch`]), validating it with the host's own rules ([`validate`]),
 //! publishing it into the shared store ([`store`]) and reporting status
 //! ([`status`]). [`controller`] drives those steps; [`leader`] makes sure only one
-//! replica does; [`serve`] exposes metrics and health; [`webhook`] serves the
-//! admission webhook that applies [`policy`] when objects change.
+//! replica does; [`serve`] exposes metrics and health; [`artifacts`] serves
+//! the store to hosts; [`webhook`] serves the admission webhook that applies
+//! [`policy`] when objects change.
 
+pub mod artifacts;
 pub mod controller;
 pub mod fetch;
 pub mod leader;

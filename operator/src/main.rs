@@ -10,6 +10,8 @@ use ipnet::IpNet;
 use kube::Client;
 use wasmplug_host::cli::{ConnectionArgs, EngineArgs, LogArgs, parse_size, shutdown_signal};
 use wasmplug_host::runtime::Runtime;
+use wasmplug_operator::artifacts::auth::{Authenticator, Reader};
+use wasmplug_operator::artifacts::{self, ArtifactServer};
 use wasmplug_operator::controller::{self, Config, Settings};
 use wasmplug_operator::fetch::{ArchiveLimits, FetchLimits};
 use wasmplug_operator::leader::LeaderElection;
@@ -67,6 +69,27 @@ struct Args {
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, env = "WASMPLUG_METRICS_LISTEN", default_value = "127.0.0.1:9090")]
     metrics_listen: SocketAddr,
+
+    /// Serve the store's packages to hosts (GET /artifacts/sha256/<hex>/<file>)
+    /// on this address, e.g. 0.0.0.0:8081; every replica serves. Off when unset
+    /// (hosts then read a shared store volume). Needs --artifact-readers.
+    #[arg(long, env = "WASMPLUG_ARTIFACTS_LISTEN", requires = "artifact_readers")]
+    artifacts_listen: Option<SocketAddr>,
+
+    /// ServiceAccounts that may download packages, as namespace:name,
+    /// comma-separated: the hosts', and the operator's own (replicas mirror
+    /// each other). Each request's bearer token is checked with a TokenReview.
+    #[arg(long, env = "WASMPLUG_ARTIFACT_READERS", value_delimiter = ',', requires = "artifacts_listen")]
+    artifact_readers: Vec<Reader>,
+
+    /// The audience artifact tokens must be issued for.
+    #[arg(long, env = "WASMPLUG_ARTIFACT_TOKEN_AUDIENCE", default_value = "wasmplug-artifacts")]
+    artifact_token_audience: String,
+
+    /// The artifact server's URL as hosts reach it (its Service), written into
+    /// status.artifact.url, e.g. http://wasmplug-operator-artifacts.wasmplug-system.svc:8081.
+    #[arg(long, env = "WASMPLUG_ARTIFACT_URL")]
+    artifact_url: Option<url::Url>,
 
     /// Elect a leader through a Lease, so that only one replica reconciles.
     #[arg(long, env = "WASMPLUG_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
@@ -179,6 +202,17 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(%address, "serving the admission webhook");
         tokio::spawn(webhook::serve(listener, args.connections.limits(), certificate, Arc::new(webhook)));
     }
+    if let Some(address) = args.artifacts_listen {
+        let listener =
+            tokio::net::TcpListener::bind(address).await.with_context(|| format!("failed to listen on {address}"))?;
+        let server = ArtifactServer {
+            store: Store::new(&args.store_dir),
+            auth: Authenticator::new(client.clone(), args.artifact_token_audience.clone(), args.artifact_readers.clone()),
+            metrics: metrics.clone(),
+        };
+        tracing::info!(%address, "serving artifacts");
+        tokio::spawn(artifacts::serve(listener, args.connections.limits(), Arc::new(server)));
+    }
     health.set_ready();
 
     let election = args.leader_election.then(|| {
@@ -229,6 +263,7 @@ async fn main() -> anyhow::Result<()> {
             sources,
             max_concurrent_fetches: args.max_concurrent_fetches,
             namespaces,
+            artifact_url: args.artifact_url.clone(),
         },
         metrics,
     };

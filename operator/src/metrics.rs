@@ -1,5 +1,6 @@
 //! The operator's Prometheus metrics: reconciles by result, fetch duration by
-//! source kind, entries in the store, and whether this replica leads. Labels
+//! source kind, entries in the store, whether this replica leads, and the
+//! artifact server's requests by result and bytes sent. Labels
 //! are fixed, low-cardinality words.
 
 use std::time::Duration;
@@ -31,6 +32,28 @@ struct ResultLabels {
     result: ReconcileResult,
 }
 
+/// How a request to the artifact server ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum ArtifactRequest {
+    /// The file was sent.
+    Served,
+    /// No such path, or not in this replica's store.
+    NotFound,
+    /// No token, or one the API server did not accept.
+    Unauthenticated,
+    /// A valid token of a ServiceAccount that is not a reader.
+    Forbidden,
+    /// Not a GET.
+    BadRequest,
+    /// The token could not be checked, or the file not read.
+    Error,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ArtifactLabels {
+    result: ArtifactRequest,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
     source: &'static str,
@@ -44,6 +67,8 @@ pub struct Metrics {
     fetch_duration: Family<SourceLabels, Histogram>,
     artifacts: Gauge,
     leader: Gauge,
+    artifact_requests: Family<ArtifactLabels, Counter>,
+    artifact_bytes: Counter,
 }
 
 impl Default for Metrics {
@@ -69,7 +94,19 @@ impl Metrics {
         registry.register("store_artifacts", "Entries published in the store", artifacts.clone());
         let leader = Gauge::default();
         registry.register("leader", "1 while this replica holds the Lease and reconciles, else 0", leader.clone());
-        Metrics { registry, reconciles, fetch_duration, artifacts, leader }
+        let artifact_requests = Family::<ArtifactLabels, Counter>::default();
+        registry.register("artifact_requests", "Artifact server requests by result", artifact_requests.clone());
+        let artifact_bytes = Counter::default();
+        registry.register("artifact_served_bytes", "Bytes of artifact files sent", artifact_bytes.clone());
+        Metrics { registry, reconciles, fetch_duration, artifacts, leader, artifact_requests, artifact_bytes }
+    }
+
+    pub fn artifact_request(&self, result: ArtifactRequest) {
+        self.artifact_requests.get_or_create(&ArtifactLabels { result }).inc();
+    }
+
+    pub fn artifact_bytes_served(&self, bytes: usize) {
+        self.artifact_bytes.inc_by(bytes as u64);
     }
 
     pub fn reconciled(&self, result: ReconcileResult) {

@@ -283,6 +283,8 @@ mod tests {
                 revision: format!("https://example.test/p.zip@{digest}"),
                 size: 1,
                 last_update_time: at(100),
+                url: None,
+                manifest: None,
                 precompiled: None,
             }),
             plugin: PluginInfo {

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use wasmplug_crds::Artifact;
-use wasmplug_host::plugin::{Digest, WASM_FILE};
+use wasmplug_host::plugin::{Digest, MANIFEST_FILE, WASM_FILE};
 
 /// Where published entries live, relative to the store root.
-const ARTIFACTS_DIR: &str = "artifacts/sha256";
+const ARTIFACTS_DIR: &str = Artifact::PACKAGES_DIR;
 /// Where entries are assembled before they are renamed into place.
 const STAGING_DIR: &str = ".staging";
 
@@ -62,6 +62,22 @@ impl Store {
     /// The entry's directory.
     pub fn path_of(&self, digest: &Digest) -> PathBuf {
         self.root.join(Self::relative_path(digest))
+    }
+
+    /// Opens the published file `name` of the entry for `digest`, for reading:
+    /// only a package file name ([`is_package_file`]), never through a link,
+    /// never blocking on a FIFO, and only a regular file.
+    pub fn open_published(&self, digest: &Digest, name: &str) -> std::io::Result<fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if !is_package_file(name) {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "not a package file name"));
+        }
+        let path = self.path_of(digest).join(name);
+        let file = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)?;
+        if !file.metadata()?.is_file() {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "not a regular file"));
+        }
+        Ok(file)
     }
 
     /// How many entries are published.
@@ -178,6 +194,14 @@ impl Store {
     }
 }
 
+/// Whether `name` is the name of a file a published package may hold:
+/// plugin.toml, plugin.wasm, or `<engine identifier>.cwasm`.
+pub fn is_package_file(name: &str) -> bool {
+    name == MANIFEST_FILE
+        || name == WASM_FILE
+        || name.strip_suffix(".cwasm").is_some_and(wasmplug_crds::Precompiled::is_valid_engine)
+}
+
 /// Starts a new grace period for the entry at `entry`: it is referenced again,
 /// and status is about to point at it. (Its modification time is what the
 /// collector measures the grace period from.) Best effort: an entry whose time
@@ -230,6 +254,25 @@ mod tests {
         fs::write(&path, b"swapped").expect("tamper");
         assert_eq!(store.add_file(&digest, "e.cwasm", b"native").expect("restore"), Published::Written);
         assert_eq!(fs::read(&path).expect("read"), b"native");
+    }
+
+    #[test]
+    fn opens_only_published_package_files() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(root.path());
+        let digest = Digest::of(b"wasm");
+        store.publish(&digest, &files(b"wasm")).expect("publish");
+        let engine_file = "wasmtime-x86_64-0123456789abcdef.cwasm";
+        store.add_file(&digest, engine_file, b"native").expect("add");
+        for name in [WASM_FILE, MANIFEST_FILE, engine_file] {
+            assert!(store.open_published(&digest, name).is_ok(), "{name}");
+        }
+        std::os::unix::fs::symlink("/etc/passwd", store.path_of(&digest).join("wasmtime-x86_64-aaaaaaaaaaaaaaaa.cwasm"))
+            .expect("plant a link");
+        for name in ["", ".", "..", "../../../etc/passwd", "x.cwasm", "wasmtime-x86_64-aaaaaaaaaaaaaaaa.cwasm"] {
+            assert!(store.open_published(&digest, name).is_err(), "{name:?}");
+        }
+        assert!(store.open_published(&Digest::of(b"other"), WASM_FILE).is_err(), "not published");
     }
 
     #[test]

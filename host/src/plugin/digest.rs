@@ -15,6 +15,11 @@ impl Digest {
         Digest(Sha256::digest(bytes).into())
     }
 
+    /// The digest of everything `hasher` was given (bytes that arrived in pieces).
+    pub fn of_hashed(hasher: Sha256) -> Self {
+        Digest(hasher.finalize().into())
+    }
+
     /// The 64 lowercase hex digits, without the `sha256:` prefix (store paths use this).
     pub fn hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -87,7 +86,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves `service` on `listener` under `limits` until `shutdown` completes,
 /// then lets open connections finish (up to 10 s).
-pub async fn serve_connections<H, S, F>(
+pub async fn serve_connections<H, S, F, B>(
     listener: TcpListener,
     limits: ConnectionLimits,
     handshake: H,
@@ -96,7 +95,9 @@ pub async fn serve_connections<H, S, F>(
 ) where
     H: Handshake,
     S: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let graceful = GracefulShutdown::new();
     let open = Arc::new(Semaphore::new(limits.max_connections.max(1)));

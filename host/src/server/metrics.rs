@@ -1,6 +1,8 @@
 //! Prometheus metrics of the host: calls by format, operation and outcome, call
-//! latency, the formats known by state, and how often formats were installed.
+//! latency, the formats known by state, how often formats were installed, and
+//! artifact downloads ([`crate::download`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -10,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry as PromRegistry;
 
+use crate::download::DownloadMetrics;
 use crate::registry::{Registry, State};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -36,6 +39,7 @@ pub struct Metrics {
     calls: Family<CallLabels, Counter>,
     latency: Family<LatencyLabels, Histogram>,
     formats: Family<StateLabels, Gauge>,
+    pub downloads: Arc<DownloadMetrics>,
 }
 
 impl Metrics {
@@ -50,7 +54,9 @@ impl Metrics {
         registry.register("installs", "Formats installed (loaded or reloaded) since start", formats.installs().clone());
         let states = Family::<StateLabels, Gauge>::default();
         registry.register("formats", "Formats this host knows, by state", states.clone());
-        Metrics { registry, calls, latency, formats: states }
+        let downloads = Arc::new(DownloadMetrics::default());
+        downloads.register(&mut registry);
+        Metrics { registry, calls, latency, formats: states, downloads }
     }
 
     /// Counts one call; `outcome` is "ok" or an error code.

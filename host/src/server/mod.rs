@@ -107,6 +107,11 @@ impl App {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// Where artifact downloads are counted, for `/metrics`.
+    pub fn download_metrics(&self) -> Arc<crate::download::DownloadMetrics> {
+        self.metrics.downloads.clone()
+    }
+
     /// Answers one request.
     pub async fn handle<B>(self: Arc<Self>, request: Request<B>) -> Response<Full<Bytes>>
     where

@@ -1,6 +1,12 @@
 //! Cluster mode: follow FormatPlugins and keep the registry serving what their
-//! status says ([`wanted`] decides what that is; [`load`] loads it from the
-//! read-only store, through [`crate::artifact`]'s checks).
+//! status says ([`wanted`] decides what that is; [`load`] downloads it into the
+//! host's cache, or finds it in the read-only shared store, and loads it
+//! through [`crate::artifact`]'s checks).
+//!
+//! A package that cannot be downloaded (the operator is away, or served bytes
+//! that failed their check) is tried again with backoff while whatever served
+//! the key before keeps serving. The cache keeps only the packages that keys
+//! serve or are loading.
 //!
 //! The watch loop never waits for a load. Enabling, disabling and removing a
 //! format take effect as soon as an event shows them; a load runs as its own
@@ -11,11 +17,12 @@
 mod load;
 mod wanted;
 
-pub use load::Loader;
+pub use load::{Loader, Packages};
 pub use wanted::RESET_QUARANTINE_ANNOTATION;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::{ApiResource, DynamicObject};
@@ -23,14 +30,20 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, ResourceExt};
-use tokio::task::JoinSet;
-use wasmplug_crds::FormatPlugin;
+use tokio::task::{AbortHandle, JoinSet};
+use wasmplug_crds::{Artifact, FormatPlugin};
 
 use crate::registry::{Install, Origin, Registry};
+use load::LoadError;
 use wanted::{Wanted, What};
 
 /// A finished load: the key, what was loaded, and the outcome.
-type Loaded = (String, Wanted, Result<Install, String>);
+type Loaded = (String, Wanted, Result<Install, LoadError>);
+
+/// The first retry of a download that failed waits this long; each further
+/// one twice as long as the one before, up to [`MAX_RETRY_DELAY`].
+const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
 /// Keeps a registry in step with the FormatPlugins a client can see.
 ///
@@ -51,6 +64,9 @@ pub struct ClusterSource {
     handing_over: HashSet<String>,
     /// Keys whose first load readiness waits for; `None` once ready.
     first_sync: Option<HashSet<String>>,
+    /// Keys whose download is to be tried again: how often it failed, and the
+    /// waiting retry (aborted when the key wants something else).
+    retries: HashMap<String, (u32, AbortHandle)>,
 }
 
 impl ClusterSource {
@@ -63,6 +79,7 @@ impl ClusterSource {
             loading: HashMap::new(),
             handing_over: HashSet::new(),
             first_sync: None,
+            retries: HashMap::new(),
         }
     }
 
@@ -95,7 +112,8 @@ impl ClusterSource {
                     Some(Err(error)) => tracing::warn!(%error, "FormatPlugin watch failed; retrying"),
                 },
                 Some(done) = loads.join_next(), if !loads.is_empty() => match done {
-                    Ok((key, loaded, outcome)) => self.finish(key, &loaded, outcome),
+                    Ok((key, loaded, outcome)) => self.finish(key, &loaded, outcome, &mut loads),
+                    Err(error) if error.is_cancelled() => {}
                     Err(error) => tracing::error!(%error, "a load task failed"),
                 },
             }
@@ -129,6 +147,7 @@ impl ClusterSource {
         let gone: Vec<String> =
             self.applied.keys().chain(self.loading.keys()).filter(|key| !wanted.contains_key(*key)).cloned().collect();
         for key in gone {
+            self.stop_retrying(&key);
             self.loading.remove(&key);
             if self.applied.remove(&key).is_none() {
                 continue;
@@ -182,21 +201,85 @@ impl ClusterSource {
                 }
                 continue;
             }
+            self.stop_retrying(&key);
             self.loading.insert(key.clone(), want.clone());
-            let loader = self.loader.clone();
-            loads.spawn(async move {
-                let outcome = loader.load(key.clone(), want.clone()).await;
-                (key, want, outcome)
-            });
+            self.spawn_load(loads, key, want, Duration::ZERO);
+        }
+        self.prune_cache();
+    }
+
+    /// Loads `want` for `key` after `delay`, as a task on `loads`.
+    fn spawn_load(&self, loads: &mut JoinSet<Loaded>, key: String, want: Wanted, delay: Duration) -> AbortHandle {
+        let loader = self.loader.clone();
+        loads.spawn(async move {
+            tokio::time::sleep(delay).await;
+            let outcome = loader.load(key.clone(), want.clone()).await;
+            (key, want, outcome)
+        })
+    }
+
+    /// Forgets the failed downloads of `key` and aborts its waiting retry.
+    fn stop_retrying(&mut self, key: &str) {
+        if let Some((_, retry)) = self.retries.remove(key) {
+            retry.abort();
         }
     }
 
-    /// Installs a finished load, unless the key has since asked for something else.
-    fn finish(&mut self, key: String, loaded: &Wanted, outcome: Result<Install, String>) {
+    /// Removes the cached packages that no key serves or is loading.
+    fn prune_cache(&self) {
+        let Some(cache) = self.loader.cache() else { return };
+        let kept: HashSet<String> = self
+            .applied
+            .values()
+            .chain(self.loading.values())
+            .filter_map(|want| match &want.what {
+                What::Artifact(artifact) => Some(artifact.path.clone()),
+                What::Builtin => None,
+            })
+            .collect();
+        let dir = cache.join(Artifact::PACKAGES_DIR);
+        let Ok(entries) = std::fs::read_dir(&dir) else { return };
+        for entry in entries.flatten() {
+            let path = Artifact::path_for(&entry.file_name().to_string_lossy());
+            if !kept.contains(&path) {
+                match std::fs::remove_dir_all(entry.path()) {
+                    Ok(()) => tracing::debug!(path, "removed from the cache: nothing serves it any more"),
+                    Err(error) => tracing::warn!(path, %error, "failed to remove a package from the cache"),
+                }
+            }
+        }
+    }
+
+    /// Installs a finished load, unless the key has since asked for something
+    /// else; a download that failed is tried again later.
+    fn finish(&mut self, key: String, loaded: &Wanted, outcome: Result<Install, LoadError>, loads: &mut JoinSet<Loaded>) {
         let Some(want) = self.loading.get(&key).filter(|want| want.same_load(loaded)).cloned() else {
             tracing::debug!(format = key, "dropping a load the key no longer wants");
             return;
         };
+        let origin = match &want.what {
+            What::Builtin => Origin::Builtin,
+            What::Artifact(_) => Origin::Plugin { name: want.owner.clone(), version: String::new() },
+        };
+        if let Err(LoadError::Unavailable(error)) = &outcome {
+            let failures = self.retries.get(&key).map_or(0, |(failures, _)| *failures) + 1;
+            let delay = retry_delay(failures);
+            tracing::warn!(
+                format = key, owner = want.owner, %error, retry_in = ?delay,
+                "failed to download the package; trying again later, and the previous version keeps serving"
+            );
+            self.registry.record_load_failure(&key, origin, error.clone());
+            self.registry.set_enabled(&key, want.enabled);
+            // Readiness waits for the first attempt only: a host whose operator is
+            // away serves what it has.
+            if let Some(first_sync) = &mut self.first_sync {
+                first_sync.remove(&key);
+            }
+            let retry = self.spawn_load(loads, key.clone(), want, delay);
+            self.retries.insert(key, (failures, retry));
+            return;
+        }
+        self.retries.remove(&key);
         self.loading.remove(&key);
         match outcome {
             Ok(install) => {
@@ -214,16 +297,18 @@ impl ClusterSource {
                 tracing::error!(
                     format = key, owner = want.owner, %error, "failed to load; the previous version keeps serving"
                 );
-                let origin = match &want.what {
-                    What::Builtin => Origin::Builtin,
-                    What::Artifact(_) => Origin::Plugin { name: want.owner.clone(), version: String::new() },
-                };
-                self.registry.record_load_failure(&key, origin, error);
+                self.registry.record_load_failure(&key, origin, error.to_string());
                 self.registry.set_enabled(&key, want.enabled);
             }
         }
         self.applied.insert(key, want);
+        self.prune_cache();
     }
+}
+
+/// How long to wait before the next try of a download that failed `failures` times.
+fn retry_delay(failures: u32) -> Duration {
+    FIRST_RETRY_DELAY.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(MAX_RETRY_DELAY)
 }
 
 /// The (untyped) API for FormatPlugins in `namespace`, or in every namespace.
@@ -232,5 +317,17 @@ pub fn api(client: kube::Client, namespace: Option<&str>) -> Api<DynamicObject> 
     match namespace {
         Some(namespace) => Api::namespaced_with(client, namespace, &resource),
         None => Api::all_with(client, &resource),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_up_to_a_limit() {
+        let delays: Vec<u64> = (1..=8).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(retry_delay(u32::MAX), MAX_RETRY_DELAY);
     }
 }

@@ -10,7 +10,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use wasmplug_crds::conditions::Reason;
-use wasmplug_crds::{Artifact, Capabilities, FormatPlugin, GitRef, PluginInfo, Precompiled, SourceKind, ownership};
+use wasmplug_crds::{
+    Artifact, Capabilities, FileDigest, FormatPlugin, GitRef, PluginInfo, Precompiled, SourceKind, ownership,
+};
 use wasmplug_host::plugin::Digest;
 
 use super::{Context, Error, source};
@@ -132,6 +134,10 @@ async fn store(ctx: &Arc<Context>, validated: Validated, revision: String) -> Re
     };
     let precompiled_file = precompiled.file.clone();
     let size = validated.package.wasm.len();
+    let manifest = FileDigest {
+        digest: Digest::of(&validated.manifest_file).to_string(),
+        size: i64::try_from(validated.manifest_file.len()).unwrap_or(i64::MAX),
+    };
     tokio::task::spawn_blocking(move || {
         store.publish(
             &digest,
@@ -144,14 +150,23 @@ async fn store(ctx: &Arc<Context>, validated: Validated, revision: String) -> Re
     })
     .await
     .map_err(|e| Error::Task(e.to_string()))??;
+    let path = Artifact::path_for(&digest.to_string());
     Ok(Artifact {
         digest: digest.to_string(),
-        path: Artifact::path_for(&digest.to_string()),
+        url: artifact_url(ctx, &path),
+        path,
         revision,
         size: i64::try_from(size).unwrap_or(i64::MAX),
         last_update_time: Time(Timestamp::now()),
+        manifest: Some(manifest),
         precompiled: Some(precompiled),
     })
+}
+
+/// Where the package at `path` is served, as `status.artifact.url` says it.
+fn artifact_url(ctx: &Context, path: &str) -> Option<String> {
+    let base = ctx.config.artifact_url.as_ref()?;
+    Some(format!("{}/{path}", base.as_str().trim_end_matches('/')))
 }
 
 fn plugin_info(validated: &Validated) -> PluginInfo {
@@ -222,7 +237,10 @@ fn is_up_to_date(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Context) -> 
                 .precompiled
                 .as_ref()
                 .is_some_and(|p| p.engine == ctx.runtime.engine_id() && p.digest.is_some());
-            stored && compiled
+            // Hosts that download need plugin.toml's digest, and the URL follows
+            // the operator's configuration.
+            let described = artifact.manifest.is_some() && artifact.url == artifact_url(ctx, &artifact.path);
+            stored && compiled && described
         }
         _ => false,
     }

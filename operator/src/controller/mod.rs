@@ -61,6 +61,8 @@ pub struct Config {
     /// Fetches running at once (each may hold a whole download and its
     /// unpacked files in memory); more wait.
     pub max_concurrent_fetches: usize,
+    /// The artifact server's address as hosts reach it, for `status.artifact.url`.
+    pub artifact_url: Option<url::Url>,
 }
 
 /// Everything a reconcile needs from the outside world.
