@@ -17,7 +17,9 @@ pub use spec::{
     BuiltinSource, FormatPlugin, FormatPluginSpec, GitRef, GitSource, Limits, LocalSource, SecretReference, Source,
     SourceKind, UrlSource, parse_memory,
 };
-pub use status::{Artifact, Capabilities, FileDigest, FormatPluginStatus, PluginInfo, Precompiled, REQUESTED_AT_ANNOTATION};
+pub use status::{
+    Artifact, Capabilities, FileDigest, FormatPluginStatus, PluginInfo, Precompiled, REQUESTED_AT_ANNOTATION,
+};
 
 /// The syntax of a format key, as a regular expression: lowercase letters and digits
 /// in runs joined by single hyphens (`npm`, `unity-package`). Used by the CRD's CEL

@@ -35,6 +35,9 @@ pub use namespace::TestNamespace;
 pub use node::{BRIDGE_ADDRESS, Cluster, Footprint, IMAGE, STORE_CLASS, TOOLBOX_IMAGE, cluster};
 pub use pods::{Kubelet, Pod};
 pub use stall::StallingProxy;
-pub use wasmplug::{HostAnswer, Operator, Process, Stack, eventually, workspace_binary};
+pub use wasmplug::{
+    ARTIFACT_AUDIENCE, Distribution, HOST_SERVICE_ACCOUNT, HostAnswer, OPERATOR_SERVICE_ACCOUNT, Operator, Process,
+    Stack, eventually, service_account_token, workspace_binary,
+};
 pub use watchdog::KEEP_ENV;
 pub use webhook::Webhooked;

@@ -1,6 +1,10 @@
 //! wasmplug itself under test: the operator and host binaries of this workspace
 //! started as real processes against the test control plane, each following one
-//! test namespace and sharing one store directory, as the chart deploys them.
+//! test namespace, as the chart deploys them: hosts download packages from the
+//! operator's artifact server into caches of their own, with a ServiceAccount
+//! token of the test namespace ([`Distribution::Http`]), or read the operator's
+//! store directory ([`Distribution::SharedVolume`]). Operator replicas of one
+//! stack share one store directory.
 //!
 //! A [`Stack`] dumps the namespace's FormatPlugins, Events and both processes'
 //! logs when the test that owns it panics.
@@ -122,7 +126,87 @@ impl Operator {
     }
 }
 
-/// The operator, a host and their shared store, following one namespace.
+/// How a stack's hosts get the packages the operator publishes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Distribution {
+    /// Downloaded from the operator's artifact server into each host's own
+    /// cache (the chart's default).
+    Http,
+    /// Read from the operator's store directory.
+    SharedVolume,
+}
+
+/// The ServiceAccount whose tokens a stack's hosts download with.
+pub const HOST_SERVICE_ACCOUNT: &str = "wasmplug-host";
+/// The ServiceAccount of a stack's operator replicas (a reader too).
+pub const OPERATOR_SERVICE_ACCOUNT: &str = "wasmplug-operator";
+/// The audience of artifact tokens (the operator's default).
+pub const ARTIFACT_AUDIENCE: &str = "wasmplug-artifacts";
+
+/// Artifact ports a stack's operator replicas take in turn: a replacement
+/// takes over a dead replica's port, and hosts are started with every port,
+/// so they reach whichever replicas run, as a Service would route them.
+const ARTIFACT_PORTS: usize = 4;
+
+/// Where a stack's processes find each other: its directory, namespace and
+/// ports. Operator run `n` serves artifacts on `artifact_ports[n % 4]`.
+#[derive(Debug)]
+struct Layout {
+    dir: tempfile::TempDir,
+    namespace: String,
+    distribution: Distribution,
+    artifact_ports: [u16; ARTIFACT_PORTS],
+}
+
+impl Layout {
+    /// Starts operator run `run` with `extra` arguments, talking to the API
+    /// server as `kubeconfig` says.
+    fn spawn_operator(&self, run: usize, extra: &[&str], kubeconfig: &Path) -> anyhow::Result<Operator> {
+        let mut args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        if self.distribution == Distribution::Http {
+            let port = self.artifact_ports[run % ARTIFACT_PORTS];
+            let ns = &self.namespace;
+            args.extend([
+                format!("--artifacts-listen=127.0.0.1:{port}"),
+                format!("--artifact-readers={ns}:{HOST_SERVICE_ACCOUNT},{ns}:{OPERATOR_SERVICE_ACCOUNT}"),
+                format!("--artifact-url=http://127.0.0.1:{port}"),
+            ]);
+        }
+        spawn_operator(self.dir.path(), &self.namespace, run, &args, kubeconfig)
+    }
+
+    /// Starts host `name` on a free port; returns it and its URL.
+    fn start_host(&self, name: &str) -> anyhow::Result<(Process, String)> {
+        let [port] = free_ports::<1>()?;
+        let dir = self.dir.path();
+        let mut args = vec![
+            "--watch".to_owned(),
+            format!("--watch-namespace={}", self.namespace),
+            format!("--listen=127.0.0.1:{port}"),
+        ];
+        match self.distribution {
+            Distribution::SharedVolume => args.push(format!("--store-dir={}", dir.join("store").display())),
+            Distribution::Http => {
+                let servers: Vec<String> =
+                    self.artifact_ports.iter().map(|port| format!("http://127.0.0.1:{port}")).collect();
+                args.extend([
+                    format!("--artifact-server={}", servers.join(",")),
+                    format!("--cache-dir={}", self.cache(name).display()),
+                    format!("--artifact-token-file={}", dir.join("host-token").display()),
+                ]);
+            }
+        }
+        let process = Process::start(name, &workspace_binary("wasmplug-host"), &args, dir.join(format!("{name}.log")))?;
+        Ok((process, format!("http://127.0.0.1:{port}")))
+    }
+
+    /// Host `name`'s cache directory.
+    fn cache(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}-cache"))
+    }
+}
+
+/// The operator, a host and how packages reach it, following one namespace.
 #[derive(Debug)]
 pub struct Stack {
     pub namespace: String,
@@ -131,30 +215,51 @@ pub struct Stack {
     /// The host's HTTP API, e.g. `http://127.0.0.1:41234`.
     pub host_url: String,
     operator_runs: usize,
-    dir: tempfile::TempDir,
+    layout: Layout,
 }
 
 impl Stack {
-    /// Starts both processes for `namespace`; returns once the host is ready.
-    /// `operator_args` are added to the operator's command line.
+    /// Starts both processes for `namespace`, the host downloading over HTTP;
+    /// returns once the host is ready. `operator_args` are added to the
+    /// operator's command line.
     pub async fn start(namespace: &str, operator_args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with(namespace, operator_args, Distribution::Http).await
+    }
+
+    /// Like [`Stack::start`], with packages reaching hosts as `distribution` says.
+    pub async fn start_with(
+        namespace: &str,
+        operator_args: &[&str],
+        distribution: Distribution,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("wasmplug-stack-").tempdir()?;
         std::fs::create_dir_all(dir.path().join("store"))?;
         std::fs::create_dir_all(dir.path().join("scratch"))?;
-        let [host_port] = free_ports::<1>()?;
-        let host = Self::start_host(dir.path(), namespace, host_port)?;
-        let operator = spawn_operator(dir.path(), namespace, 0, operator_args, control_plane().kubeconfig())?;
-        let stack = Stack {
-            namespace: namespace.to_owned(),
-            operator,
-            host,
-            host_url: format!("http://127.0.0.1:{host_port}"),
-            operator_runs: 1,
+        if distribution == Distribution::Http {
+            let kubectl = control_plane().kubectl();
+            for account in [HOST_SERVICE_ACCOUNT, OPERATOR_SERVICE_ACCOUNT] {
+                kubectl.run(&["create", "serviceaccount", account, "-n", namespace]).await?.success()?;
+            }
+            let token = service_account_token(namespace, HOST_SERVICE_ACCOUNT).await?;
+            std::fs::write(dir.path().join("host-token"), token)?;
+        }
+        let layout = Layout {
             dir,
+            namespace: namespace.to_owned(),
+            distribution,
+            artifact_ports: free_ports::<ARTIFACT_PORTS>()?,
         };
-        stack.wait_for_host().await?;
+        let (host, host_url) = layout.start_host("host")?;
+        let operator = layout.spawn_operator(0, operator_args, control_plane().kubeconfig())?;
+        let stack = Stack { namespace: namespace.to_owned(), operator, host, host_url, operator_runs: 1, layout };
+        wait_for_ready(&stack.host, &stack.host_url).await?;
         stack.wait_for_operator().await?;
         Ok(stack)
+    }
+
+    /// How this stack's hosts get packages.
+    pub fn distribution(&self) -> Distribution {
+        self.layout.distribution
     }
 
     /// Starts one more operator process on this stack's namespace and store (a
@@ -167,42 +272,46 @@ impl Stack {
     /// Like [`Stack::another_operator`], talking to the API server as
     /// `kubeconfig` says (e.g. through a [`crate::StallingProxy`]).
     pub fn another_operator_via(&mut self, kubeconfig: &Path, extra: &[&str]) -> anyhow::Result<Operator> {
+        let run = self.operator_runs;
         self.operator_runs += 1;
-        spawn_operator(self.dir.path(), &self.namespace, self.operator_runs, extra, kubeconfig)
+        self.layout.spawn_operator(run, extra, kubeconfig)
     }
 
-    /// The stack's own directory (logs, store, scratch).
+    /// Starts another host named `name` (its own cache and log) and waits until
+    /// it is ready; returns it and its URL.
+    pub async fn another_host(&self, name: &str) -> anyhow::Result<(Process, String)> {
+        let (host, url) = self.layout.start_host(name)?;
+        wait_for_ready(&host, &url).await?;
+        Ok((host, url))
+    }
+
+    /// The stack's own directory (logs, store, scratch, caches).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.layout.dir.path()
     }
 
-    fn start_host(dir: &Path, namespace: &str, port: u16) -> anyhow::Result<Process> {
-        let args = [
-            "--watch".to_owned(),
-            format!("--watch-namespace={namespace}"),
-            format!("--store-dir={}", dir.join("store").display()),
-            format!("--listen=127.0.0.1:{port}"),
-        ];
-        Process::start("host", &workspace_binary("wasmplug-host"), &args, dir.join("host.log"))
-    }
-
-    /// Replaces the host with a fresh process and waits until it is ready.
+    /// Replaces the host with a fresh process (keeping its cache) and waits
+    /// until it is ready.
     pub async fn restart_host(&mut self) -> anyhow::Result<()> {
         self.host.kill().await;
-        let [port] = free_ports::<1>()?;
-        self.host = Self::start_host(self.dir.path(), &self.namespace, port)?;
-        self.host_url = format!("http://127.0.0.1:{port}");
-        self.wait_for_host().await
+        (self.host, self.host_url) = self.layout.start_host("host")?;
+        wait_for_ready(&self.host, &self.host_url).await
     }
 
-    /// The store directory the operator writes and the host reads.
+    /// Host `name`'s cache directory (with [`Distribution::Http`]).
+    pub fn cache(&self, name: &str) -> PathBuf {
+        self.layout.cache(name)
+    }
+
+    /// The store directory the operator writes (and, with a shared volume,
+    /// the host reads).
     pub fn store(&self) -> PathBuf {
-        self.dir.path().join("store")
+        self.dir().join("store")
     }
 
     /// The operator's scratch directory (where fetches write temporary files).
     pub fn scratch(&self) -> PathBuf {
-        self.dir.path().join("scratch")
+        self.dir().join("scratch")
     }
 
     async fn wait_for_operator(&self) -> anyhow::Result<()> {
@@ -215,20 +324,29 @@ impl Stack {
         }
         Ok(())
     }
+}
 
-    async fn wait_for_host(&self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let url = format!("{}/readyz", self.host_url);
-        loop {
-            if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("the host was not ready within 30 s; its log:\n{}", self.host.log());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+/// Waits until the host at `url` says it is ready.
+async fn wait_for_ready(host: &Process, url: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let url = format!("{url}/readyz");
+    loop {
+        if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
         }
+        if Instant::now() > deadline {
+            bail!("{} was not ready within 30 s; its log:\n{}", host.name, host.log());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A token of ServiceAccount `account` in `namespace` for the artifact audience,
+/// as the kubelet projects one into a host's pod.
+pub async fn service_account_token(namespace: &str, account: &str) -> anyhow::Result<String> {
+    let audience = format!("--audience={ARTIFACT_AUDIENCE}");
+    let args = ["create", "token", account, "-n", namespace, &audience, "--duration=2h"];
+    Ok(control_plane().kubectl().run(&args).await?.success()?.trim().to_owned())
 }
 
 /// The ranges test servers listen in, as `--allowed-destinations` takes them.
@@ -240,7 +358,7 @@ fn spawn_operator(
     dir: &Path,
     namespace: &str,
     run: usize,
-    extra: &[&str],
+    extra: &[String],
     kubeconfig: &Path,
 ) -> anyhow::Result<Operator> {
     let [port] = free_ports::<1>()?;
@@ -257,7 +375,7 @@ fn spawn_operator(
     if !extra.iter().any(|arg| arg.starts_with("--allowed-destinations")) {
         args.push(format!("--allowed-destinations={LOOPBACK}"));
     }
-    args.extend(extra.iter().map(|a| a.to_string()));
+    args.extend(extra.iter().cloned());
     let log = dir.join(format!("operator-{run}.log"));
     let process = Process::start_as("operator", &workspace_binary("wasmplug-operator"), &args, &[], kubeconfig, log)?;
     Ok(Operator { process, url: format!("http://127.0.0.1:{port}") })

@@ -10,12 +10,13 @@ use kube::api::{Patch, PatchParams};
 use sha2::Digest as _;
 use support::{apply, format_plugin, wait_ready};
 use wasmplug_crds::{Artifact, FormatPlugin, Precompiled};
-use wasmplug_e2e::{FileServer, Served, Stack, control_plane, eventually, example_files, zip};
+use wasmplug_e2e::{Distribution, FileServer, Served, Stack, control_plane, eventually, example_files, zip};
 
 const SOON: Duration = Duration::from_secs(60);
 
 /// Invariant 1: a store writer who replaces a plugin's precompiled native code
-/// does not get it run; the host compiles plugin.wasm and says so.
+/// does not get it run; the host, downloading it afresh, refuses the file and
+/// compiles plugin.wasm, and says so.
 #[tokio::test]
 async fn a_precompiled_file_swapped_in_the_store_is_never_run() {
     let ns = control_plane().namespace("swapped-cwasm").await;
@@ -49,6 +50,7 @@ async fn a_precompiled_file_swapped_in_the_store_is_never_run() {
     std::fs::copy(&other, &unity).expect("swap the file");
     let file = unity.file_name().expect("a file").to_string_lossy().into_owned();
 
+    std::fs::remove_dir_all(stack.cache("host")).expect("the host's cache goes");
     stack.restart_host().await.expect("the host restarts");
     let formats = stack.formats().await.expect("formats");
     let unity = &formats["unity"];
@@ -63,12 +65,13 @@ async fn a_precompiled_file_swapped_in_the_store_is_never_run() {
 
 /// Invariant 2: a plugin whose `format-key` sleeps (hosts call it while loading)
 /// fails its load at the time limit, and meanwhile another tenant's disable and
-/// the host's readiness go on without it. The test publishes the plugin itself,
-/// as the operator would if it had not refused it.
+/// the host's readiness go on without it. The test publishes the plugin itself
+/// into a shared store, as the operator would if it had not refused it.
 #[tokio::test]
 async fn a_load_that_hangs_in_format_key_holds_up_no_other_change() {
     let ns = control_plane().namespace("slow-load").await;
-    let mut stack = Stack::start(ns.name(), &[]).await.expect("operator and host start");
+    let mut stack =
+        Stack::start_with(ns.name(), &[], Distribution::SharedVolume).await.expect("operator and host start");
     apply(ns.name(), &format_plugin("npm", "source:\n  builtin:\n    format: npm")).await;
     wait_ready(ns.name(), "npm", SOON).await;
     eventually("npm to be served", SOON, || npm_answers(&stack, 422)).await;

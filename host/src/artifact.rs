@@ -164,6 +164,10 @@ fn read_precompiled(dir: &Path, file: &FileRef) -> Result<Precompiled, String> {
     let path = dir.join(&file.name);
     let bytes = read_file(&path, Size::Exactly(file.size)).map_err(|e| e.to_string())?;
     Precompiled::checked(bytes, file.digest).map_err(|actual| {
-        format!("{} has digest {actual}, but status says {}; it is not the operator's file", path.display(), file.digest)
+        format!(
+            "{} has digest {actual}, but status says {}; it is not the operator's file",
+            path.display(),
+            file.digest
+        )
     })
 }

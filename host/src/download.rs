@@ -85,7 +85,11 @@ impl DownloadMetrics {
             "Artifact files found verified in the local directory, not downloaded",
             self.cache_hits.clone(),
         );
-        registry.register("artifact_downloaded_bytes", "Bytes of verified artifact files downloaded", self.bytes.clone());
+        registry.register(
+            "artifact_downloaded_bytes",
+            "Bytes of verified artifact files downloaded",
+            self.bytes.clone(),
+        );
     }
 
     fn count(&self, result: DownloadResult) {
@@ -121,6 +125,17 @@ impl DownloadError {
     /// a status that names nothing usable (a new status brings a new load).
     pub fn is_retryable(&self) -> bool {
         !matches!(self, DownloadError::Status(_))
+    }
+
+    /// Whether this error says more about the file than `other` (of another
+    /// server): bytes that failed their check, then an answer, then the rest.
+    fn tells_more_than(&self, other: &DownloadError) -> bool {
+        let weight = |error: &DownloadError| match error {
+            DownloadError::DigestMismatch { .. } => 2,
+            DownloadError::Refused { .. } => 1,
+            _ => 0,
+        };
+        weight(self) > weight(other)
     }
 
     /// The metric label for this error.
@@ -206,7 +221,9 @@ impl Downloader {
             self.metrics.cache_hits.inc();
             return Ok(());
         }
-        let mut last = None;
+        // Of several servers' errors, the one that says most: a server that
+        // answered says more than one that could not be reached.
+        let mut telling: Option<DownloadError> = None;
         for server in &self.settings.servers {
             match self.download(server, root, dir, file, &target).await {
                 Ok(()) => {
@@ -217,11 +234,13 @@ impl Downloader {
                 Err(error) => {
                     self.metrics.count(error.result());
                     tracing::warn!(%error, "artifact download failed");
-                    last = Some(error);
+                    if telling.as_ref().is_none_or(|told| error.tells_more_than(told)) {
+                        telling = Some(error);
+                    }
                 }
             }
         }
-        Err(last.unwrap_or_else(|| DownloadError::Unreachable {
+        Err(telling.unwrap_or_else(|| DownloadError::Unreachable {
             url: format!("{dir}/{}", file.name),
             problem: "no artifact server is configured".to_owned(),
         }))
@@ -256,7 +275,11 @@ impl Downloader {
         }
         let mismatch = |problem: String| DownloadError::DigestMismatch { url: url.to_string(), problem };
         if response.content_length().is_some_and(|length| length != file.size) {
-            return Err(mismatch(format!("the server sends {:?} bytes, status says {}", response.content_length(), file.size)));
+            return Err(mismatch(format!(
+                "the server sends {:?} bytes, status says {}",
+                response.content_length(),
+                file.size
+            )));
         }
         let partial_dir = root.join(PARTIAL_DIR);
         create_dir(&partial_dir).await?;
@@ -322,7 +345,10 @@ async fn holds(target: &Path, file: &FileRef) -> bool {
         if actual == expected.digest {
             return Ok(());
         }
-        Err(untrusted_file::FileError { path, problem: format!("it has digest {actual}, status says {}", expected.digest) })
+        Err(untrusted_file::FileError {
+            path,
+            problem: format!("it has digest {actual}, status says {}", expected.digest),
+        })
     })
     .await;
     match checked {
@@ -341,9 +367,11 @@ async fn holds(target: &Path, file: &FileRef) -> bool {
 }
 
 async fn create_dir(path: &Path) -> Result<(), DownloadError> {
-    tokio::fs::create_dir_all(path)
-        .await
-        .map_err(|source| DownloadError::Io { action: "create", path: path.to_owned(), source })
+    tokio::fs::create_dir_all(path).await.map_err(|source| DownloadError::Io {
+        action: "create",
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// The error and its sources, so that "connection refused" is not hidden

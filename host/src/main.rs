@@ -51,8 +51,9 @@ struct Args {
     /// Cluster mode: the operator's artifact server, e.g.
     /// http://wasmplug-operator-artifacts.wasmplug-system.svc:8081. Packages are
     /// downloaded from it into --cache-dir and checked against status before use.
-    #[arg(long, env = "WASMPLUG_ARTIFACT_SERVER", group = "packages", requires = "cache_dir")]
-    artifact_server: Option<url::Url>,
+    /// Several, comma-separated, are tried in order.
+    #[arg(long, env = "WASMPLUG_ARTIFACT_SERVER", group = "packages", requires = "cache_dir", value_delimiter = ',')]
+    artifact_server: Vec<url::Url>,
 
     /// Cluster mode: where downloaded packages are kept (only this host writes
     /// it); a restarted host loads from it what still verifies.
@@ -164,11 +165,11 @@ async fn main() -> anyhow::Result<()> {
 /// Where packages come from in cluster mode: downloaded (their metrics joining
 /// the app's), or a shared store.
 fn packages(args: &Args, app: &App) -> anyhow::Result<Packages> {
-    if let (Some(server), Some(cache)) = (&args.artifact_server, &args.cache_dir) {
+    if let (false, Some(cache)) = (args.artifact_server.is_empty(), &args.cache_dir) {
         std::fs::create_dir_all(cache)
             .with_context(|| format!("failed to create the cache directory {}", cache.display()))?;
         let settings = DownloadSettings {
-            servers: vec![server.clone()],
+            servers: args.artifact_server.clone(),
             token_file: args.artifact_token_file.clone(),
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_millis(args.download_timeout_ms),

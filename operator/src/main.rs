@@ -207,7 +207,11 @@ async fn main() -> anyhow::Result<()> {
             tokio::net::TcpListener::bind(address).await.with_context(|| format!("failed to listen on {address}"))?;
         let server = ArtifactServer {
             store: Store::new(&args.store_dir),
-            auth: Authenticator::new(client.clone(), args.artifact_token_audience.clone(), args.artifact_readers.clone()),
+            auth: Authenticator::new(
+                client.clone(),
+                args.artifact_token_audience.clone(),
+                args.artifact_readers.clone(),
+            ),
             metrics: metrics.clone(),
         };
         tracing::info!(%address, "serving artifacts");

@@ -267,8 +267,11 @@ mod tests {
         for name in [WASM_FILE, MANIFEST_FILE, engine_file] {
             assert!(store.open_published(&digest, name).is_ok(), "{name}");
         }
-        std::os::unix::fs::symlink("/etc/passwd", store.path_of(&digest).join("wasmtime-x86_64-aaaaaaaaaaaaaaaa.cwasm"))
-            .expect("plant a link");
+        std::os::unix::fs::symlink(
+            "/etc/passwd",
+            store.path_of(&digest).join("wasmtime-x86_64-aaaaaaaaaaaaaaaa.cwasm"),
+        )
+        .expect("plant a link");
         for name in ["", ".", "..", "../../../etc/passwd", "x.cwasm", "wasmtime-x86_64-aaaaaaaaaaaaaaaa.cwasm"] {
             assert!(store.open_published(&digest, name).is_err(), "{name:?}");
         }

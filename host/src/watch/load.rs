@@ -83,10 +83,10 @@ impl Loader {
     pub(super) async fn load(&self, key: String, want: Wanted) -> Result<Install, LoadError> {
         let mut precompiled_problem = None;
         if let (Packages::Downloaded { cache, downloader }, What::Artifact(artifact)) = (&self.packages, &want.what) {
-            let fetched = downloader
-                .fetch_package(cache, artifact, Some(self.runtime.engine_id()))
-                .await
-                .map_err(|e| match e.is_retryable() {
+            let fetched =
+                downloader.fetch_package(cache, artifact, Some(self.runtime.engine_id())).await.map_err(|e| match e
+                    .is_retryable()
+                {
                     true => LoadError::Unavailable(e.to_string()),
                     false => LoadError::Failed(e.to_string()),
                 })?;

@@ -252,7 +252,13 @@ impl ClusterSource {
 
     /// Installs a finished load, unless the key has since asked for something
     /// else; a download that failed is tried again later.
-    fn finish(&mut self, key: String, loaded: &Wanted, outcome: Result<Install, LoadError>, loads: &mut JoinSet<Loaded>) {
+    fn finish(
+        &mut self,
+        key: String,
+        loaded: &Wanted,
+        outcome: Result<Install, LoadError>,
+        loads: &mut JoinSet<Loaded>,
+    ) {
         let Some(want) = self.loading.get(&key).filter(|want| want.same_load(loaded)).cloned() else {
             tracing::debug!(format = key, "dropping a load the key no longer wants");
             return;

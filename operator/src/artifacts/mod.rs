@@ -84,7 +84,9 @@ impl ArtifactServer {
         };
         let length = match file.metadata() {
             Ok(metadata) => metadata.len(),
-            Err(error) => return (ArtifactRequest::Error, message(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string())),
+            Err(error) => {
+                return (ArtifactRequest::Error, message(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()));
+            }
         };
         tracing::debug!(%digest, file = name, user, bytes = length, "serving an artifact");
         let metrics = self.metrics.clone();

@@ -1,0 +1,274 @@
+//! Packages reach hosts over HTTP (PRODUCT.md, "Store and distribution"): the
+//! operator serves its store to the hosts' ServiceAccount only, each host keeps
+//! a cache of its own and checks every file against status before use, and
+//! hosts keep serving what they have while the operator is away.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{apply, format_plugin, wait_ready};
+use wasmplug_crds::FormatPlugin;
+use wasmplug_e2e::{
+    FileServer, Served, Stack, control_plane, eventually, example_files, service_account_token, with_custom_section,
+    zip,
+};
+
+const SOON: Duration = Duration::from_secs(60);
+
+/// The unity example as a ZIP; `variant` changes plugin.wasm's digest.
+fn unity_zip(variant: &str) -> Vec<u8> {
+    let (manifest, wasm) = example_files("unity-format");
+    let wasm = with_custom_section(&wasm, "variant", variant.as_bytes());
+    zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)])
+}
+
+/// The published digest of FormatPlugin `name`, once it is Ready.
+async fn published_digest(namespace: &str, name: &str) -> String {
+    wait_ready(namespace, name, SOON).await;
+    let api = kube::Api::<FormatPlugin>::namespaced(control_plane().client().await, namespace);
+    let plugin = api.get(name).await.expect("the FormatPlugin exists");
+    plugin.status.and_then(|s| s.artifact).expect("an artifact is published").digest
+}
+
+/// Waits until the host at `url` lists format `key` as `state` with `digest`.
+async fn serves(url: &str, key: &str, state: &str, digest: Option<&str>) {
+    let what = format!("{url} to list {key} as {state} ({digest:?})");
+    eventually(&what, SOON, || async {
+        let formats = formats(url).await?;
+        let format = formats.get(key).ok_or(format!("{formats:?}"))?;
+        let matches = format["state"] == state && digest.is_none_or(|digest| format["digest"] == digest);
+        matches.then_some(()).ok_or(format!("{format}"))
+    })
+    .await;
+}
+
+async fn formats(url: &str) -> Result<std::collections::BTreeMap<String, serde_json::Value>, String> {
+    let text = reqwest::get(format!("{url}/v1/formats")).await.map_err(|e| e.to_string())?.text().await;
+    let body: serde_json::Value = serde_json::from_str(&text.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let list = body["formats"].as_array().cloned().unwrap_or_default();
+    Ok(list.into_iter().map(|f| (f["key"].as_str().unwrap_or_default().to_owned(), f)).collect())
+}
+
+/// The value of the metric line starting with `series` (name and labels).
+async fn metric(url: &str, series: &str) -> f64 {
+    let text = reqwest::get(format!("{url}/metrics")).await.expect("metrics answer").text().await.expect("text");
+    let line = text.lines().find(|line| line.starts_with(series));
+    line.and_then(|line| line.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
+}
+
+/// The package directories in a host's cache.
+fn cached(cache: &std::path::Path) -> Vec<String> {
+    let dir = cache.join(wasmplug_crds::Artifact::PACKAGES_DIR);
+    let mut entries: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| format!("sha256:{}", e.file_name().to_string_lossy())).collect())
+        .unwrap_or_default();
+    entries.sort();
+    entries
+}
+
+#[tokio::test]
+async fn two_hosts_with_caches_of_their_own_follow_install_update_disable_and_delete() {
+    let ns = control_plane().namespace("two-hosts").await;
+    let stack = Stack::start(ns.name(), &[]).await.expect("operator and host start");
+    let (second, second_url) = stack.another_host("host-2").await.expect("a second host starts");
+    let files = FileServer::start().await.expect("file server starts");
+    let hosts = [(stack.host_url.clone(), stack.cache("host")), (second_url.clone(), stack.cache("host-2"))];
+
+    let url = files.put("/unity.zip", Served::File(unity_zip("1")));
+    apply(ns.name(), &format_plugin("unity", &format!("source:\n  url:\n    url: {url}"))).await;
+    let first = published_digest(ns.name(), "unity").await;
+    for (url, cache) in &hosts {
+        serves(url, "unity", "active", Some(&first)).await;
+        assert_eq!(cached(cache), [first.clone()], "each host caches what it serves");
+        assert_eq!(metric(url, "wasmplug_host_artifact_downloads_total{result=\"ok\"}").await, 3.0, "three files");
+    }
+    let served = metric(&stack.operator.url, "wasmplug_operator_artifact_served_bytes_total").await;
+    assert!(served > 0.0, "the operator counts the bytes it sent");
+
+    files.put("/unity.zip", Served::File(unity_zip("2")));
+    let annotate = ["annotate", "fp/unity", "-n", ns.name(), "wasmplug.dev/requested-at=2", "--overwrite"];
+    control_plane().kubectl().succeed(&annotate).await;
+    let second_digest = eventually("the update to be published", SOON, || async {
+        let digest = published_digest(ns.name(), "unity").await;
+        (digest != first).then_some(digest.clone()).ok_or(digest)
+    })
+    .await;
+    for (url, cache) in &hosts {
+        serves(url, "unity", "active", Some(&second_digest)).await;
+        eventually("the old version to leave the cache", SOON, || async {
+            let entries = cached(cache);
+            (entries == [second_digest.clone()]).then_some(()).ok_or(format!("{entries:?}"))
+        })
+        .await;
+    }
+
+    let kubectl = control_plane().kubectl();
+    kubectl
+        .succeed(&["patch", "fp/unity", "-n", ns.name(), "--type=merge", "-p", r#"{"spec":{"enabled":false}}"#])
+        .await;
+    for (url, _) in &hosts {
+        serves(url, "unity", "disabled", Some(&second_digest)).await;
+    }
+    kubectl.succeed(&["delete", "fp/unity", "-n", ns.name(), "--wait=true"]).await;
+    for (url, cache) in &hosts {
+        eventually("the format to be gone", SOON, || async {
+            let formats = formats(url).await?;
+            (!formats.contains_key("unity") && cached(cache).is_empty()).then_some(()).ok_or(format!("{formats:?}"))
+        })
+        .await;
+    }
+    drop(second);
+}
+
+/// Invariant 1 over HTTP: a plugin.wasm changed in the operator's store after
+/// it was published is refused by the host that downloads it, which says so in
+/// its log, its metrics and `/v1/formats`, keeps the last good version serving,
+/// and takes the right bytes once the store holds them again.
+#[tokio::test]
+async fn a_package_tampered_with_on_the_server_is_refused_and_the_last_good_version_keeps_serving() {
+    let ns = control_plane().namespace("tampered").await;
+    let stack = Stack::start(ns.name(), &[]).await.expect("operator and host start");
+    let files = FileServer::start().await.expect("file server starts");
+    let url = files.put("/unity.zip", Served::File(unity_zip("1")));
+    apply(ns.name(), &format_plugin("unity", &format!("source:\n  url:\n    url: {url}"))).await;
+    let good = published_digest(ns.name(), "unity").await;
+    serves(&stack.host_url, "unity", "active", Some(&good)).await;
+
+    // The host sleeps through the update, so that the file can be changed on
+    // the server before it downloads it.
+    let pid = stack.host.pid().expect("the host runs").to_string();
+    signal("STOP", &pid);
+    files.put("/unity.zip", Served::File(unity_zip("2")));
+    let annotate = ["annotate", "fp/unity", "-n", ns.name(), "wasmplug.dev/requested-at=2", "--overwrite"];
+    control_plane().kubectl().succeed(&annotate).await;
+    let update = eventually("the update to be published", SOON, || async {
+        let digest = published_digest(ns.name(), "unity").await;
+        (digest != good).then_some(digest.clone()).ok_or(digest)
+    })
+    .await;
+    let wasm = stack.store().join(wasmplug_crds::Artifact::path_for(&update)).join("plugin.wasm");
+    let original = std::fs::read(&wasm).expect("published");
+    let mut tampered = original.clone();
+    *tampered.last_mut().expect("not empty") ^= 1;
+    std::fs::write(&wasm, &tampered).expect("tamper");
+    signal("CONT", &pid);
+
+    let mismatch = "wasmplug_host_artifact_downloads_total{result=\"digest_mismatch\"}";
+    eventually("the host to refuse the tampered file", SOON, || async {
+        let refused = metric(&stack.host_url, mismatch).await;
+        (refused >= 1.0).then_some(()).ok_or(format!("{refused} refused"))
+    })
+    .await;
+    let formats = formats(&stack.host_url).await.expect("formats");
+    let unity = &formats["unity"];
+    assert_eq!((&unity["state"], &unity["digest"]), (&"active".into(), &good.clone().into()), "{unity}");
+    let error = unity["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("plugin.wasm") && error.contains("status says") && error.contains("refused"), "{error}");
+    assert!(stack.host.log().contains("failed to download the package; trying again later"), "the log says so");
+    let answer = stack.validate("unity", "Assets/x.unitypackage", b"not a unity package").await.expect("answers");
+    assert_eq!(answer.status, 422, "the last good version answers: {answer:?}");
+    let unverified = stack.cache("host").join(wasmplug_crds::Artifact::path_for(&update)).join("plugin.wasm");
+    assert!(!unverified.exists(), "nothing unverified is in the cache under its name");
+
+    std::fs::write(&wasm, &original).expect("repair");
+    serves(&stack.host_url, "unity", "active", Some(&update)).await;
+}
+
+/// The operator away: hosts keep serving, a host restarted meanwhile serves
+/// from its cache, and what is applied meanwhile is served once it is back.
+#[tokio::test]
+async fn hosts_serve_from_their_caches_while_the_operator_is_away() {
+    let ns = control_plane().namespace("operator-away").await;
+    let mut stack = Stack::start(ns.name(), &[]).await.expect("operator and host start");
+    let files = FileServer::start().await.expect("file server starts");
+    let url = files.put("/unity.zip", Served::File(unity_zip("1")));
+    apply(ns.name(), &format_plugin("unity", &format!("source:\n  url:\n    url: {url}"))).await;
+    let digest = published_digest(ns.name(), "unity").await;
+    serves(&stack.host_url, "unity", "active", Some(&digest)).await;
+
+    stack.operator.process.kill().await;
+    let answer = stack.validate("unity", "Assets/x.unitypackage", b"not a unity package").await.expect("answers");
+    assert_eq!(answer.status, 422, "{answer:?}");
+    stack.restart_host().await.expect("the host restarts without the operator");
+    serves(&stack.host_url, "unity", "active", Some(&digest)).await;
+    let hits = metric(&stack.host_url, "wasmplug_host_artifact_cache_hits_total").await;
+    assert_eq!(hits, 3.0, "all three files came from the cache");
+
+    apply(ns.name(), &format_plugin("npm", "source:\n  builtin:\n    format: npm")).await;
+    let (manifest, wasm) = example_files("misbehaving");
+    let url = files.put("/misbehaving.zip", Served::File(zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)])));
+    apply(ns.name(), &format_plugin("misbehaving", &format!("source:\n  url:\n    url: {url}"))).await;
+    stack.operator = stack.another_operator(&[]).expect("the operator comes back");
+    let misbehaving = published_digest(ns.name(), "misbehaving").await;
+    serves(&stack.host_url, "misbehaving", "active", Some(&misbehaving)).await;
+    serves(&stack.host_url, "npm", "active", None).await;
+    serves(&stack.host_url, "unity", "active", Some(&digest)).await;
+}
+
+/// Only the configured readers download: no token, another ServiceAccount's
+/// token and a token for another audience are refused; a reader's token gets
+/// exactly the published bytes; nothing but package files can be named.
+#[tokio::test]
+async fn only_the_hosts_service_account_may_download() {
+    let ns = control_plane().namespace("readers").await;
+    let stack = Stack::start(ns.name(), &[]).await.expect("operator and host start");
+    let files = FileServer::start().await.expect("file server starts");
+    let (manifest, wasm) = example_files("unity-format");
+    let url = files.put("/unity.zip", Served::File(zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)])));
+    apply(ns.name(), &format_plugin("unity", &format!("source:\n  url:\n    url: {url}"))).await;
+    wait_ready(ns.name(), "unity", SOON).await;
+    let api = ns.api::<FormatPlugin>();
+    let artifact = api.get("unity").await.expect("exists").status.and_then(|s| s.artifact).expect("published");
+    let base = artifact.url.clone().expect("status names the URL");
+    assert!(base.ends_with(&artifact.path), "{base}");
+    let manifest_digest = artifact.manifest.expect("plugin.toml's digest");
+    assert_eq!(manifest_digest.digest, format!("sha256:{}", support::sha256_hex(&manifest)));
+
+    let kubectl = control_plane().kubectl();
+    kubectl.succeed(&["create", "serviceaccount", "stranger", "-n", ns.name()]).await;
+    let stranger = service_account_token(ns.name(), "stranger").await.expect("a token");
+    let host = service_account_token(ns.name(), wasmplug_e2e::HOST_SERVICE_ACCOUNT).await.expect("a token");
+    let other_audience =
+        kubectl.succeed(&["create", "token", wasmplug_e2e::HOST_SERVICE_ACCOUNT, "-n", ns.name()]).await;
+    let client = reqwest::Client::new();
+    let get = async |url: &str, token: Option<&str>| {
+        let mut request = client.get(url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token.trim());
+        }
+        let response = request.send().await.expect("the artifact server answers");
+        (response.status().as_u16(), response.bytes().await.expect("a body").to_vec())
+    };
+    let wasm_url = format!("{base}/plugin.wasm");
+    let (status, body) = get(&wasm_url, None).await;
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("no bearer token"));
+    let (status, body) = get(&wasm_url, Some(&other_audience)).await;
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+    let (status, body) = get(&wasm_url, Some(&stranger)).await;
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains(&format!("system:serviceaccount:{}:stranger", ns.name())));
+    assert_eq!(get(&wasm_url, Some(&host)).await, (200, wasm.clone()), "a reader gets the published bytes");
+    assert_eq!(get(&format!("{base}/plugin.toml"), Some(&host)).await, (200, manifest.clone()));
+
+    let server = base.strip_suffix(&artifact.path).expect("the path ends the URL");
+    for path in [
+        "artifacts/sha256/".to_owned(),
+        format!("{}/", artifact.path),
+        format!("{}/../../../etc/passwd", artifact.path),
+        format!("{}/%2e%2e/plugin.wasm", artifact.path),
+        ".staging/".to_owned(),
+    ] {
+        let (status, _) = get(&format!("{server}{path}"), Some(&host)).await;
+        assert_eq!(status, 404, "{path}");
+    }
+    let forbidden =
+        metric(&stack.operator.url, "wasmplug_operator_artifact_requests_total{result=\"Forbidden\"}").await;
+    assert_eq!(forbidden, 1.0);
+}
+
+fn signal(signal: &str, pid: &str) {
+    let status = std::process::Command::new("kill").args([&format!("-{signal}"), pid]).status().expect("kill runs");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
