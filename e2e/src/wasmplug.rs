@@ -120,6 +120,11 @@ impl Operator {
         self.metrics().await.is_ok_and(|text| text.lines().any(|line| line == "wasmplug_operator_leader 1"))
     }
 
+    /// Whether this replica's `/readyz` says ready.
+    pub async fn is_ready(&self) -> bool {
+        reqwest::get(format!("{}/readyz", self.url)).await.is_ok_and(|r| r.status().is_success())
+    }
+
     /// The `/metrics` text.
     pub async fn metrics(&self) -> anyhow::Result<String> {
         Ok(reqwest::get(format!("{}/metrics", self.url)).await?.text().await?)
@@ -134,6 +139,10 @@ pub enum Distribution {
     Http,
     /// Read from the operator's store directory.
     SharedVolume,
+    /// Downloaded as with [`Distribution::Http`], every operator replica
+    /// having a store of its own and mirroring the others (the chart's
+    /// default): replica `n`'s store is `store-<n>`.
+    Mirrored,
 }
 
 /// The ServiceAccount whose tokens a stack's hosts download with.
@@ -163,16 +172,35 @@ impl Layout {
     /// server as `kubeconfig` says.
     fn spawn_operator(&self, run: usize, extra: &[&str], kubeconfig: &Path) -> anyhow::Result<Operator> {
         let mut args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
-        if self.distribution == Distribution::Http {
-            let port = self.artifact_ports[run % ARTIFACT_PORTS];
-            let ns = &self.namespace;
+        let port = self.artifact_ports[run % ARTIFACT_PORTS];
+        let ns = &self.namespace;
+        if self.distribution != Distribution::SharedVolume {
             args.extend([
                 format!("--artifacts-listen=127.0.0.1:{port}"),
                 format!("--artifact-readers={ns}:{HOST_SERVICE_ACCOUNT},{ns}:{OPERATOR_SERVICE_ACCOUNT}"),
                 format!("--artifact-url=http://127.0.0.1:{port}"),
             ]);
         }
-        spawn_operator(self.dir.path(), &self.namespace, run, &args, kubeconfig)
+        if self.distribution == Distribution::Mirrored {
+            args.extend([
+                format!("--mirror-peers={}", self.artifact_servers().join(",")),
+                format!("--artifact-token-file={}", self.dir.path().join("operator-token").display()),
+            ]);
+        }
+        spawn_operator(self.dir.path(), &self.store(run), &self.namespace, run, &args, kubeconfig)
+    }
+
+    /// The store of operator run `run`.
+    fn store(&self, run: usize) -> PathBuf {
+        match self.distribution {
+            Distribution::Mirrored => self.dir.path().join(format!("store-{run}")),
+            Distribution::Http | Distribution::SharedVolume => self.dir.path().join("store"),
+        }
+    }
+
+    /// Every artifact server operator runs may serve on.
+    fn artifact_servers(&self) -> Vec<String> {
+        self.artifact_ports.iter().map(|port| format!("http://127.0.0.1:{port}")).collect()
     }
 
     /// Starts host `name` on a free port; returns it and its URL.
@@ -186,11 +214,9 @@ impl Layout {
         ];
         match self.distribution {
             Distribution::SharedVolume => args.push(format!("--store-dir={}", dir.join("store").display())),
-            Distribution::Http => {
-                let servers: Vec<String> =
-                    self.artifact_ports.iter().map(|port| format!("http://127.0.0.1:{port}")).collect();
+            Distribution::Http | Distribution::Mirrored => {
                 args.extend([
-                    format!("--artifact-server={}", servers.join(",")),
+                    format!("--artifact-server={}", self.artifact_servers().join(",")),
                     format!("--cache-dir={}", self.cache(name).display()),
                     format!("--artifact-token-file={}", dir.join("host-token").display()),
                 ]);
@@ -235,13 +261,13 @@ impl Stack {
         let dir = tempfile::Builder::new().prefix("wasmplug-stack-").tempdir()?;
         std::fs::create_dir_all(dir.path().join("store"))?;
         std::fs::create_dir_all(dir.path().join("scratch"))?;
-        if distribution == Distribution::Http {
+        if distribution != Distribution::SharedVolume {
             let kubectl = control_plane().kubectl();
-            for account in [HOST_SERVICE_ACCOUNT, OPERATOR_SERVICE_ACCOUNT] {
+            for (account, file) in [(HOST_SERVICE_ACCOUNT, "host-token"), (OPERATOR_SERVICE_ACCOUNT, "operator-token")]
+            {
                 kubectl.run(&["create", "serviceaccount", account, "-n", namespace]).await?.success()?;
+                std::fs::write(dir.path().join(file), service_account_token(namespace, account).await?)?;
             }
-            let token = service_account_token(namespace, HOST_SERVICE_ACCOUNT).await?;
-            std::fs::write(dir.path().join("host-token"), token)?;
         }
         let layout = Layout {
             dir,
@@ -304,9 +330,20 @@ impl Stack {
     }
 
     /// The store directory the operator writes (and, with a shared volume,
-    /// the host reads).
+    /// the host reads); with [`Distribution::Mirrored`], the first replica's.
     pub fn store(&self) -> PathBuf {
-        self.dir().join("store")
+        self.layout.store(0)
+    }
+
+    /// The store of operator run `run` (every run's is [`Stack::store`] unless
+    /// [`Distribution::Mirrored`]).
+    pub fn store_of(&self, run: usize) -> PathBuf {
+        self.layout.store(run)
+    }
+
+    /// The base URLs every operator run may serve artifacts on.
+    pub fn artifact_servers(&self) -> Vec<String> {
+        self.layout.artifact_servers()
     }
 
     /// The operator's scratch directory (where fetches write temporary files).
@@ -352,10 +389,11 @@ pub async fn service_account_token(namespace: &str, account: &str) -> anyhow::Re
 /// The ranges test servers listen in, as `--allowed-destinations` takes them.
 pub const LOOPBACK: &str = "127.0.0.0/8,::1";
 
-/// Starts an operator on the store and scratch directories under `dir`, following
-/// and leasing in `namespace`; `run` numbers its log file.
+/// Starts an operator on `store` and the scratch directory under `dir`,
+/// following and leasing in `namespace`; `run` numbers its log file.
 fn spawn_operator(
     dir: &Path,
+    store: &Path,
     namespace: &str,
     run: usize,
     extra: &[String],
@@ -363,7 +401,7 @@ fn spawn_operator(
 ) -> anyhow::Result<Operator> {
     let [port] = free_ports::<1>()?;
     let mut args: Vec<String> = vec![
-        format!("--store-dir={}", dir.join("store").display()),
+        format!("--store-dir={}", store.display()),
         format!("--scratch-dir={}", dir.join("scratch").display()),
         format!("--watch-namespace={namespace}"),
         format!("--lease-namespace={namespace}"),

@@ -5,13 +5,15 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use support::{apply, format_plugin, wait_ready};
 use wasmplug_crds::FormatPlugin;
 use wasmplug_e2e::{
-    FileServer, Served, Stack, control_plane, eventually, example_files, service_account_token, with_custom_section,
-    zip,
+    Distribution, FileServer, Served, Stack, control_plane, eventually, example_files, service_account_token,
+    with_custom_section, zip,
 };
 
 const SOON: Duration = Duration::from_secs(60);
@@ -154,17 +156,17 @@ async fn a_package_tampered_with_on_the_server_is_refused_and_the_last_good_vers
     std::fs::write(&wasm, &tampered).expect("tamper");
     signal("CONT", &pid);
 
-    let mismatch = "wasmplug_host_artifact_downloads_total{result=\"digest_mismatch\"}";
-    eventually("the host to refuse the tampered file", SOON, || async {
-        let refused = metric(&stack.host_url, mismatch).await;
-        (refused >= 1.0).then_some(()).ok_or(format!("{refused} refused"))
+    let unity = eventually("the host to refuse the tampered file", SOON, || async {
+        let formats = formats(&stack.host_url).await?;
+        let unity = formats.get("unity").filter(|f| f["last_error"].is_string()).ok_or(format!("{formats:?}"))?;
+        Ok(unity.clone())
     })
     .await;
-    let formats = formats(&stack.host_url).await.expect("formats");
-    let unity = &formats["unity"];
     assert_eq!((&unity["state"], &unity["digest"]), (&"active".into(), &good.clone().into()), "{unity}");
     let error = unity["last_error"].as_str().unwrap_or_default();
     assert!(error.contains("plugin.wasm") && error.contains("status says") && error.contains("refused"), "{error}");
+    let mismatch = "wasmplug_host_artifact_downloads_total{result=\"digest_mismatch\"}";
+    assert!(metric(&stack.host_url, mismatch).await >= 1.0, "counted");
     assert!(stack.host.log().contains("failed to download the package; trying again later"), "the log says so");
     let answer = stack.validate("unity", "Assets/x.unitypackage", b"not a unity package").await.expect("answers");
     assert_eq!(answer.status, 422, "the last good version answers: {answer:?}");
@@ -271,4 +273,155 @@ async fn only_the_hosts_service_account_may_download() {
 fn signal(signal: &str, pid: &str) {
     let status = std::process::Command::new("kill").args([&format!("-{signal}"), pid]).status().expect("kill runs");
     assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// Whether operator run `run`'s store holds the package with `digest`
+/// (plugin.toml, plugin.wasm and a precompiled file).
+fn store_holds(stack: &Stack, run: usize, digest: &str) -> bool {
+    let dir = stack.store_of(run).join(wasmplug_crds::Artifact::path_for(digest));
+    let files = std::fs::read_dir(&dir).map(|entries| entries.flatten().count()).unwrap_or(0);
+    files == 3 && dir.join("plugin.wasm").is_file() && dir.join("plugin.toml").is_file()
+}
+
+async fn ready(operator: &wasmplug_e2e::Operator) {
+    eventually("the replica to be ready", SOON, || async {
+        operator.is_ready().await.then_some(()).ok_or("not ready".to_owned())
+    })
+    .await;
+}
+
+/// Availability with a store per replica: the standby mirrors what the leader
+/// publishes; with the source gone and the leader dead, a host with an empty
+/// cache gets the package from the new leader; a replacement replica mirrors
+/// it before it is ready, and keeps it available when the other one dies too.
+#[tokio::test]
+async fn a_package_whose_source_is_gone_survives_the_loss_of_any_one_replica() {
+    let ns = control_plane().namespace("mirrored").await;
+    let mut stack = Stack::start_with(ns.name(), &[], Distribution::Mirrored).await.expect("operator and host start");
+    let mut standby = stack.another_operator(&[]).expect("a standby starts");
+    ready(&standby).await;
+    let files = FileServer::start().await.expect("file server starts");
+    let url = files.put("/unity.zip", Served::File(unity_zip("1")));
+    apply(ns.name(), &format_plugin("unity", &format!("source:\n  url:\n    url: {url}"))).await;
+    let digest = published_digest(ns.name(), "unity").await;
+    serves(&stack.host_url, "unity", "active", Some(&digest)).await;
+    eventually("the standby to mirror the package", SOON, || async {
+        store_holds(&stack, 1, &digest).then_some(()).ok_or("not yet".to_owned())
+    })
+    .await;
+    let mirrored = metric(&standby.url, "wasmplug_operator_artifact_downloads_total{result=\"ok\"}").await;
+    assert_eq!(mirrored, 3.0, "the standby downloaded the three files");
+
+    drop(files);
+    stack.operator.process.kill().await;
+    eventually("the standby to lead", SOON, || async {
+        standby.is_leading().await.then_some(()).ok_or("standing by".to_owned())
+    })
+    .await;
+    let (_fresh, fresh_url) = stack.another_host("host-2").await.expect("a host with an empty cache starts");
+    serves(&fresh_url, "unity", "active", Some(&digest)).await;
+
+    let third = stack.another_operator(&[]).expect("a replacement replica starts");
+    ready(&third).await;
+    assert!(store_holds(&stack, 2, &digest), "ready only once it holds every published package");
+    standby.process.kill().await;
+    let (_last, last_url) = stack.another_host("host-3").await.expect("another host with an empty cache starts");
+    serves(&last_url, "unity", "active", Some(&digest)).await;
+    let api = ns.api::<FormatPlugin>();
+    let status = api.get("unity").await.expect("exists").status.expect("status");
+    assert_eq!(status.artifact.map(|a| a.digest), Some(digest), "the last good version is still published");
+}
+
+/// A rolling update of the operator (each new replica ready before an old one
+/// goes, as a Deployment rolls) with clients fetching throughout: at every
+/// moment some replica serves the package.
+#[tokio::test]
+async fn a_rolling_update_of_the_operator_never_leaves_the_package_unavailable() {
+    let ns = control_plane().namespace("rolling").await;
+    let mut stack = Stack::start_with(ns.name(), &[], Distribution::Mirrored).await.expect("operator and host start");
+    let second = stack.another_operator(&[]).expect("a second replica starts");
+    let files = FileServer::start().await.expect("file server starts");
+    let package = unity_zip("1");
+    let url = files.put("/unity.zip", Served::File(package));
+    apply(ns.name(), &format_plugin("unity", &format!("source:\n  url:\n    url: {url}"))).await;
+    let digest = published_digest(ns.name(), "unity").await;
+    let api = ns.api::<FormatPlugin>();
+    let artifact = api.get("unity").await.expect("exists").status.and_then(|s| s.artifact).expect("published");
+    let token = service_account_token(ns.name(), wasmplug_e2e::HOST_SERVICE_ACCOUNT).await.expect("a token");
+    let servers = stack.artifact_servers();
+    let (stop, rounds) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let fetching = tokio::spawn({
+        let (stop, rounds) = (stop.clone(), rounds.clone());
+        let (wasm_path, expected) = (format!("{}/plugin.wasm", artifact.path), digest.clone());
+        async move {
+            let client = reqwest::Client::new();
+            let mut unavailable = 0;
+            while !stop.load(Ordering::Relaxed) && rounds.load(Ordering::Relaxed) < 5_000 {
+                let mut served = false;
+                for server in &servers {
+                    let response = client.get(format!("{server}/{wasm_path}")).bearer_auth(&token).send().await;
+                    let Ok(response) = response.and_then(|r| r.error_for_status()) else { continue };
+                    let body = response.bytes().await.unwrap_or_default();
+                    served = format!("sha256:{}", support::sha256_hex(&body)) == expected;
+                    if served {
+                        break;
+                    }
+                }
+                rounds.fetch_add(1, Ordering::Relaxed);
+                unavailable += usize::from(!served);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            unavailable
+        }
+    });
+    // Each step of the roll waits for a few more rounds of fetching.
+    let fetched_more = async || {
+        let from = rounds.load(Ordering::Relaxed);
+        eventually("the clients to fetch again", SOON, || async {
+            let now = rounds.load(Ordering::Relaxed);
+            (now >= from + 3).then_some(()).ok_or(format!("{now} rounds"))
+        })
+        .await;
+    };
+
+    fetched_more().await;
+    let replacement = stack.another_operator(&[]).expect("a new replica");
+    let mut old = vec![std::mem::replace(&mut stack.operator, replacement), second];
+    ready(&stack.operator).await;
+    old.remove(0).process.terminate().await;
+    fetched_more().await;
+    let newer = stack.another_operator(&[]).expect("another new replica");
+    ready(&newer).await;
+    old.remove(0).process.terminate().await;
+    fetched_more().await;
+    let (_fresh, fresh_url) = stack.another_host("host-2").await.expect("a host with an empty cache starts");
+    serves(&fresh_url, "unity", "active", Some(&digest)).await;
+    stop.store(true, Ordering::Relaxed);
+    let unavailable = fetching.await.expect("the fetching task ends");
+    let rounds = rounds.load(Ordering::Relaxed);
+    assert_eq!(unavailable, 0, "{unavailable} of {rounds} rounds found no replica serving the package");
+}
+
+/// The leader dies in the middle of an install: the standby finishes it, and
+/// every host, old or new, ends up with the package.
+#[tokio::test]
+async fn a_leader_failover_during_an_install_leaves_every_host_with_the_package() {
+    let ns = control_plane().namespace("failover-install").await;
+    let mut stack = Stack::start_with(ns.name(), &[], Distribution::Mirrored).await.expect("operator and host start");
+    let standby = stack.another_operator(&[]).expect("a standby starts");
+    ready(&standby).await;
+    let files = FileServer::start().await.expect("file server starts");
+    let url = files.put("/unity.zip", Served::File(unity_zip("1")));
+    apply(ns.name(), &format_plugin("unity", &format!("source:\n  url:\n    url: {url}"))).await;
+    eventually("the leader to start the install", SOON, || async {
+        let fetched = files.received().iter().any(|r| r.path == "/unity.zip");
+        fetched.then_some(()).ok_or("not fetched yet".to_owned())
+    })
+    .await;
+    stack.operator.process.kill().await;
+    let digest = published_digest(ns.name(), "unity").await;
+    serves(&stack.host_url, "unity", "active", Some(&digest)).await;
+    let (_fresh, fresh_url) = stack.another_host("host-2").await.expect("a host with an empty cache starts");
+    serves(&fresh_url, "unity", "active", Some(&digest)).await;
+    assert!(standby.is_leading().await, "the standby took over");
 }

@@ -151,11 +151,9 @@ impl DownloadError {
     }
 }
 
-/// How to reach the artifact servers.
+/// How to talk to artifact servers.
 #[derive(Clone, Debug)]
 pub struct DownloadSettings {
-    /// Base URLs of artifact servers, tried in order: `<base>/<package dir>/<file>`.
-    pub servers: Vec<Url>,
     /// A bearer token file sent with every request, re-read each time (kubelet
     /// rotates projected tokens).
     pub token_file: Option<PathBuf>,
@@ -194,28 +192,30 @@ impl Downloader {
 
     /// Makes `root` hold the package `artifact` names, verified: plugin.toml,
     /// plugin.wasm and the precompiled file for `engine` (see
-    /// [`artifact::listing`]). A precompiled file that cannot be had is
-    /// reported in [`Fetched`], not an error.
+    /// [`artifact::listing`]), each downloaded from the first of `servers`
+    /// (base URLs: `<base>/<package dir>/<file>`) that has it. A precompiled
+    /// file that cannot be had is reported in [`Fetched`], not an error.
     pub async fn fetch_package(
         &self,
+        servers: &[Url],
         root: &Path,
         artifact: &Artifact,
         engine: Option<&str>,
     ) -> Result<Fetched, DownloadError> {
         let Listing { dir, wasm, manifest, precompiled } = artifact::listing(artifact, engine)?;
         let manifest = manifest.ok_or(DownloadError::NoManifestDigest)?;
-        self.fetch_file(root, &dir, &manifest).await?;
-        self.fetch_file(root, &dir, &wasm).await?;
+        self.fetch_file(servers, root, &dir, &manifest).await?;
+        self.fetch_file(servers, root, &dir, &wasm).await?;
         let precompiled_problem = match precompiled {
             Err(why) => Some(why),
-            Ok(file) => self.fetch_file(root, &dir, &file).await.err().map(|error| error.to_string()),
+            Ok(file) => self.fetch_file(servers, root, &dir, &file).await.err().map(|error| error.to_string()),
         };
         Ok(Fetched { precompiled_problem })
     }
 
     /// Makes `root/dir/<file>` the verified file: kept if it is there and
     /// verifies, else downloaded from the first server that has it.
-    async fn fetch_file(&self, root: &Path, dir: &str, file: &FileRef) -> Result<(), DownloadError> {
+    async fn fetch_file(&self, servers: &[Url], root: &Path, dir: &str, file: &FileRef) -> Result<(), DownloadError> {
         let target = root.join(dir).join(&file.name);
         if holds(&target, file).await {
             self.metrics.cache_hits.inc();
@@ -224,7 +224,7 @@ impl Downloader {
         // Of several servers' errors, the one that says most: a server that
         // answered says more than one that could not be reached.
         let mut telling: Option<DownloadError> = None;
-        for server in &self.settings.servers {
+        for server in servers {
             match self.download(server, root, dir, file, &target).await {
                 Ok(()) => {
                     self.metrics.count(DownloadResult::Ok);

@@ -169,14 +169,14 @@ fn packages(args: &Args, app: &App) -> anyhow::Result<Packages> {
         std::fs::create_dir_all(cache)
             .with_context(|| format!("failed to create the cache directory {}", cache.display()))?;
         let settings = DownloadSettings {
-            servers: args.artifact_server.clone(),
             token_file: args.artifact_token_file.clone(),
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_millis(args.download_timeout_ms),
         };
         let downloader = Downloader::new(settings, app.download_metrics())
             .context("failed to build the artifact download client")?;
-        return Ok(Packages::Downloaded { cache: cache.clone(), downloader: Arc::new(downloader) });
+        let servers = args.artifact_server.clone();
+        return Ok(Packages::Downloaded { servers, cache: cache.clone(), downloader: Arc::new(downloader) });
     }
     let store = args.store_dir.clone().context("cluster mode needs --artifact-server or --store-dir")?;
     Ok(Packages::SharedStore(store))

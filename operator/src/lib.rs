@@ -11,6 +11,7 @@ pub mod controller;
 pub mod fetch;
 pub mod leader;
 pub mod metrics;
+pub mod mirror;
 pub mod policy;
 pub mod serve;
 pub mod source_url;

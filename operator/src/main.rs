@@ -9,6 +9,7 @@ use clap::Parser;
 use ipnet::IpNet;
 use kube::Client;
 use wasmplug_host::cli::{ConnectionArgs, EngineArgs, LogArgs, parse_size, shutdown_signal};
+use wasmplug_host::download::{DownloadMetrics, DownloadSettings, Downloader};
 use wasmplug_host::runtime::Runtime;
 use wasmplug_operator::artifacts::auth::{Authenticator, Reader};
 use wasmplug_operator::artifacts::{self, ArtifactServer};
@@ -16,6 +17,7 @@ use wasmplug_operator::controller::{self, Config, Settings};
 use wasmplug_operator::fetch::{ArchiveLimits, FetchLimits};
 use wasmplug_operator::leader::LeaderElection;
 use wasmplug_operator::metrics::Metrics;
+use wasmplug_operator::mirror::Mirror;
 use wasmplug_operator::policy::{
     Destinations, LocalRoots, PublishingNamespaces, SourceHosts, SourcePolicy, parse_range,
 };
@@ -90,6 +92,29 @@ struct Args {
     /// status.artifact.url, e.g. http://wasmplug-operator-artifacts.wasmplug-system.svc:8081.
     #[arg(long, env = "WASMPLUG_ARTIFACT_URL")]
     artifact_url: Option<url::Url>,
+
+    /// Other replicas' artifact servers, comma-separated, e.g. the headless
+    /// Service http://wasmplug-operator-peers.wasmplug-system.svc:8081 (a name
+    /// stands for every address it resolves to). Set when each replica has a
+    /// store of its own: every replica then keeps every published package,
+    /// downloading what it lacks from the others, and collects its own
+    /// store's garbage. Needs --artifacts-listen and --artifact-token-file.
+    #[arg(long, env = "WASMPLUG_MIRROR_PEERS", value_delimiter = ',', requires_all = ["artifacts_listen", "artifact_token_file"])]
+    mirror_peers: Vec<url::Url>,
+
+    /// The token this replica downloads from its peers with (its projected
+    /// ServiceAccount token for --artifact-token-audience); re-read for each download.
+    #[arg(long, env = "WASMPLUG_ARTIFACT_TOKEN_FILE")]
+    artifact_token_file: Option<PathBuf>,
+
+    /// How often a replica checks that its store holds every published package,
+    /// besides whenever a FormatPlugin changes.
+    #[arg(long, env = "WASMPLUG_MIRROR_INTERVAL", default_value = "30s")]
+    mirror_interval: wasmplug_crds::Duration,
+
+    /// This pod's IP address, so that mirroring leaves this replica out of the peers.
+    #[arg(long, env = "POD_IP")]
+    pod_ip: Option<std::net::IpAddr>,
 
     /// Elect a leader through a Lease, so that only one replica reconciles.
     #[arg(long, env = "WASMPLUG_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
@@ -217,7 +242,34 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(%address, "serving artifacts");
         tokio::spawn(artifacts::serve(listener, args.connections.limits(), Arc::new(server)));
     }
-    health.set_ready();
+    let mirroring = !args.mirror_peers.is_empty();
+    if let (true, Some(address)) = (mirroring, args.artifacts_listen) {
+        let store = Store::new(&args.store_dir);
+        // This replica's store is its own: what is staged there is of an earlier run.
+        store.remove_partial().context("failed to clear the store's staging area")?;
+        let settings = DownloadSettings {
+            token_file: args.artifact_token_file.clone(),
+            connect_timeout: std::time::Duration::from_secs(5),
+            timeout: std::time::Duration::from_secs(120),
+        };
+        let downloads = Arc::new(DownloadMetrics::default());
+        metrics.register_downloads(&downloads);
+        let own = [Some(address), args.pod_ip.map(|ip| SocketAddr::new(ip, address.port()))];
+        let mirror = Mirror {
+            store,
+            downloader: Downloader::new(settings, downloads).context("failed to build the mirror's HTTP client")?,
+            peers: args.mirror_peers.clone(),
+            own: own.into_iter().flatten().filter(|a| !a.ip().is_unspecified()).collect(),
+            interval: args.mirror_interval.clone().into(),
+            grace: args.gc_grace.clone().into(),
+            metrics: metrics.clone(),
+        };
+        let api = wasmplug_host::watch::api(client.clone(), args.watch_namespace.as_deref());
+        let health = health.clone();
+        tokio::spawn(mirror.run(api, move || health.set_ready()));
+    } else {
+        health.set_ready();
+    }
 
     let election = args.leader_election.then(|| {
         LeaderElection::new(
@@ -270,6 +322,8 @@ async fn main() -> anyhow::Result<()> {
             artifact_url: args.artifact_url.clone(),
         },
         metrics,
+        // With a store of its own, each replica's mirror collects it.
+        collect_garbage: !mirroring,
     };
     let lost = async {
         match &election {

@@ -62,7 +62,7 @@ struct SourceLabels {
 /// The metrics, registered once.
 #[derive(Debug)]
 pub struct Metrics {
-    registry: Registry,
+    registry: std::sync::Mutex<Registry>,
     reconciles: Family<ResultLabels, Counter>,
     fetch_duration: Family<SourceLabels, Histogram>,
     artifacts: Gauge,
@@ -98,7 +98,20 @@ impl Metrics {
         registry.register("artifact_requests", "Artifact server requests by result", artifact_requests.clone());
         let artifact_bytes = Counter::default();
         registry.register("artifact_served_bytes", "Bytes of artifact files sent", artifact_bytes.clone());
-        Metrics { registry, reconciles, fetch_duration, artifacts, leader, artifact_requests, artifact_bytes }
+        Metrics {
+            registry: std::sync::Mutex::new(registry),
+            reconciles,
+            fetch_duration,
+            artifacts,
+            leader,
+            artifact_requests,
+            artifact_bytes,
+        }
+    }
+
+    /// Adds the mirror's download metrics (`wasmplug_operator_artifact_downloads_total`, …).
+    pub fn register_downloads(&self, downloads: &wasmplug_host::download::DownloadMetrics) {
+        downloads.register(&mut self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     }
 
     pub fn artifact_request(&self, result: ArtifactRequest) {
@@ -134,7 +147,8 @@ impl Metrics {
     pub fn encode(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        let registry = self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
         text
     }
 }

@@ -138,12 +138,7 @@ impl Store {
     /// name: writers of one digest, in one process or on other replicas, never
     /// share one), synced; removed when dropped unless renamed away.
     fn stage(&self, digest: &Digest, files: &[(&str, &[u8])]) -> Result<tempfile::TempDir, StoreError> {
-        let root = self.root.join(STAGING_DIR);
-        fs::create_dir_all(&root).map_err(io("create", &root))?;
-        let staging = tempfile::Builder::new()
-            .prefix(&format!("{}-", digest.hex()))
-            .tempdir_in(&root)
-            .map_err(io("create a staging directory in", &root))?;
+        let staging = self.staging_dir(digest)?;
         for (name, contents) in files {
             let path = staging.path().join(name);
             let mut file = fs::File::create(&path).map_err(io("create", &path))?;
@@ -151,6 +146,18 @@ impl Store {
             file.sync_all().map_err(io("sync", &path))?;
         }
         Ok(staging)
+    }
+
+    /// A new, empty directory of this writer's own in the staging area, on the
+    /// store's volume (so what is assembled there can be renamed into place);
+    /// removed when dropped, and by [`Store::remove_partial`] if never dropped.
+    pub fn staging_dir(&self, digest: &Digest) -> Result<tempfile::TempDir, StoreError> {
+        let root = self.root.join(STAGING_DIR);
+        fs::create_dir_all(&root).map_err(io("create", &root))?;
+        tempfile::Builder::new()
+            .prefix(&format!("{}-", digest.hex()))
+            .tempdir_in(&root)
+            .map_err(io("create a staging directory in", &root))
     }
 
     /// Removes what interrupted publishes left in the staging area. Returns how

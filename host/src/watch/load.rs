@@ -23,9 +23,9 @@ use crate::runtime::{CallLimits, MAX_CONCURRENT_LOADS, Runtime};
 pub enum Packages {
     /// A store volume shared with the operator, mounted read-only.
     SharedStore(PathBuf),
-    /// Downloaded from the operator's artifact server into a local cache
-    /// directory (laid out like the store) that only this host writes.
-    Downloaded { cache: PathBuf, downloader: Arc<Downloader> },
+    /// Downloaded from the operator's artifact servers (tried in order) into a
+    /// local cache directory (laid out like the store) that only this host writes.
+    Downloaded { servers: Vec<url::Url>, cache: PathBuf, downloader: Arc<Downloader> },
 }
 
 impl Packages {
@@ -82,14 +82,14 @@ impl Loader {
     /// from then.
     pub(super) async fn load(&self, key: String, want: Wanted) -> Result<Install, LoadError> {
         let mut precompiled_problem = None;
-        if let (Packages::Downloaded { cache, downloader }, What::Artifact(artifact)) = (&self.packages, &want.what) {
-            let fetched =
-                downloader.fetch_package(cache, artifact, Some(self.runtime.engine_id())).await.map_err(|e| match e
-                    .is_retryable()
-                {
-                    true => LoadError::Unavailable(e.to_string()),
-                    false => LoadError::Failed(e.to_string()),
-                })?;
+        if let (Packages::Downloaded { servers, cache, downloader }, What::Artifact(artifact)) =
+            (&self.packages, &want.what)
+        {
+            let engine = Some(self.runtime.engine_id());
+            let fetched = downloader.fetch_package(servers, cache, artifact, engine).await.map_err(|error| {
+                let message = error.to_string();
+                if error.is_retryable() { LoadError::Unavailable(message) } else { LoadError::Failed(message) }
+            })?;
             precompiled_problem = fetched.precompiled_problem;
         }
         let slot = self.running.clone().acquire_owned().await.map_err(|e| LoadError::Failed(e.to_string()))?;

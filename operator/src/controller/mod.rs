@@ -158,6 +158,7 @@ pub async fn run(client: Client, settings: Settings, shutdown: impl Future<Outpu
     let controller = controller
         .watches_with(api.clone(), resource, watch(), move |changed| contenders(&changed, &claims))
         .graceful_shutdown_on(shutdown);
+    let collect_garbage = settings.collect_garbage;
     let ctx = Arc::new(Context {
         plugins,
         failures: Mutex::default(),
@@ -173,7 +174,7 @@ pub async fn run(client: Client, settings: Settings, shutdown: impl Future<Outpu
         config: settings.config,
         metrics: settings.metrics,
     });
-    let collector = tokio::spawn(collector::collect_garbage(ctx.clone(), api.clone()));
+    let collector = collect_garbage.then(|| tokio::spawn(collector::collect_garbage(ctx.clone(), api.clone())));
     controller
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -182,7 +183,9 @@ pub async fn run(client: Client, settings: Settings, shutdown: impl Future<Outpu
             }
         })
         .await;
-    collector.abort();
+    if let Some(collector) = collector {
+        collector.abort();
+    }
 }
 
 /// The objects whose claim to a format key may change when `changed` changes (is
@@ -218,6 +221,9 @@ pub struct Settings {
     pub reporter: kube::runtime::events::Reporter,
     pub config: Config,
     pub metrics: Arc<Metrics>,
+    /// Whether the leader collects the store's garbage (a shared store); a
+    /// replica with a store of its own collects it in its mirror.
+    pub collect_garbage: bool,
 }
 
 async fn reconcile(object: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -1,0 +1,195 @@
+//! Replicas mirror each other by digest (docs/architecture.md, "Artifacts
+//! survive any one pod"): when each replica has a store of its own, every
+//! replica, leader or not, keeps in its store every package a FormatPlugin's
+//! status names, downloading what it lacks from its peers' artifact servers
+//! and checking it against status like a host does. So a standby that takes
+//! over, or a pod that replaces one in a rolling update, serves every
+//! published package, also those whose source is gone; and a replica is ready
+//! only once its first pass is done.
+//!
+//! Each replica also collects its own store's garbage here, by the same rule
+//! as the shared store's collector.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use kube::Api;
+use kube::api::DynamicObject;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher;
+use url::Url;
+use wasmplug_crds::{Artifact, FormatPlugin};
+use wasmplug_host::artifact::{self, FileRef};
+use wasmplug_host::download::Downloader;
+use wasmplug_host::plugin::Digest;
+
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// What a replica mirrors from whom.
+#[derive(Debug)]
+pub struct Mirror {
+    pub store: Store,
+    pub downloader: Downloader,
+    /// Peers' artifact servers; a name that resolves to several addresses (a
+    /// headless Service) stands for each of them.
+    pub peers: Vec<Url>,
+    /// This replica's own artifact server addresses, left out of the peers.
+    pub own: Vec<SocketAddr>,
+    /// How often a pass runs when nothing changes.
+    pub interval: Duration,
+    /// How long an unreferenced entry is kept.
+    pub grace: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Mirror {
+    /// Mirrors until the task is dropped: a pass at start, on every change to
+    /// a FormatPlugin, and every interval. Calls `on_first_pass` once the
+    /// first pass is done.
+    pub async fn run(self, api: Api<DynamicObject>, on_first_pass: impl FnOnce()) {
+        let mut on_first_pass = Some(on_first_pass);
+        let changes = watcher::watcher(api.clone(), watcher::Config::default().any_semantic()).default_backoff();
+        futures::pin_mut!(changes);
+        loop {
+            match api.list(&Default::default()).await {
+                Ok(list) => {
+                    self.pass(&list.items).await;
+                    if let Some(ready) = on_first_pass.take() {
+                        tracing::info!("first mirror pass done");
+                        ready();
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "failed to list FormatPlugins; mirroring nothing this round"),
+            }
+            tokio::select! {
+                _ = changes.next() => {
+                    // Let a burst of changes settle into one pass.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                () = tokio::time::sleep(self.interval) => {}
+            }
+        }
+    }
+
+    /// Fetches every package `objects` name that the store lacks, then
+    /// collects unreferenced entries.
+    async fn pass(&self, objects: &[DynamicObject]) {
+        let artifacts: Vec<Artifact> = objects
+            .iter()
+            .filter_map(|object| object.clone().try_parse::<FormatPlugin>().ok()?.status?.artifact)
+            .collect();
+        let missing: Vec<&Artifact> = artifacts.iter().filter(|artifact| !self.holds(artifact)).collect();
+        if !missing.is_empty() {
+            let peers = self.resolve_peers().await;
+            for artifact in missing {
+                self.fetch(&peers, artifact).await;
+            }
+        }
+        let referenced: HashSet<Digest> = artifacts.iter().filter_map(|a| a.digest.parse().ok()).collect();
+        self.collect(referenced).await;
+    }
+
+    /// Whether the store has every file `artifact` names, of the size it names.
+    fn holds(&self, artifact: &Artifact) -> bool {
+        let Ok(listing) = artifact::listing(artifact, None) else { return true };
+        let Ok(digest) = artifact.digest.parse::<Digest>() else { return true };
+        let files = [Some(listing.wasm), listing.manifest, listing.precompiled.ok()];
+        let has = |file: &FileRef| {
+            std::fs::symlink_metadata(self.store.path_of(&digest).join(&file.name))
+                .is_ok_and(|m| m.is_file() && m.len() == file.size)
+        };
+        files.iter().flatten().all(has)
+    }
+
+    /// Downloads `artifact` from `peers` into a staging directory and
+    /// publishes it into the store as the operator publishes a package.
+    async fn fetch(&self, peers: &[Url], artifact: &Artifact) {
+        let Ok(digest) = artifact.digest.parse::<Digest>() else { return };
+        let staging = match self.store.staging_dir(&digest) {
+            Ok(staging) => staging,
+            Err(error) => return tracing::warn!(%error, "failed to mirror a package"),
+        };
+        let fetched = self.downloader.fetch_package(peers, staging.path(), artifact, None).await;
+        if let Err(error) = fetched {
+            return tracing::warn!(%digest, %error, "failed to mirror a package from the other replicas; trying again");
+        }
+        let (store, dir) = (self.store.clone(), staging.path().join(&artifact.path));
+        let precompiled = artifact.precompiled.as_ref().map(|p| p.file.clone());
+        let published = tokio::task::spawn_blocking(move || publish_from(&store, &digest, &dir, precompiled)).await;
+        match published {
+            Ok(Ok(())) => tracing::info!(%digest, "mirrored a package from another replica"),
+            Ok(Err(error)) => tracing::warn!(%digest, %error, "failed to publish a mirrored package"),
+            Err(error) => tracing::warn!(%digest, %error, "mirror task failed"),
+        }
+    }
+
+    /// The peers' artifact servers, one URL per address, this replica's own
+    /// addresses left out.
+    async fn resolve_peers(&self) -> Vec<Url> {
+        let mut resolved = Vec::new();
+        for peer in &self.peers {
+            let (Some(host), Some(port)) = (peer.host_str(), peer.port_or_known_default()) else { continue };
+            let addresses = match tokio::net::lookup_host((host, port)).await {
+                Ok(addresses) => addresses.collect::<Vec<_>>(),
+                Err(error) => {
+                    tracing::debug!(peer = %peer, %error, "failed to resolve a mirror peer");
+                    continue;
+                }
+            };
+            for address in addresses.into_iter().filter(|address| !self.own.contains(address)) {
+                let mut url = peer.clone();
+                if url.set_ip_host(address.ip()).is_ok() && url.set_port(Some(address.port())).is_ok() {
+                    resolved.push(url);
+                }
+            }
+        }
+        resolved
+    }
+
+    async fn collect(&self, referenced: HashSet<Digest>) {
+        let (store, grace) = (self.store.clone(), self.grace);
+        let collected = tokio::task::spawn_blocking(move || {
+            let removed = store.collect_garbage(&referenced, grace, SystemTime::now());
+            (removed, store.count())
+        })
+        .await;
+        match collected {
+            Ok((Ok(removed), count)) => {
+                for digest in removed {
+                    tracing::info!(%digest, "removed an unreferenced store entry");
+                }
+                self.metrics.set_artifacts(count);
+            }
+            Ok((Err(error), _)) => tracing::warn!(%error, "failed to collect unreferenced store entries"),
+            Err(error) => tracing::warn!(%error, "store collection task failed"),
+        }
+    }
+}
+
+/// Publishes the verified files in `dir` as the entry for `digest`, the
+/// precompiled file (when there is one) joining it.
+fn publish_from(
+    store: &Store,
+    digest: &Digest,
+    dir: &std::path::Path,
+    precompiled: Option<String>,
+) -> Result<(), crate::store::StoreError> {
+    let read = |name: &str| -> Result<Vec<u8>, crate::store::StoreError> {
+        let path: PathBuf = dir.join(name);
+        std::fs::read(&path).map_err(|source| crate::store::StoreError::Io { action: "read", path, source })
+    };
+    let (manifest, wasm) = (read(wasmplug_host::plugin::MANIFEST_FILE)?, read(wasmplug_host::plugin::WASM_FILE)?);
+    store.publish(
+        digest,
+        &[(wasmplug_host::plugin::MANIFEST_FILE, &manifest), (wasmplug_host::plugin::WASM_FILE, &wasm)],
+    )?;
+    if let Some(name) = precompiled.filter(|name| dir.join(name).is_file()) {
+        store.add_file(digest, &name, &read(&name)?)?;
+    }
+    Ok(())
+}
