@@ -82,7 +82,7 @@ async fn two_hosts_with_caches_of_their_own_follow_install_update_disable_and_de
     let first = published_digest(ns.name(), "unity").await;
     for (url, cache) in &hosts {
         serves(url, "unity", "active", Some(&first)).await;
-        assert_eq!(cached(cache), [first.clone()], "each host caches what it serves");
+        assert_eq!(cached(cache), std::slice::from_ref(&first), "each host caches what it serves");
         assert_eq!(metric(url, "wasmplug_host_artifact_downloads_total{result=\"ok\"}").await, 3.0, "three files");
     }
     let served = metric(&stack.operator.url, "wasmplug_operator_artifact_served_bytes_total").await;

@@ -58,8 +58,11 @@ pub struct Authenticator {
     reviews: Api<TokenReview>,
     audience: String,
     readers: HashSet<String>,
-    cache: Mutex<HashMap<[u8; 32], (Result<String, Refusal>, Instant)>>,
+    cache: Mutex<HashMap<[u8; 32], Cached>>,
 }
+
+/// An answer for a token (by its SHA-256), and until when it stands.
+type Cached = (Result<String, Refusal>, Instant);
 
 impl Authenticator {
     pub fn new(client: kube::Client, audience: String, readers: impl IntoIterator<Item = Reader>) -> Self {
