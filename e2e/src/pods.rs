@@ -8,8 +8,12 @@
 //! What no pod runtime here can give is mapped: each container port becomes a
 //! free port on 127.0.0.1 (or one the test chose), and an environment value
 //! `0.0.0.0:<containerPort>` is rewritten to that address; a value under a
-//! volume's mountPath is rewritten to the volume's local directory. Anything
-//! else the pod asks for that this cannot provide fails loudly.
+//! volume's mountPath is rewritten to the volume's local directory; a value
+//! naming a Service of the namespace (`<service>.<namespace>.svc:<port>`)
+//! whose pod already runs here is rewritten to that pod's local port (there
+//! is no cluster DNS); the pod's IP is 127.0.0.1; a projected ServiceAccount
+//! token is requested from the API server. Anything else the pod asks for that
+//! this cannot provide fails loudly.
 //!
 //! When the test that owns them panics, the namespace's FormatPlugins and Events
 //! and each pod's log are printed.
@@ -20,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, EnvVar, Secret, Volume};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Secret, Service, Volume};
 use kube::Api;
 
 use crate::control_plane::{control_plane, free_ports};
@@ -31,6 +35,9 @@ use crate::wasmplug::{Process, dump_namespace, workspace_binary};
 pub struct Kubelet {
     namespace: String,
     dir: tempfile::TempDir,
+    /// `<service>.<namespace>.svc:<port>` of the pods started so far, and the
+    /// local address each stands for.
+    services: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 /// One running pod (its single container).
@@ -46,7 +53,7 @@ pub struct Pod {
 impl Kubelet {
     pub fn new(namespace: &str) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("wasmplug-kubelet-").tempdir()?;
-        Ok(Kubelet { namespace: namespace.to_owned(), dir })
+        Ok(Kubelet { namespace: namespace.to_owned(), dir, services: Default::default() })
     }
 
     /// The local directory backing PersistentVolumeClaim `claim`.
@@ -61,7 +68,9 @@ impl Kubelet {
         let client = control_plane().client().await;
         let api: Api<Deployment> = Api::namespaced(client.clone(), &self.namespace);
         let object = api.get(deployment).await.with_context(|| format!("failed to read Deployment {deployment}"))?;
-        let spec = object.spec.and_then(|s| s.template.spec).context("the Deployment has no pod spec")?;
+        let template = object.spec.map(|s| s.template).context("the Deployment has no pod template")?;
+        let labels = template.metadata.and_then(|m| m.labels).unwrap_or_default();
+        let spec = template.spec.context("the Deployment has no pod spec")?;
         let [container] = spec.containers.as_slice() else {
             bail!("Deployment {deployment} has {} containers; this runs exactly one", spec.containers.len());
         };
@@ -72,7 +81,7 @@ impl Kubelet {
         for mount in container.volume_mounts.iter().flatten() {
             let volume = spec.volumes.iter().flatten().find(|v| v.name == mount.name);
             let volume = volume.with_context(|| format!("volume {} is mounted but not declared", mount.name))?;
-            let local = self.provide(volume, &pod_dir, &client).await?;
+            let local = self.provide(volume, &pod_dir, &client, account).await?;
             mounts.push((mount.mount_path.clone(), local));
         }
         // Longest mount path first, so that nested mounts win.
@@ -91,11 +100,15 @@ impl Kubelet {
             }
         }
 
+        let services = self.services.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let rewrite = |value: &str| -> String {
             if let Some(port) = value.strip_prefix("0.0.0.0:").and_then(|p| p.parse::<i32>().ok())
                 && let Some(local) = by_number.get(&port)
             {
                 return format!("127.0.0.1:{local}");
+            }
+            if let Some((service, local)) = services.iter().find(|(service, _)| value.contains(service.as_str())) {
+                return value.replace(service.as_str(), local);
             }
             for (path, local) in &mounts {
                 if let Some(rest) = value.strip_prefix(path.as_str())
@@ -120,6 +133,7 @@ impl Kubelet {
         std::fs::create_dir_all(&pod_dir)?;
         let process = Process::start_as(pod, &program, &args, &env, &kubeconfig, pod_dir.join("container.log"))?;
 
+        self.register_services(&client, &labels, &ports).await?;
         let readiness = container.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref()).map(|get| {
             let port = match &get.port {
                 k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(name) => ports.get(name).copied(),
@@ -130,8 +144,43 @@ impl Kubelet {
         Ok(Pod { name: pod.to_owned(), process, ports, readiness })
     }
 
+    /// Notes the Services of the namespace that select a pod with `labels`,
+    /// so that pods started later reach it through them.
+    async fn register_services(
+        &self,
+        client: &kube::Client,
+        labels: &BTreeMap<String, String>,
+        ports: &BTreeMap<String, u16>,
+    ) -> anyhow::Result<()> {
+        let api: Api<Service> = Api::namespaced(client.clone(), &self.namespace);
+        for service in api.list(&Default::default()).await?.items {
+            let spec = service.spec.unwrap_or_default();
+            let selector = spec.selector.unwrap_or_default();
+            if selector.is_empty() || !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                continue;
+            }
+            for port in spec.ports.unwrap_or_default() {
+                let target = match &port.target_port {
+                    Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(name)) => ports.get(name),
+                    _ => None,
+                };
+                if let (Some(local), Some(name)) = (target, &service.metadata.name) {
+                    let key = format!("{name}.{}.svc:{}", self.namespace, port.port);
+                    self.services.lock().unwrap_or_else(|p| p.into_inner()).insert(key, format!("127.0.0.1:{local}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The local directory for `volume`.
-    async fn provide(&self, volume: &Volume, pod_dir: &Path, client: &kube::Client) -> anyhow::Result<PathBuf> {
+    async fn provide(
+        &self,
+        volume: &Volume,
+        pod_dir: &Path,
+        client: &kube::Client,
+        account: &str,
+    ) -> anyhow::Result<PathBuf> {
         let dir = if let Some(claim) = &volume.persistent_volume_claim {
             self.claim_dir(&claim.claim_name)
         } else if volume.empty_dir.is_some() {
@@ -144,6 +193,19 @@ impl Kubelet {
             std::fs::create_dir_all(&dir)?;
             for (key, value) in secret.data.iter().flatten() {
                 std::fs::write(dir.join(key), &value.0)?;
+            }
+            dir
+        } else if let Some(projected) = &volume.projected {
+            let dir = pod_dir.join("volumes").join(&volume.name);
+            std::fs::create_dir_all(&dir)?;
+            for source in projected.sources.iter().flatten() {
+                let token = source.service_account_token.as_ref();
+                let token = token.with_context(|| format!("volume {} projects what this cannot", volume.name))?;
+                let audience = format!("--audience={}", token.audience.as_deref().unwrap_or_default());
+                let ttl = format!("--duration={}s", token.expiration_seconds.unwrap_or(3600));
+                let args = ["create", "token", account, "-n", &self.namespace, &audience, &ttl];
+                let issued = control_plane().kubectl().run(&args).await?.success()?;
+                std::fs::write(dir.join(&token.path), issued.trim())?;
             }
             dir
         } else {
@@ -161,6 +223,7 @@ impl Kubelet {
         match field.map(|f| f.field_path.as_str()) {
             Some("metadata.namespace") => Ok(self.namespace.clone()),
             Some("metadata.name") => Ok(pod.to_owned()),
+            Some("status.podIP") => Ok("127.0.0.1".to_owned()),
             other => bail!("environment variable {} comes from {other:?}, which this cannot provide", var.name),
         }
     }

@@ -34,14 +34,18 @@ const VALUE_SETS: &[(&str, &[&str])] = &[
         ],
     ),
     (
-        "existing claim, no webhook, no PodDisruptionBudget, no builtins",
+        "shared store on an existing claim, no webhook, no PodDisruptionBudget, no builtins",
         &[
+            "--set=store.mode=shared",
             "--set=store.existingClaim=shared-store",
             "--set=webhook.enabled=false",
             "--set=host.podDisruptionBudget.enabled=false",
+            "--set=operator.podDisruptionBudget.enabled=false",
             "--set=builtinFormats=null",
         ],
     ),
+    ("shared store, created claim", &["--set=store.mode=shared", "--set=store.storageClassName=standard"]),
+    ("artifact Service on a chosen cluster IP", &["--set=operator.artifacts.clusterIP=10.0.0.200"]),
 ];
 
 #[tokio::test]
@@ -133,6 +137,17 @@ async fn network_policies_admit_only_registry_clients_scrapers_and_the_webhook_p
     assert!(webhook.get("from").is_none(), "the API server reaches the webhook from an address the chart cannot name");
     let metrics = operator_ingress.iter().find(|rule| rule["ports"][0]["port"] == "metrics").expect("metrics rule");
     assert!(metrics["from"].as_array().is_some_and(|from| !from.is_empty()), "{metrics}");
+    // Packages: only the hosts and the other replicas reach the artifact server.
+    let artifacts = operator_ingress.iter().find(|rule| rule["ports"][0]["port"] == "artifacts").expect("artifacts");
+    let readers: Vec<&serde_json::Value> = artifacts["from"].as_array().expect("from").iter().collect();
+    let components: Vec<&serde_json::Value> =
+        readers.iter().map(|peer| &peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]).collect();
+    assert_eq!(components, ["host", "operator"], "{readers:?}");
+    for policy in [host, operator] {
+        let egress = policy["spec"]["egress"].as_array().expect("egress rules");
+        let to_artifacts = egress.iter().find(|rule| rule["ports"][0]["port"] == 8081).expect("egress to artifacts");
+        assert_eq!(to_artifacts["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"], "operator");
+    }
     let disabled = helm
         .template(
             "wasmplug",
@@ -262,8 +277,22 @@ async fn the_generated_webhook_certificate_is_kept_across_upgrades_and_rotated_o
     assert_eq!(response.status(), 405, "GET is not how the API server calls");
 }
 
+/// Both store modes, one after the other (each release's operator follows
+/// every namespace): hosts downloading over HTTP (the default), then hosts
+/// reading the operator's shared claim, which stays an option.
 #[tokio::test]
 async fn an_installed_release_runs_as_its_own_identities() {
+    installed_release_runs_as_its_own_identities(Store::Http).await;
+    installed_release_runs_as_its_own_identities(Store::Shared).await;
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Store {
+    Http,
+    Shared,
+}
+
+async fn installed_release_runs_as_its_own_identities(store: Store) {
     let ns = control_plane().namespace("chart").await;
     let kubectl = control_plane().kubectl();
     let helm = Helm::locate().expect("helm is available");
@@ -273,7 +302,10 @@ async fn an_installed_release_runs_as_its_own_identities() {
     // bringing their own (cert-manager) would provide it.
     let git = GitServer::start().expect("git daemon starts");
     let repo = git.create("unity").expect("repository");
-    let (manifest, wasm) = numbered_plugin(7);
+    // Format keys are cluster-wide: each store mode's release publishes its own.
+    let n = if store == Store::Http { 7 } else { 9 };
+    let (format_key, unlisted_key) = (format!("numbered-{n:06}"), format!("numbered-{:06}", n + 1));
+    let (manifest, wasm) = numbered_plugin(n);
     repo.commit(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)], "plugin").expect("commit");
     let http = git.serve_http("reader", "s3cret").await.expect("git over HTTP");
     let create = ["create", "secret", "generic"];
@@ -301,6 +333,7 @@ async fn an_installed_release_runs_as_its_own_identities() {
         "--set=builtinFormats={npm}".to_owned(),
         "--set=operator.leaseDuration=3s".to_owned(),
         "--set=operator.allowedDestinations={127.0.0.0/8}".to_owned(),
+        format!("--set=store.mode={}", if store == Store::Http { "http" } else { "shared" }),
     ];
     let chart = Helm::chart().display().to_string();
     let mut install = vec!["install", "wasmplug", &chart, "--namespace", ns.name()];
@@ -317,7 +350,7 @@ async fn an_installed_release_runs_as_its_own_identities() {
     // The chart's builtin format, then a plugin from the private repository.
     wait_ready(ns.name(), "builtin-npm", SOON).await;
     let spec = format!(
-        "source:\n  git:\n    url: {}\n    ref:\n      branch: main\n    secretRef:\n      name: git-credentials\nformatKey: numbered-000007",
+        "source:\n  git:\n    url: {}\n    ref:\n      branch: main\n    secretRef:\n      name: git-credentials\nformatKey: {format_key}",
         http.url("unity")
     );
     apply(ns.name(), &format_plugin("unity", &spec)).await;
@@ -327,13 +360,17 @@ async fn an_installed_release_runs_as_its_own_identities() {
         let text =
             reqwest::get(&formats_url).await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
         let serves = |key: &str| text.contains(&format!("\"key\":\"{key}\""));
-        (serves("npm") && serves("numbered-000007")).then_some(()).ok_or(text)
+        (serves("npm") && serves(&format_key)).then_some(()).ok_or(text)
     })
     .await;
 
+    // The host downloaded the plugin's three files over HTTP, with its own token.
+    let metrics = reqwest::get(format!("{}/metrics", host.url("http"))).await.expect("metrics").text().await;
+    let downloaded = metrics.expect("text").contains("wasmplug_host_artifact_downloads_total{result=\"ok\"} 3");
+    assert_eq!(downloaded, store == Store::Http, "downloads over HTTP only in http mode");
+
     // A Secret the chart does not let the operator read is reported, not hidden.
-    let unlisted =
-        spec.replace("name: git-credentials", "name: unrelated").replace("numbered-000007", "numbered-000008");
+    let unlisted = spec.replace("name: git-credentials", "name: unrelated").replace(&format_key, &unlisted_key);
     apply(ns.name(), &format_plugin("unlisted", &unlisted)).await;
     let message = wait_condition(&ns.api::<FormatPlugin>(), "unlisted", "False", "FetchFailed").await;
     assert!(message.contains(&format!("Secret {}/unrelated", ns.name())), "{message}");
@@ -375,6 +412,9 @@ async fn an_installed_release_runs_as_its_own_identities() {
     assert!(!can(host_sa.clone(), &["patch", "formatplugins"]).await, "the host writes FormatPlugins");
     assert!(!can(host_sa.clone(), &["patch", "formatplugins/status"]).await, "the host writes status");
     assert!(!can(host_sa.clone(), &["get", "secret/git-credentials"]).await, "the host reads Secrets");
+    assert!(!can(host_sa.clone(), &["create", "tokenreviews"]).await, "the host reviews tokens");
+    let reviews = can(operator_sa.clone(), &["create", "tokenreviews"]).await;
+    assert_eq!(reviews, store == Store::Http, "the operator reviews download tokens in http mode only");
 
     // GitOps re-applies the release: nothing changes for the plugins.
     let before =

@@ -17,7 +17,7 @@ use wasmplug_operator::controller::{self, Config, Settings};
 use wasmplug_operator::fetch::{ArchiveLimits, FetchLimits};
 use wasmplug_operator::leader::LeaderElection;
 use wasmplug_operator::metrics::Metrics;
-use wasmplug_operator::mirror::Mirror;
+use wasmplug_operator::mirror::{Mirror, Peers};
 use wasmplug_operator::policy::{
     Destinations, LocalRoots, PublishingNamespaces, SourceHosts, SourcePolicy, parse_range,
 };
@@ -93,14 +93,20 @@ struct Args {
     #[arg(long, env = "WASMPLUG_ARTIFACT_URL")]
     artifact_url: Option<url::Url>,
 
-    /// Other replicas' artifact servers, comma-separated, e.g. the headless
-    /// Service http://wasmplug-operator-peers.wasmplug-system.svc:8081 (a name
-    /// stands for every address it resolves to). Set when each replica has a
-    /// store of its own: every replica then keeps every published package,
-    /// downloading what it lacks from the others, and collects its own
-    /// store's garbage. Needs --artifacts-listen and --artifact-token-file.
-    #[arg(long, env = "WASMPLUG_MIRROR_PEERS", value_delimiter = ',', requires_all = ["artifacts_listen", "artifact_token_file"])]
+    /// Other replicas' artifact servers, comma-separated base URLs (a name
+    /// stands for every address it resolves to). Set this or --mirror-service
+    /// when each replica has a store of its own: every replica then keeps every
+    /// published package, downloading what it lacks from the others, and
+    /// collects its own store's garbage. Needs --artifacts-listen and
+    /// --artifact-token-file.
+    #[arg(long, env = "WASMPLUG_MIRROR_PEERS", value_delimiter = ',', requires_all = ["artifacts_listen", "artifact_token_file"], conflicts_with = "mirror_service")]
     mirror_peers: Vec<url::Url>,
+
+    /// Like --mirror-peers: the other replicas are the ready endpoints of this
+    /// Service (namespace/name), on the --artifacts-listen port. Needs no
+    /// cluster DNS.
+    #[arg(long, env = "WASMPLUG_MIRROR_SERVICE", requires_all = ["artifacts_listen", "artifact_token_file"])]
+    mirror_service: Option<String>,
 
     /// The token this replica downloads from its peers with (its projected
     /// ServiceAccount token for --artifact-token-audience); re-read for each download.
@@ -242,8 +248,18 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(%address, "serving artifacts");
         tokio::spawn(artifacts::serve(listener, args.connections.limits(), Arc::new(server)));
     }
-    let mirroring = !args.mirror_peers.is_empty();
-    if let (true, Some(address)) = (mirroring, args.artifacts_listen) {
+    let peers = match (&args.mirror_service, args.artifacts_listen) {
+        (Some(service), Some(address)) => {
+            let (namespace, name) = service
+                .split_once('/')
+                .with_context(|| format!("--mirror-service {service:?} is not namespace/name"))?;
+            let slices = kube::Api::namespaced(client.clone(), namespace);
+            Some(Peers::Service { slices, name: name.to_owned(), port: address.port() })
+        }
+        _ => (!args.mirror_peers.is_empty()).then(|| Peers::Urls(args.mirror_peers.clone())),
+    };
+    let mirroring = peers.is_some();
+    if let (Some(peers), Some(address)) = (peers, args.artifacts_listen) {
         let store = Store::new(&args.store_dir);
         // This replica's store is its own: what is staged there is of an earlier run.
         store.remove_partial().context("failed to clear the store's staging area")?;
@@ -258,7 +274,7 @@ async fn main() -> anyhow::Result<()> {
         let mirror = Mirror {
             store,
             downloader: Downloader::new(settings, downloads).context("failed to build the mirror's HTTP client")?,
-            peers: args.mirror_peers.clone(),
+            peers,
             own: own.into_iter().flatten().filter(|a| !a.ip().is_unspecified()).collect(),
             interval: args.mirror_interval.clone().into(),
             grace: args.gc_grace.clone().into(),

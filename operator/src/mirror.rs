@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use kube::Api;
-use kube::api::DynamicObject;
+use kube::api::{DynamicObject, ListParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use url::Url;
@@ -30,14 +31,23 @@ use wasmplug_host::plugin::Digest;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
+/// Where a replica finds the other replicas' artifact servers.
+#[derive(Debug)]
+pub enum Peers {
+    /// These base URLs; a name that resolves to several addresses (a headless
+    /// Service) stands for each of them.
+    Urls(Vec<Url>),
+    /// The ready endpoints of a Service (its EndpointSlices), on `port`:
+    /// needs no cluster DNS, and lists exactly the replicas that are ready.
+    Service { slices: Api<EndpointSlice>, name: String, port: u16 },
+}
+
 /// What a replica mirrors from whom.
 #[derive(Debug)]
 pub struct Mirror {
     pub store: Store,
     pub downloader: Downloader,
-    /// Peers' artifact servers; a name that resolves to several addresses (a
-    /// headless Service) stands for each of them.
-    pub peers: Vec<Url>,
+    pub peers: Peers,
     /// This replica's own artifact server addresses, left out of the peers.
     pub own: Vec<SocketAddr>,
     /// How often a pass runs when nothing changes.
@@ -131,8 +141,12 @@ impl Mirror {
     /// The peers' artifact servers, one URL per address, this replica's own
     /// addresses left out.
     async fn resolve_peers(&self) -> Vec<Url> {
+        let urls = match &self.peers {
+            Peers::Urls(urls) => urls.clone(),
+            Peers::Service { slices, name, port } => service_endpoints(slices, name, *port).await,
+        };
         let mut resolved = Vec::new();
-        for peer in &self.peers {
+        for peer in &urls {
             let (Some(host), Some(port)) = (peer.host_str(), peer.port_or_known_default()) else { continue };
             let addresses = match tokio::net::lookup_host((host, port)).await {
                 Ok(addresses) => addresses.collect::<Vec<_>>(),
@@ -169,6 +183,27 @@ impl Mirror {
             Err(error) => tracing::warn!(%error, "store collection task failed"),
         }
     }
+}
+
+/// `http://<address>:<port>` of every ready endpoint of Service `name`.
+async fn service_endpoints(slices: &Api<EndpointSlice>, name: &str, port: u16) -> Vec<Url> {
+    let selector = format!("kubernetes.io/service-name={name}");
+    let list = match slices.list(&ListParams::default().labels(&selector)).await {
+        Ok(list) => list,
+        Err(error) => {
+            tracing::warn!(service = name, %error, "failed to list the peers' endpoints");
+            return Vec::new();
+        }
+    };
+    let ready = |endpoint: &&Endpoint| endpoint.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+    list.items
+        .iter()
+        .flat_map(|slice| slice.endpoints.iter().filter(ready).flat_map(|endpoint| endpoint.addresses.iter()))
+        .filter_map(|address| {
+            let ip: std::net::IpAddr = address.parse().ok()?;
+            Url::parse(&format!("http://{}", SocketAddr::new(ip, port))).ok()
+        })
+        .collect()
 }
 
 /// Publishes the verified files in `dir` as the entry for `digest`, the

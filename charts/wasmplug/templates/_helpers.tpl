@@ -11,6 +11,24 @@
 {{- define "wasmplug.operator" -}}{{ include "wasmplug.fullname" . }}-operator{{- end -}}
 {{- define "wasmplug.host" -}}{{ include "wasmplug.fullname" . }}-host{{- end -}}
 {{- define "wasmplug.webhook" -}}{{ include "wasmplug.fullname" . }}-webhook{{- end -}}
+{{- define "wasmplug.artifacts" -}}{{ include "wasmplug.fullname" . }}-artifacts{{- end -}}
+{{/* The artifact server's URL as hosts reach it: by its Service's DNS name,
+or by operator.artifacts.clusterIP when set. */}}
+{{- define "wasmplug.artifactsURL" -}}
+http://{{ .Values.operator.artifacts.clusterIP | default (printf "%s.%s.svc" (include "wasmplug.artifacts" .) .Release.Namespace) }}:{{ .Values.operator.artifacts.port }}
+{{- end -}}
+{{/* Whether hosts download packages from the operator (store.mode http). */}}
+{{- define "wasmplug.httpStore" -}}{{ if eq .Values.store.mode "http" }}true{{ end }}{{- end -}}
+{{/* The projected token pods download artifacts with, as a volume. */}}
+{{- define "wasmplug.artifactTokenVolume" -}}
+- name: artifact-token
+  projected:
+    sources:
+      - serviceAccountToken:
+          audience: {{ .Values.operator.artifacts.tokenAudience }}
+          expirationSeconds: 3600
+          path: token
+{{- end -}}
 {{- define "wasmplug.store" -}}{{ .Values.store.existingClaim | default (printf "%s-store" (include "wasmplug.fullname" .)) }}{{- end -}}
 
 {{- define "wasmplug.labels" -}}
@@ -126,6 +144,19 @@ addresses). */}}
   to:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end -}}
+
+{{/* Egress to the operators' artifact server (store.mode http): hosts
+download from it, replicas mirror each other. */}}
+{{- define "wasmplug.egressToArtifacts" -}}
+{{- if include "wasmplug.httpStore" . }}
+- ports:
+    - {port: {{ .Values.operator.artifacts.port }}, protocol: TCP}
+  to:
+    - podSelector:
+        matchLabels:
+          {{- include "wasmplug.selector" (list . "operator") | nindent 10 }}
+{{- end }}
 {{- end -}}
 
 {{/* Refuses an operator memory limit below what one operator may hold: a
