@@ -253,7 +253,7 @@ async fn main() -> anyhow::Result<()> {
             let (namespace, name) = service
                 .split_once('/')
                 .with_context(|| format!("--mirror-service {service:?} is not namespace/name"))?;
-            let slices = kube::Api::namespaced(client.clone(), namespace);
+            let slices = Box::new(kube::Api::namespaced(client.clone(), namespace));
             Some(Peers::Service { slices, name: name.to_owned(), port: address.port() })
         }
         _ => (!args.mirror_peers.is_empty()).then(|| Peers::Urls(args.mirror_peers.clone())),

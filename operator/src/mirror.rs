@@ -39,7 +39,7 @@ pub enum Peers {
     Urls(Vec<Url>),
     /// The ready endpoints of a Service (its EndpointSlices), on `port`:
     /// needs no cluster DNS, and lists exactly the replicas that are ready.
-    Service { slices: Api<EndpointSlice>, name: String, port: u16 },
+    Service { slices: Box<Api<EndpointSlice>>, name: String, port: u16 },
 }
 
 /// What a replica mirrors from whom.
