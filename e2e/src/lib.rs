@@ -32,7 +32,7 @@ pub use git::{GitHttp, GitServer, Repo};
 pub use helm::{HELM_BIN_DIR_ENV, Helm};
 pub use kubectl::{Kubectl, KubectlOutput};
 pub use namespace::TestNamespace;
-pub use node::{BRIDGE_ADDRESS, Cluster, Footprint, IMAGE, STORE_CLASS, TOOLBOX_IMAGE, cluster};
+pub use node::{ARTIFACTS_CLUSTER_IP, BRIDGE_ADDRESS, Cluster, Footprint, IMAGE, STORE_CLASS, TOOLBOX_IMAGE, cluster};
 pub use pods::{Kubelet, Pod};
 pub use stall::StallingProxy;
 pub use wasmplug::{

@@ -20,8 +20,8 @@ use kube::api::EvictParams;
 use kube::{Api, ResourceExt};
 use tokio::sync::Mutex;
 use wasmplug_e2e::{
-    BRIDGE_ADDRESS, FileServer, GitServer, IMAGE, STORE_CLASS, Served, TOOLBOX_IMAGE, cluster, eventually,
-    example_package, numbered_plugin, zip,
+    ARTIFACTS_CLUSTER_IP, BRIDGE_ADDRESS, FileServer, GitServer, IMAGE, STORE_CLASS, Served, TOOLBOX_IMAGE, cluster,
+    eventually, example_package, numbered_plugin, zip,
 };
 
 const RELEASE: &str = "wasmplug";
@@ -53,8 +53,9 @@ fn release() -> &'static Release {
     })
 }
 
-/// `helm install` as the README's cluster quickstart does: the store claim on the
-/// node's volume (it has no provisioner), the bridge address an allowed source
+/// `helm install` as the README's cluster quickstart does: the default store
+/// mode (packages over HTTP, no claim), the artifact Service at a chosen address
+/// (the node has no cluster DNS), the bridge address an allowed source
 /// destination (the tests' Git and file servers listen there).
 async fn install() -> Release {
     let cluster = cluster();
@@ -90,7 +91,7 @@ fn install_args(chart: &str, tag: &str) -> Vec<String> {
         &format!("--set=image.repository={repository}"),
         &format!("--set=image.tag={tag}"),
         "--set=image.pullPolicy=Never",
-        &format!("--set=store.storageClassName={STORE_CLASS}"),
+        &format!("--set=operator.artifacts.clusterIP={ARTIFACTS_CLUSTER_IP}"),
         &format!("--set=operator.allowedDestinations={{{BRIDGE_ADDRESS}/32}}"),
         "--set=operator.leaseDuration=8s",
         "--set=logFormat=pretty",
@@ -132,7 +133,12 @@ async fn start_caller() {
 /// would) against the host Service; returns the HTTP status (0 when there was no
 /// answer), the body, and what wget printed besides.
 async fn call_through_service(path: &str, post: Option<&str>) -> (u16, String, String) {
-    let url = format!("http://{}{path}", release().host_service);
+    call(&release().host_service, path, post).await
+}
+
+/// Like [`call_through_service`], to `address` (a host pod's, say).
+async fn call(address: &str, path: &str, post: Option<&str>) -> (u16, String, String) {
+    let url = format!("http://{address}{path}");
     let mut args = vec!["exec", "-n", CLIENTS, "caller", "--", "timeout", "10", "wget", "-S", "-q", "-O", "-"];
     let post = post.map(|body| format!("--post-data={body}"));
     args.extend(post.as_deref());
@@ -158,7 +164,12 @@ async fn validate_through_service(key: &str, path: &str) -> (u16, String) {
 
 /// The format `key` as `GET /v1/formats` lists it through the host Service.
 async fn listed_through_service(key: &str) -> Result<serde_json::Value, String> {
-    let (status, body, printed) = call_through_service("/v1/formats", None).await;
+    listed_by(&release().host_service, key).await
+}
+
+/// The format `key` as `GET /v1/formats` of the host at `address` lists it.
+async fn listed_by(address: &str, key: &str) -> Result<serde_json::Value, String> {
+    let (status, body, printed) = call(address, "/v1/formats", None).await;
     let listing: serde_json::Value =
         serde_json::from_str(&body).map_err(|e| format!("{status} {e}: {body}\n{printed}"))?;
     let formats = listing["formats"].as_array().cloned().unwrap_or_default();
@@ -310,6 +321,14 @@ async fn the_chart_installs_with_every_pod_ready_through_its_probes() {
         assert_eq!(fields.get(2), Some(&"/readyz"), "Ready through the chart's readiness probe: {pod}");
         assert_eq!(fields.get(3), Some(&"/healthz"), "with a liveness probe: {pod}");
     }
+    // The default install needs no shared volume: it claims nothing, and the
+    // node's only storage (ReadWriteOnce) stays unbound.
+    let claims = kubectl.succeed(&["get", "pvc", "-n", NAMESPACE, "-o=name"]).await;
+    assert_eq!(claims.trim(), "", "the default install claims no volume");
+    let volume = kubectl
+        .succeed(&["get", "pv", "-o=jsonpath={.items[?(@.spec.storageClassName==\"node-local\")].status.phase}"])
+        .await;
+    assert_eq!(volume, "Available", "the node's {STORE_CLASS} volume is unused");
     kubectl.succeed(&["wait", "-n", NAMESPACE, "--for=condition=Ready", "fp", "--all", "--timeout=90s"]).await;
     let listed = kubectl.succeed(&["get", "fp", "-n", NAMESPACE]).await;
     for name in ["builtin-maven", "builtin-npm", "builtin-pypi"] {
@@ -429,6 +448,59 @@ async fn the_standby_operator_takes_over_when_the_leader_pod_is_deleted() {
         began.elapsed()
     );
     settled().await;
+    assert_nothing_escaped();
+}
+
+/// Issue 13 on the node: packages reach hosts over HTTP from operator replicas
+/// with stores of their own. A plugin whose source is gone outlives the
+/// deletion of each operator pod in turn, and every host that replaces a
+/// deleted one (with an empty cache) downloads and serves it.
+#[tokio::test]
+async fn a_plugin_whose_source_is_gone_outlives_each_operator_pod_and_reaches_new_hosts() {
+    release();
+    let _turn = TURN.lock().await;
+    let _dump = Dump::on_failure(&[NAMESPACE]);
+    let _cleanup =
+        Cleanup::kubectl(&[&["delete", "fp", "-n", NAMESPACE, "numbered-3", "--ignore-not-found", "--wait"]]);
+    let kubectl = cluster().kubectl();
+    {
+        let files = file_server().await;
+        apply(&format_plugin("numbered-3", "numbered-000003", &zip_source(&files, 3).await)).await.expect("applied");
+        wait_ready("fp/numbered-3").await;
+    }
+    // The file server is gone, and with it the plugin's source.
+    let jsonpath = "-o=jsonpath={.status.artifact.digest}";
+    let digest = kubectl.succeed(&["get", "fp/numbered-3", "-n", NAMESPACE, jsonpath]).await;
+    let pods_of = async |component: &str| {
+        let selector = format!("-l=app.kubernetes.io/component={component}");
+        let jsonpath = "-o=jsonpath={range .items[*]}{.metadata.name} {.status.podIP}{\"\\n\"}{end}";
+        let listed = kubectl.succeed(&["get", "pods", "-n", NAMESPACE, &selector, jsonpath]).await;
+        listed
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(n, ip)| (n.to_owned(), ip.to_owned())))
+            .collect::<Vec<_>>()
+    };
+    let began = Instant::now();
+    for round in 0..2 {
+        settled().await;
+        let (operator, _) = pods_of("operator").await.remove(round % 2);
+        kubectl.succeed(&["delete", "pod", "-n", NAMESPACE, &operator, "--wait=false"]).await;
+        settled().await;
+        let (host, _) = pods_of("host").await.remove(0);
+        kubectl.succeed(&["delete", "pod", "-n", NAMESPACE, &host, "--wait=false"]).await;
+        settled().await;
+        for (host, ip) in pods_of("host").await {
+            eventually(&format!("{host} to serve numbered-000003 ({digest})"), SOON, || async {
+                let format = listed_by(&format!("{ip}:8080"), "numbered-000003").await?;
+                (format["state"] == "active" && format["digest"] == digest.as_str())
+                    .then_some(())
+                    .ok_or(format.to_string())
+            })
+            .await;
+        }
+        eprintln!("round {round}: operator {operator} and host {host} replaced; every host serves the plugin");
+    }
+    eprintln!("two operator pods and two host pods replaced in {:.1?}, the source gone", began.elapsed());
     assert_nothing_escaped();
 }
 

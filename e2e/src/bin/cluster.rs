@@ -1,14 +1,14 @@
 //! Runs the test cluster by hand: a single-node Kubernetes (control plane,
 //! containerd, kubelet and kube-proxy on a private bridge) with the wasmplug CRDs
-//! installed, wasmplug's image built from `cargo build --bins` on the node, and a
-//! volume for the chart's store, until Ctrl-C. Needs root (it makes a bridge,
+//! installed and wasmplug's image built from `cargo build --bins` on the node,
+//! until Ctrl-C. Needs root (it makes a bridge,
 //! nftables rules and cgroups); README.md, "On a one-node cluster", uses it.
 //!
 //!     cargo build --bins && cargo run -p wasmplug-e2e --bin cluster
 //!
 //! Set WASMPLUG_E2E_KEEP=1 to keep its directory (logs, certificates) afterwards.
 
-use wasmplug_e2e::{BRIDGE_ADDRESS, Cluster, IMAGE, STORE_CLASS};
+use wasmplug_e2e::{ARTIFACTS_CLUSTER_IP, BRIDGE_ADDRESS, Cluster, IMAGE};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
     println!("  helm install wasmplug charts/wasmplug --namespace wasmplug --create-namespace --wait \\");
     println!("    --set image.repository={repository} --set image.tag={tag} --set image.pullPolicy=Never \\");
     println!(
-        "    --set store.storageClassName={STORE_CLASS} --set 'operator.allowedDestinations={{{BRIDGE_ADDRESS}/32}}'"
+        "    --set operator.artifacts.clusterIP={ARTIFACTS_CLUSTER_IP} --set 'operator.allowedDestinations={{{BRIDGE_ADDRESS}/32}}'"
     );
     println!();
     println!("Pods reach servers listening on {BRIDGE_ADDRESS} (this machine) and nothing outside it.");

@@ -48,11 +48,17 @@ pub const IMAGE: &str = "localhost/wasmplug:e2e";
 /// A shell for client pods: Debian's static busybox (wget, sh), imported as an image.
 pub const TOOLBOX_IMAGE: &str = "localhost/toolbox:e2e";
 const PAUSE_IMAGE: &str = "localhost/pause:v1.34.4";
-/// The StorageClass of the node's one PersistentVolume: a ReadWriteMany hostPath
-/// volume under the cluster's directory, standing in for the shared storage a
-/// cluster provides (the node has no provisioner). The chart's store claim
-/// binds it with `--set store.storageClassName=node-local`.
+/// The StorageClass of the node's one PersistentVolume: a ReadWriteOnce
+/// hostPath volume under the cluster's directory, standing in for the block
+/// storage most clusters' default StorageClass provides (the node has no
+/// provisioner and no ReadWriteMany storage). The chart's default install
+/// claims none; its shared-store mode could not run here.
 pub const STORE_CLASS: &str = "node-local";
+
+/// The node has no cluster DNS: the chart is installed with
+/// `operator.artifacts.clusterIP` set to this address of the Service range, so
+/// that hosts reach the artifact Service by address.
+pub const ARTIFACTS_CLUSTER_IP: &str = "10.0.0.10";
 
 /// Paths outside the cluster's directory that the node's components create
 /// when missing; those that did not exist before are removed at teardown.
@@ -204,7 +210,7 @@ impl Cluster {
             "metadata": {"name": "wasmplug-store"},
             "spec": {
                 "capacity": {"storage": "5Gi"},
-                "accessModes": ["ReadWriteMany", "ReadWriteOnce"],
+                "accessModes": ["ReadWriteOnce"],
                 "storageClassName": STORE_CLASS,
                 "hostPath": {"path": store, "type": "Directory"},
             },
