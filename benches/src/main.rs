@@ -6,9 +6,11 @@
 //!     cargo build --release --bins && \
 //!       cargo run --release -p wasmplug-benches -- reconcile  # the operator, on a real API server
 //!     cargo run --release -p wasmplug-benches -- sources      # the operator against hostile sources
+//!     cargo run --release -p wasmplug-benches -- distribution # packages reaching hosts
 //!
 //! The output is a Markdown table (see docs/performance.md).
 
+mod distribution;
 mod hardening;
 mod hostile_sources;
 mod http_load;
@@ -57,6 +59,7 @@ fn main() -> anyhow::Result<()> {
     match std::env::args().nth(1).as_deref() {
         Some("reconcile") => reconcile::run(&mut report)?,
         Some("sources") => hostile_sources::run(&mut report)?,
+        Some("distribution") => distribution::run(&mut report)?,
         Some("hardening") => {
             hardening::run(&mut report)?;
             per_call(&mut report, &runtime)?;

@@ -204,12 +204,21 @@ impl Downloader {
     ) -> Result<Fetched, DownloadError> {
         let Listing { dir, wasm, manifest, precompiled } = artifact::listing(artifact, engine)?;
         let manifest = manifest.ok_or(DownloadError::NoManifestDigest)?;
-        self.fetch_file(servers, root, &dir, &manifest).await?;
-        self.fetch_file(servers, root, &dir, &wasm).await?;
-        let precompiled_problem = match precompiled {
-            Err(why) => Some(why),
-            Ok(file) => self.fetch_file(servers, root, &dir, &file).await.err().map(|error| error.to_string()),
+        // The three files at once: a package's fetch costs its largest file.
+        let precompiled = async {
+            match precompiled {
+                Err(why) => Some(why),
+                Ok(file) => self.fetch_file(servers, root, &dir, &file).await.err().map(|error| error.to_string()),
+            }
         };
+        let required = async {
+            futures::try_join!(
+                self.fetch_file(servers, root, &dir, &manifest),
+                self.fetch_file(servers, root, &dir, &wasm)
+            )
+        };
+        let (required, precompiled_problem) = futures::join!(required, precompiled);
+        required?;
         Ok(Fetched { precompiled_problem })
     }
 
@@ -308,7 +317,9 @@ impl Downloader {
         if actual != file.digest {
             return Err(mismatch(format!("it has digest {actual}, but status says {}", file.digest)));
         }
-        out.sync_all().await.map_err(|e| io("sync", e))?;
+        // Not synced: a file lost or damaged in a crash fails its check when
+        // it is next read, and is downloaded again.
+        out.flush().await.map_err(|e| io("write", e))?;
         drop(out);
         let parent = target.parent().unwrap_or(root);
         create_dir(parent).await?;
