@@ -18,10 +18,15 @@ use wasmplug_e2e::{
 
 const SOON: Duration = Duration::from_secs(60);
 
-/// The unity example as a ZIP; `variant` changes plugin.wasm's digest.
-fn unity_zip(variant: &str) -> Vec<u8> {
+/// The unity example's files; `variant` changes plugin.wasm's digest.
+fn unity_files(variant: &str) -> (Vec<u8>, Vec<u8>) {
     let (manifest, wasm) = example_files("unity-format");
-    let wasm = with_custom_section(&wasm, "variant", variant.as_bytes());
+    (manifest, with_custom_section(&wasm, "variant", variant.as_bytes()))
+}
+
+/// [`unity_files`] as a ZIP.
+fn unity_zip(variant: &str) -> Vec<u8> {
+    let (manifest, wasm) = unity_files(variant);
     zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)])
 }
 
@@ -424,4 +429,45 @@ async fn a_leader_failover_during_an_install_leaves_every_host_with_the_package(
     let (_fresh, fresh_url) = stack.another_host("host-2").await.expect("a host with an empty cache starts");
     serves(&fresh_url, "unity", "active", Some(&digest)).await;
     assert!(standby.is_leading().await, "the standby took over");
+}
+
+/// Upgrading from an operator that wrote no plugin.toml digest and no URL: the
+/// new operator describes what its store holds for downloads without fetching
+/// the source again (here gone), and hosts then download it.
+#[tokio::test]
+async fn an_older_operators_status_is_described_for_downloads_without_fetching_again() {
+    let ns = control_plane().namespace("older-status").await;
+    let mut stack = Stack::start(ns.name(), &[]).await.expect("operator and host start");
+    let files = FileServer::start().await.expect("file server starts");
+    let url = files.put("/unity.zip", Served::File(unity_zip("1")));
+    // Pinned, so that the source cannot move and need not be fetched again.
+    let pin = support::sha256_hex(&unity_files("1").1);
+    apply(ns.name(), &format_plugin("unity", &format!("source:\n  url:\n    url: {url}\nsha256: {pin}"))).await;
+    let digest = published_digest(ns.name(), "unity").await;
+
+    // The status as an older operator wrote it, the source gone, hosts gone.
+    stack.operator.process.kill().await;
+    stack.host.kill().await;
+    drop(files);
+    let api = ns.api::<FormatPlugin>();
+    let mut status = api.get_status("unity").await.expect("exists").status.expect("status");
+    let artifact = status.artifact.as_mut().expect("published");
+    (artifact.manifest, artifact.url) = (None, None);
+    let patch = serde_json::json!({"apiVersion": "wasmplug.dev/v1alpha1", "kind": "FormatPlugin", "status": status});
+    let params = kube::api::PatchParams::apply("wasmplug-operator").force();
+    api.patch_status("unity", &params, &kube::api::Patch::Apply(&patch)).await.expect("older status written");
+
+    stack.operator = stack.another_operator(&[]).expect("the new operator starts");
+    let described = eventually("the artifact to be described for downloads", SOON, || async {
+        let status = api.get_status("unity").await.map_err(|e| e.to_string())?.status.ok_or("no status")?;
+        let artifact = status.artifact.ok_or("no artifact")?;
+        artifact.manifest.is_some().then_some(artifact.clone()).ok_or(format!("{artifact:?}"))
+    })
+    .await;
+    assert_eq!(described.digest, digest, "the same package");
+    assert!(described.url.is_some_and(|url| url.ends_with(&described.path)));
+    let ready = api.get("unity").await.expect("exists");
+    assert!(ready.is_ready_at_current_generation(), "still Ready: nothing was fetched, so nothing failed");
+    let (_host, host_url) = stack.another_host("host-2").await.expect("a host with an empty cache starts");
+    serves(&host_url, "unity", "active", Some(&digest)).await;
 }

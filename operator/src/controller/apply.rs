@@ -36,9 +36,18 @@ pub async fn apply(plugin: Arc<FormatPlugin>, ctx: &Arc<Context>) -> Result<Acti
         finish(&plugin, ctx, Err(Error::NoSource)).await?;
         return Ok(Action::await_change());
     };
-    if is_up_to_date(&plugin, kind, ctx) {
-        ctx.metrics.reconciled(ReconcileResult::UpToDate);
-        return Ok(next_check(&plugin, kind, ctx));
+    match freshness(&plugin, kind, ctx) {
+        Freshness::UpToDate => {
+            ctx.metrics.reconciled(ReconcileResult::UpToDate);
+            return Ok(next_check(&plugin, kind, ctx));
+        }
+        // Published by an older operator, in the store, but not described for
+        // downloads: describe it (the reporter does), fetching nothing.
+        Freshness::Undescribed(artifact, info) => {
+            finish(&plugin, ctx, Ok((Some(*artifact), info))).await?;
+            return Ok(next_check(&plugin, kind, ctx));
+        }
+        Freshness::Stale => {}
     }
     let published = publish(&plugin, kind, ctx).await;
     finish(&plugin, ctx, published).await?;
@@ -153,7 +162,7 @@ async fn store(ctx: &Arc<Context>, validated: Validated, revision: String) -> Re
     let path = Artifact::path_for(&digest.to_string());
     Ok(Artifact {
         digest: digest.to_string(),
-        url: artifact_url(ctx, &path),
+        url: super::report::artifact_url(ctx, &path),
         path,
         revision,
         size: i64::try_from(size).unwrap_or(i64::MAX),
@@ -161,12 +170,6 @@ async fn store(ctx: &Arc<Context>, validated: Validated, revision: String) -> Re
         manifest: Some(manifest),
         precompiled: Some(precompiled),
     })
-}
-
-/// Where the package at `path` is served, as `status.artifact.url` says it.
-fn artifact_url(ctx: &Context, path: &str) -> Option<String> {
-    let base = ctx.config.artifact_url.as_ref()?;
-    Some(format!("{}/{path}", base.as_str().trim_end_matches('/')))
 }
 
 fn plugin_info(validated: &Validated) -> PluginInfo {
@@ -220,16 +223,27 @@ fn failure_of(error: &Error) -> Option<Failure> {
     })
 }
 
+/// Whether a FormatPlugin's status is current.
+enum Freshness {
+    /// The status reflects this spec and its source cannot have moved: nothing to do.
+    UpToDate,
+    /// Like [`Freshness::UpToDate`], but the artifact lacks what hosts need to
+    /// download it (plugin.toml's digest, the URL as configured now).
+    Undescribed(Box<Artifact>, PluginInfo),
+    /// Fetch and publish.
+    Stale,
+}
+
 /// Whether the published status already reflects this spec and its source cannot
 /// have moved: nothing to fetch.
-fn is_up_to_date(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Context) -> bool {
+fn freshness(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Context) -> Freshness {
     if moves(plugin, kind) || !plugin.is_ready_at_current_generation() || plugin.has_unhandled_request() {
-        return false;
+        return Freshness::Stale;
     }
-    let Some(status) = &plugin.status else { return false };
-    match (&status.artifact, kind) {
-        (None, SourceKind::Builtin(_)) => true,
-        (Some(artifact), _) => {
+    let Some(status) = &plugin.status else { return Freshness::Stale };
+    match (&status.artifact, kind, &status.plugin) {
+        (None, SourceKind::Builtin(_), _) => Freshness::UpToDate,
+        (Some(artifact), _, Some(info)) => {
             let stored = artifact.digest.parse::<Digest>().is_ok_and(|d| ctx.store.path_of(&d).is_dir());
             // A precompiled file described without its digest (an older operator's)
             // is republished with one, or hosts would compile plugin.wasm.
@@ -237,12 +251,15 @@ fn is_up_to_date(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Context) -> 
                 .precompiled
                 .as_ref()
                 .is_some_and(|p| p.engine == ctx.runtime.engine_id() && p.digest.is_some());
-            // Hosts that download need plugin.toml's digest, and the URL follows
-            // the operator's configuration.
-            let described = artifact.manifest.is_some() && artifact.url == artifact_url(ctx, &artifact.path);
-            stored && compiled && described
+            let described =
+                artifact.manifest.is_some() && artifact.url == super::report::artifact_url(ctx, &artifact.path);
+            match (stored && compiled, described) {
+                (true, true) => Freshness::UpToDate,
+                (true, false) => Freshness::Undescribed(Box::new(artifact.clone()), info.clone()),
+                (false, _) => Freshness::Stale,
+            }
         }
-        _ => false,
+        _ => Freshness::Stale,
     }
 }
 

@@ -12,7 +12,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use wasmplug_crds::conditions::Reason;
-use wasmplug_crds::{FormatPlugin, FormatPluginStatus};
+use wasmplug_crds::{Artifact, FileDigest, FormatPlugin, FormatPluginStatus};
+use wasmplug_host::plugin::{Digest, MANIFEST_FILE};
 
 use super::{Context, Error, FIELD_MANAGER, FINALIZER, Guarded, resource};
 use crate::metrics::ReconcileResult;
@@ -32,7 +33,10 @@ pub async fn report(plugin: &FormatPlugin, outcome: &Outcome, ctx: &Context) -> 
         .map_err(|source| Error::Kube { action: "read status", source })?;
     let previous = status_of(&current);
     let subject = Subject { previous: previous.as_ref(), ..Subject::from(plugin) };
-    let (next, notices) = status::next(subject, outcome, Time(Timestamp::now()));
+    let (mut next, notices) = status::next(subject, outcome, Time(Timestamp::now()));
+    if let Some(artifact) = &mut next.artifact {
+        describe_for_download(artifact, ctx).await;
+    }
     if previous.as_ref() != Some(&next) {
         write_status(ctx, &namespace, &name, &next).await?;
     }
@@ -40,6 +44,32 @@ pub async fn report(plugin: &FormatPlugin, outcome: &Outcome, ctx: &Context) -> 
         record(&plugin.object_ref(&()), notice, ctx).await;
     }
     Ok(())
+}
+
+/// Where the package at `path` is served, as `status.artifact.url` says it.
+pub(super) fn artifact_url(ctx: &Context, path: &str) -> Option<String> {
+    let base = ctx.config.artifact_url.as_ref()?;
+    Some(format!("{}/{path}", base.as_str().trim_end_matches('/')))
+}
+
+/// Completes what hosts need to download `artifact`, whatever status it is
+/// written with (also the last good version a failure keeps): its URL as
+/// configured now, and plugin.toml's digest, from the store, when an older
+/// operator published it without one.
+async fn describe_for_download(artifact: &mut Artifact, ctx: &Context) {
+    artifact.url = artifact_url(ctx, &artifact.path);
+    if artifact.manifest.is_some() {
+        return;
+    }
+    let Ok(digest) = artifact.digest.parse::<Digest>() else { return };
+    let path = ctx.store.path_of(&digest).join(MANIFEST_FILE);
+    match tokio::fs::read(&path).await {
+        Ok(manifest) => {
+            let size = i64::try_from(manifest.len()).unwrap_or(i64::MAX);
+            artifact.manifest = Some(FileDigest { digest: Digest::of(&manifest).to_string(), size });
+        }
+        Err(error) => tracing::warn!(path = %path.display(), %error, "cannot describe plugin.toml for downloads"),
+    }
 }
 
 /// The untyped API for FormatPlugins in `namespace`.
