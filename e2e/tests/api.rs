@@ -279,9 +279,12 @@ async fn status_names_only_content_addresses_and_plain_file_names() {
         (("precompiled", "digest"), json!("sha256:00"), "digest must be sha256: followed by 64"),
         (("artifact", "path"), json!("/etc"), "path must be the content address of digest"),
         (("artifact", "path"), json!(format!("artifacts/sha256/{}", "cd".repeat(32))), "path must be the content"),
+        (("artifact", "url"), json!("http://elsewhere.example/x"), "url must end with /<path>"),
+        (("manifest", "digest"), json!("sha256:00"), "digest must be sha256: followed by 64"),
     ];
     for ((object, field), value, message) in refused {
         let mut status = published_status(1);
+        status["artifact"]["manifest"] = json!({"digest": format!("sha256:{}", "ef".repeat(32)), "size": 10});
         match object {
             "artifact" => status["artifact"][field] = value.clone(),
             _ => status["artifact"][object][field] = value.clone(),
@@ -333,6 +336,8 @@ async fn kubectl_explain_shows_the_field_docs() {
         ("fp.spec.sha256", "Expected SHA-256 digest of plugin.wasm"),
         ("fp.spec.enabled", "format unavailable"),
         ("fp.status.artifact.revision", "@sha1:<commit> for Git"),
+        ("fp.status.artifact.url", "hosts fetch the"),
+        ("fp.status.artifact.manifest", "Hosts that download the package check it"),
     ];
     // The API server publishes a new CRD's OpenAPI a moment after it is established.
     let deadline = Instant::now() + Duration::from_secs(60);
