@@ -41,8 +41,10 @@ use wanted::{Wanted, What};
 type Loaded = (String, Wanted, Result<Install, LoadError>);
 
 /// The first retry of a download that failed waits this long; each further
-/// one twice as long as the one before, up to [`MAX_RETRY_DELAY`].
-const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// one twice as long as the one before, up to [`MAX_RETRY_DELAY`]. Short,
+/// because the common failure is brief: a replica asked before it mirrored a
+/// package the leader has just published.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
 /// Keeps a registry in step with the FormatPlugins a client can see.
@@ -332,8 +334,8 @@ mod tests {
 
     #[test]
     fn retries_back_off_up_to_a_limit() {
-        let delays: Vec<u64> = (1..=8).map(|n| retry_delay(n).as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
+        let delays: Vec<u128> = (1..=10).map(|n| retry_delay(n).as_millis()).collect();
+        assert_eq!(delays, [250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
         assert_eq!(retry_delay(u32::MAX), MAX_RETRY_DELAY);
     }
 }
