@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
@@ -101,7 +101,7 @@ impl Mirror {
             }
         }
         let referenced: HashSet<Digest> = artifacts.iter().filter_map(|a| a.digest.parse().ok()).collect();
-        self.collect(referenced).await;
+        crate::controller::collector::collect_round(&self.store, referenced, self.grace, &self.metrics).await;
     }
 
     /// Whether the store has every file `artifact` names, of the size it names.
@@ -163,25 +163,6 @@ impl Mirror {
             }
         }
         resolved
-    }
-
-    async fn collect(&self, referenced: HashSet<Digest>) {
-        let (store, grace) = (self.store.clone(), self.grace);
-        let collected = tokio::task::spawn_blocking(move || {
-            let removed = store.collect_garbage(&referenced, grace, SystemTime::now());
-            (removed, store.count())
-        })
-        .await;
-        match collected {
-            Ok((Ok(removed), count)) => {
-                for digest in removed {
-                    tracing::info!(%digest, "removed an unreferenced store entry");
-                }
-                self.metrics.set_artifacts(count);
-            }
-            Ok((Err(error), _)) => tracing::warn!(%error, "failed to collect unreferenced store entries"),
-            Err(error) => tracing::warn!(%error, "store collection task failed"),
-        }
     }
 }
 

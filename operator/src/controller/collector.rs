@@ -3,12 +3,14 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use kube::Api;
 use wasmplug_host::plugin::Digest;
 
 use super::{Context, Guarded};
+use crate::metrics::Metrics;
+use crate::store::Store;
 
 /// Removes store entries no FormatPlugin references, after the grace period, and
 /// keeps the store-size metric current. Runs until aborted.
@@ -29,22 +31,28 @@ pub async fn collect_garbage(ctx: Arc<Context>, api: Api<Guarded>) {
                 continue;
             }
         };
-        let (store, grace) = (ctx.store.clone(), ctx.config.gc_grace);
-        let collected = tokio::task::spawn_blocking(move || {
-            let removed = store.collect_garbage(&referenced, grace, SystemTime::now());
-            (removed, store.count())
-        })
-        .await;
-        match collected {
-            Ok((Ok(removed), count)) => {
-                for digest in removed {
-                    tracing::info!(%digest, "removed an unreferenced store entry");
-                }
-                ctx.metrics.set_artifacts(count);
+        collect_round(&ctx.store, referenced, ctx.config.gc_grace, &ctx.metrics).await;
+    }
+}
+
+/// One round: removes the entries of `store` not in `referenced` and older than
+/// `grace`, logs each, and sets the store-size metric.
+pub(crate) async fn collect_round(store: &Store, referenced: HashSet<Digest>, grace: Duration, metrics: &Metrics) {
+    let store = store.clone();
+    let collected = tokio::task::spawn_blocking(move || {
+        let removed = store.collect_garbage(&referenced, grace, SystemTime::now());
+        (removed, store.count())
+    })
+    .await;
+    match collected {
+        Ok((Ok(removed), count)) => {
+            for digest in removed {
+                tracing::info!(%digest, "removed an unreferenced store entry");
             }
-            Ok((Err(error), _)) => tracing::warn!(%error, "failed to collect unreferenced store entries"),
-            Err(error) => tracing::warn!(%error, "store collection task failed"),
+            metrics.set_artifacts(count);
         }
+        Ok((Err(error), _)) => tracing::warn!(%error, "failed to collect unreferenced store entries"),
+        Err(error) => tracing::warn!(%error, "store collection task failed"),
     }
 }
 

@@ -7,7 +7,7 @@
 //! retried with per-object exponential backoff.
 
 mod apply;
-mod collector;
+pub(crate) mod collector;
 mod report;
 mod source;
 
