@@ -234,58 +234,20 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(webhook::serve(listener, args.connections.limits(), certificate, Arc::new(webhook)));
     }
     if let Some(address) = args.artifacts_listen {
-        let listener =
-            tokio::net::TcpListener::bind(address).await.with_context(|| format!("failed to listen on {address}"))?;
-        let server = ArtifactServer {
-            store: Store::new(&args.store_dir),
-            auth: Authenticator::new(
-                client.clone(),
-                args.artifact_token_audience.clone(),
-                args.artifact_readers.clone(),
-            ),
-            metrics: metrics.clone(),
-        };
-        tracing::info!(%address, "serving artifacts");
-        tokio::spawn(artifacts::serve(listener, args.connections.limits(), Arc::new(server)));
+        serve_artifacts(&args, address, &client, &metrics).await?;
     }
-    let peers = match (&args.mirror_service, args.artifacts_listen) {
-        (Some(service), Some(address)) => {
-            let (namespace, name) = service
-                .split_once('/')
-                .with_context(|| format!("--mirror-service {service:?} is not namespace/name"))?;
-            let slices = Box::new(kube::Api::namespaced(client.clone(), namespace));
-            Some(Peers::Service { slices, name: name.to_owned(), port: address.port() })
+    let mirroring = match mirror(&args, &client, &metrics)? {
+        Some(mirror) => {
+            let api = wasmplug_host::watch::api(client.clone(), args.watch_namespace.as_deref());
+            let health = health.clone();
+            tokio::spawn(mirror.run(api, move || health.set_ready()));
+            true
         }
-        _ => (!args.mirror_peers.is_empty()).then(|| Peers::Urls(args.mirror_peers.clone())),
+        None => {
+            health.set_ready();
+            false
+        }
     };
-    let mirroring = peers.is_some();
-    if let (Some(peers), Some(address)) = (peers, args.artifacts_listen) {
-        let store = Store::new(&args.store_dir);
-        // This replica's store is its own: what is staged there is of an earlier run.
-        store.remove_partial().context("failed to clear the store's staging area")?;
-        let settings = DownloadSettings {
-            token_file: args.artifact_token_file.clone(),
-            connect_timeout: std::time::Duration::from_secs(5),
-            timeout: std::time::Duration::from_secs(120),
-        };
-        let downloads = Arc::new(DownloadMetrics::default());
-        metrics.register_downloads(&downloads);
-        let own = [Some(address), args.pod_ip.map(|ip| SocketAddr::new(ip, address.port()))];
-        let mirror = Mirror {
-            store,
-            downloader: Downloader::new(settings, downloads).context("failed to build the mirror's HTTP client")?,
-            peers,
-            own: own.into_iter().flatten().filter(|a| !a.ip().is_unspecified()).collect(),
-            interval: args.mirror_interval.clone().into(),
-            grace: args.gc_grace.clone().into(),
-            metrics: metrics.clone(),
-        };
-        let api = wasmplug_host::watch::api(client.clone(), args.watch_namespace.as_deref());
-        let health = health.clone();
-        tokio::spawn(mirror.run(api, move || health.set_ready()));
-    } else {
-        health.set_ready();
-    }
 
     let election = args.leader_election.then(|| {
         LeaderElection::new(
@@ -367,6 +329,61 @@ async fn main() -> anyhow::Result<()> {
         election.release().await;
     }
     Ok(())
+}
+
+/// Serves the store's packages on `address` (`--artifacts-listen`).
+async fn serve_artifacts(
+    args: &Args,
+    address: SocketAddr,
+    client: &Client,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<()> {
+    let listener =
+        tokio::net::TcpListener::bind(address).await.with_context(|| format!("failed to listen on {address}"))?;
+    let server = ArtifactServer {
+        store: Store::new(&args.store_dir),
+        auth: Authenticator::new(client.clone(), args.artifact_token_audience.clone(), args.artifact_readers.clone()),
+        metrics: metrics.clone(),
+    };
+    tracing::info!(%address, "serving artifacts");
+    tokio::spawn(artifacts::serve(listener, args.connections.limits(), Arc::new(server)));
+    Ok(())
+}
+
+/// The mirror of this replica's store, when it has peers (`--mirror-peers` or
+/// `--mirror-service`); its staging area is cleared, the store being its own.
+fn mirror(args: &Args, client: &Client, metrics: &Arc<Metrics>) -> anyhow::Result<Option<Mirror>> {
+    let Some(address) = args.artifacts_listen else { return Ok(None) };
+    let peers = match &args.mirror_service {
+        Some(service) => {
+            let (namespace, name) = service
+                .split_once('/')
+                .with_context(|| format!("--mirror-service {service:?} is not namespace/name"))?;
+            let slices = Box::new(kube::Api::namespaced(client.clone(), namespace));
+            Peers::Service { slices, name: name.to_owned(), port: address.port() }
+        }
+        None if args.mirror_peers.is_empty() => return Ok(None),
+        None => Peers::Urls(args.mirror_peers.clone()),
+    };
+    let store = Store::new(&args.store_dir);
+    store.remove_partial().context("failed to clear the store's staging area")?;
+    let settings = DownloadSettings {
+        token_file: args.artifact_token_file.clone(),
+        connect_timeout: std::time::Duration::from_secs(5),
+        timeout: std::time::Duration::from_secs(120),
+    };
+    let downloads = Arc::new(DownloadMetrics::default());
+    metrics.register_downloads(&downloads);
+    let own = [Some(address), args.pod_ip.map(|ip| SocketAddr::new(ip, address.port()))];
+    Ok(Some(Mirror {
+        store,
+        downloader: Downloader::new(settings, downloads).context("failed to build the mirror's HTTP client")?,
+        peers,
+        own: own.into_iter().flatten().filter(|a| !a.ip().is_unspecified()).collect(),
+        interval: args.mirror_interval.clone().into(),
+        grace: args.gc_grace.clone().into(),
+        metrics: metrics.clone(),
+    }))
 }
 
 #[cfg(test)]
