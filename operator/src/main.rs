@@ -236,18 +236,30 @@ async fn main() -> anyhow::Result<()> {
     if let Some(address) = args.artifacts_listen {
         serve_artifacts(&args, address, &client, &metrics).await?;
     }
+    // A replica with a store of its own is ready, and may lead, once its first
+    // mirror pass is done: a leader without the published packages would fetch
+    // their sources again, and fail for those whose source is gone.
+    let (mirrored, first_pass) = tokio::sync::oneshot::channel::<()>();
     let mirroring = match mirror(&args, &client, &metrics)? {
         Some(mirror) => {
             let api = wasmplug_host::watch::api(client.clone(), args.watch_namespace.as_deref());
             let health = health.clone();
-            tokio::spawn(mirror.run(api, move || health.set_ready()));
+            tokio::spawn(mirror.run(api, move || {
+                health.set_ready();
+                let _ = mirrored.send(());
+            }));
             true
         }
         None => {
             health.set_ready();
+            let _ = mirrored.send(());
             false
         }
     };
+    tokio::select! {
+        _ = first_pass => {}
+        () = shutdown_signal("the first mirror pass") => return Ok(()),
+    }
 
     let election = args.leader_election.then(|| {
         LeaderElection::new(
