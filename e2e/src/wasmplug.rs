@@ -168,9 +168,15 @@ struct Layout {
 }
 
 impl Layout {
-    /// Starts operator run `run` with `extra` arguments, talking to the API
-    /// server as `kubeconfig` says.
-    fn spawn_operator(&self, run: usize, extra: &[&str], kubeconfig: &Path) -> anyhow::Result<Operator> {
+    /// Starts operator run `run` on the store of run `store_of` with `extra`
+    /// arguments, talking to the API server as `kubeconfig` says.
+    fn spawn_operator(
+        &self,
+        run: usize,
+        store_of: usize,
+        extra: &[&str],
+        kubeconfig: &Path,
+    ) -> anyhow::Result<Operator> {
         let mut args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         let port = self.artifact_ports[run % ARTIFACT_PORTS];
         let ns = &self.namespace;
@@ -187,7 +193,7 @@ impl Layout {
                 format!("--artifact-token-file={}", self.dir.path().join("operator-token").display()),
             ]);
         }
-        spawn_operator(self.dir.path(), &self.store(run), &self.namespace, run, &args, kubeconfig)
+        spawn_operator(self.dir.path(), &self.store(store_of), &self.namespace, run, &args, kubeconfig)
     }
 
     /// The store of operator run `run`.
@@ -276,7 +282,7 @@ impl Stack {
             artifact_ports: free_ports::<ARTIFACT_PORTS>()?,
         };
         let (host, host_url) = layout.start_host("host")?;
-        let operator = layout.spawn_operator(0, operator_args, control_plane().kubeconfig())?;
+        let operator = layout.spawn_operator(0, 0, operator_args, control_plane().kubeconfig())?;
         let stack = Stack { namespace: namespace.to_owned(), operator, host, host_url, operator_runs: 1, layout };
         wait_for_ready(&stack.host, &stack.host_url).await?;
         stack.wait_for_operator().await?;
@@ -300,7 +306,15 @@ impl Stack {
     pub fn another_operator_via(&mut self, kubeconfig: &Path, extra: &[&str]) -> anyhow::Result<Operator> {
         let run = self.operator_runs;
         self.operator_runs += 1;
-        self.layout.spawn_operator(run, extra, kubeconfig)
+        self.layout.spawn_operator(run, run, extra, kubeconfig)
+    }
+
+    /// Starts one more operator process on the store of an earlier run (with
+    /// [`Distribution::Mirrored`], a replica restarted with its volume).
+    pub fn another_operator_on_store_of(&mut self, run: usize) -> anyhow::Result<Operator> {
+        let new = self.operator_runs;
+        self.operator_runs += 1;
+        self.layout.spawn_operator(new, run, &[], control_plane().kubeconfig())
     }
 
     /// Starts another host named `name` (its own cache and log) and waits until

@@ -471,3 +471,32 @@ async fn an_older_operators_status_is_described_for_downloads_without_fetching_a
     let (_host, host_url) = stack.another_host("host-2").await.expect("a host with an empty cache starts");
     serves(&host_url, "unity", "active", Some(&digest)).await;
 }
+
+/// A replica whose store was damaged while it was down (a file changed in its
+/// volume) finds it when it starts, before it is ready: the file is mirrored
+/// again from the other replica, and served intact.
+#[tokio::test]
+async fn a_replica_repairs_a_damaged_store_from_the_others_before_it_is_ready() {
+    let ns = control_plane().namespace("repair").await;
+    let mut stack = Stack::start_with(ns.name(), &[], Distribution::Mirrored).await.expect("operator and host start");
+    let mut standby = stack.another_operator(&[]).expect("a standby starts");
+    let files = FileServer::start().await.expect("file server starts");
+    let url = files.put("/unity.zip", Served::File(unity_zip("1")));
+    apply(ns.name(), &format_plugin("unity", &format!("source:\n  url:\n    url: {url}"))).await;
+    let digest = published_digest(ns.name(), "unity").await;
+    eventually("the standby to mirror the package", SOON, || async {
+        store_holds(&stack, 1, &digest).then_some(()).ok_or("not yet".to_owned())
+    })
+    .await;
+
+    standby.process.kill().await;
+    let wasm = stack.store_of(1).join(wasmplug_crds::Artifact::path_for(&digest)).join("plugin.wasm");
+    let original = std::fs::read(&wasm).expect("mirrored");
+    let mut damaged = original.clone();
+    *damaged.last_mut().expect("not empty") ^= 1;
+    std::fs::write(&wasm, &damaged).expect("damage");
+    let restarted = stack.another_operator_on_store_of(1).expect("the standby restarts on its store");
+    ready(&restarted).await;
+    assert_eq!(std::fs::read(&wasm).expect("repaired"), original, "repaired before it was ready");
+    assert!(restarted.process.log().contains("does not have its digest; mirroring it again"));
+}

@@ -24,12 +24,13 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use url::Url;
 use wasmplug_crds::{Artifact, FormatPlugin};
-use wasmplug_host::artifact::{self, FileRef};
+use wasmplug_host::artifact;
 use wasmplug_host::download::Downloader;
-use wasmplug_host::plugin::Digest;
+use wasmplug_host::plugin::{Digest, MANIFEST_FILE, WASM_FILE};
+use wasmplug_host::untrusted_file::{self, Size};
 
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Published, Store};
 
 /// Where a replica finds the other replicas' artifact servers.
 #[derive(Debug)]
@@ -63,12 +64,13 @@ impl Mirror {
     /// first pass is done.
     pub async fn run(self, api: Api<DynamicObject>, on_first_pass: impl FnOnce()) {
         let mut on_first_pass = Some(on_first_pass);
+        let mut verified = HashSet::new();
         let changes = watcher::watcher(api.clone(), watcher::Config::default().any_semantic()).default_backoff();
         futures::pin_mut!(changes);
         loop {
             match api.list(&Default::default()).await {
                 Ok(list) => {
-                    self.pass(&list.items).await;
+                    verified = self.pass(&list.items, verified).await;
                     if let Some(ready) = on_first_pass.take() {
                         tracing::info!("first mirror pass done");
                         ready();
@@ -86,34 +88,35 @@ impl Mirror {
         }
     }
 
-    /// Fetches every package `objects` name that the store lacks, then
-    /// collects unreferenced entries.
-    async fn pass(&self, objects: &[DynamicObject]) {
+    /// Fetches every package `objects` name that the store lacks or holds
+    /// damaged, then collects unreferenced entries. `verified` are the files
+    /// found intact before (published files never change); returns them.
+    async fn pass(&self, objects: &[DynamicObject], verified: HashSet<String>) -> HashSet<String> {
         let artifacts: Vec<Artifact> = objects
             .iter()
             .filter_map(|object| object.clone().try_parse::<FormatPlugin>().ok()?.status?.artifact)
             .collect();
-        let missing: Vec<&Artifact> = artifacts.iter().filter(|artifact| !self.holds(artifact)).collect();
+        let (store, listed) = (self.store.clone(), artifacts.clone());
+        let checked = tokio::task::spawn_blocking(move || {
+            let mut verified = verified;
+            let missing: Vec<Artifact> =
+                listed.into_iter().filter(|artifact| !holds(&store, artifact, &mut verified)).collect();
+            (missing, verified)
+        })
+        .await;
+        let Ok((missing, verified)) = checked else {
+            tracing::warn!("the mirror's store check failed; checking again next pass");
+            return HashSet::new();
+        };
         if !missing.is_empty() {
             let peers = self.resolve_peers().await;
-            for artifact in missing {
+            for artifact in &missing {
                 self.fetch(&peers, artifact).await;
             }
         }
         let referenced: HashSet<Digest> = artifacts.iter().filter_map(|a| a.digest.parse().ok()).collect();
         crate::controller::collector::collect_round(&self.store, referenced, self.grace, &self.metrics).await;
-    }
-
-    /// Whether the store has every file `artifact` names, of the size it names.
-    fn holds(&self, artifact: &Artifact) -> bool {
-        let Ok(listing) = artifact::listing(artifact, None) else { return true };
-        let Ok(digest) = artifact.digest.parse::<Digest>() else { return true };
-        let files = [Some(listing.wasm), listing.manifest, listing.precompiled.ok()];
-        let has = |file: &FileRef| {
-            std::fs::symlink_metadata(self.store.path_of(&digest).join(&file.name))
-                .is_ok_and(|m| m.is_file() && m.len() == file.size)
-        };
-        files.iter().flatten().all(has)
+        verified
     }
 
     /// Downloads `artifact` from `peers` into a staging directory and
@@ -166,6 +169,39 @@ impl Mirror {
     }
 }
 
+/// Whether `store` holds every file `artifact` names, intact: of its size, and
+/// (once per file and process, recorded in `verified`) of its digest. A file
+/// that fails its check is removed, to be mirrored again.
+fn holds(store: &Store, artifact: &Artifact, verified: &mut HashSet<String>) -> bool {
+    let Ok(listing) = artifact::listing(artifact, None) else { return true };
+    let Ok(digest) = artifact.digest.parse::<Digest>() else { return true };
+    let files = [Some(listing.wasm), listing.manifest, listing.precompiled.ok()];
+    files.iter().flatten().all(|file| {
+        let key = format!("{}/{}", digest.hex(), file.name);
+        if verified.contains(&key) {
+            return true;
+        }
+        let path = store.path_of(&digest).join(&file.name);
+        match untrusted_file::read(&path, Size::Exactly(file.size)) {
+            Ok(bytes) if Digest::of(&bytes) == file.digest => {
+                verified.insert(key);
+                true
+            }
+            Ok(_) => {
+                tracing::warn!(path = %path.display(), "a stored file does not have its digest; mirroring it again");
+                let _ = std::fs::remove_file(&path);
+                false
+            }
+            Err(_) if !path.exists() => false,
+            Err(error) => {
+                tracing::warn!(%error, "a stored file failed its check; mirroring it again");
+                let _ = std::fs::remove_file(&path);
+                false
+            }
+        }
+    })
+}
+
 /// `http://<address>:<port>` of every ready endpoint of Service `name`.
 async fn service_endpoints(slices: &Api<EndpointSlice>, name: &str, port: u16) -> Vec<Url> {
     let selector = format!("kubernetes.io/service-name={name}");
@@ -187,8 +223,9 @@ async fn service_endpoints(slices: &Api<EndpointSlice>, name: &str, port: u16) -
         .collect()
 }
 
-/// Publishes the verified files in `dir` as the entry for `digest`, the
-/// precompiled file (when there is one) joining it.
+/// Publishes the verified files in `dir` as the entry for `digest` (or puts
+/// back those an existing entry lacks), the precompiled file (when there is
+/// one) joining it.
 fn publish_from(
     store: &Store,
     digest: &Digest,
@@ -199,11 +236,14 @@ fn publish_from(
         let path: PathBuf = dir.join(name);
         std::fs::read(&path).map_err(|source| crate::store::StoreError::Io { action: "read", path, source })
     };
-    let (manifest, wasm) = (read(wasmplug_host::plugin::MANIFEST_FILE)?, read(wasmplug_host::plugin::WASM_FILE)?);
-    store.publish(
-        digest,
-        &[(wasmplug_host::plugin::MANIFEST_FILE, &manifest), (wasmplug_host::plugin::WASM_FILE, &wasm)],
-    )?;
+    let (manifest, wasm) = (read(MANIFEST_FILE)?, read(WASM_FILE)?);
+    let files = [(MANIFEST_FILE, manifest.as_slice()), (WASM_FILE, wasm.as_slice())];
+    if store.publish(digest, &files)? == Published::AlreadyPresent {
+        // The entry was there with a file missing or damaged: put it back.
+        for (name, contents) in files {
+            store.add_file(digest, name, contents)?;
+        }
+    }
     if let Some(name) = precompiled.filter(|name| dir.join(name).is_file()) {
         store.add_file(digest, &name, &read(&name)?)?;
     }
