@@ -1,11 +1,13 @@
-//! Replicas mirror each other by digest (docs/architecture.md, "Artifacts
-//! survive any one pod"): when each replica has a store of its own, every
-//! replica, leader or not, keeps in its store every package a FormatPlugin's
-//! status names, downloading what it lacks from its peers' artifact servers
-//! and checking it against status like a host does. So a standby that takes
-//! over, or a pod that replaces one in a rolling update, serves every
-//! published package, also those whose source is gone; and a replica is ready
-//! only once its first pass is done.
+//! Replicas mirror each other by digest (docs/architecture.md, "Distribution"):
+//! when each replica has a store of its own, every replica, leader or not,
+//! keeps in its store every package a FormatPlugin's status names, downloading
+//! what it lacks from its peers' artifact servers and checking it against
+//! status like a host does. So a standby that takes over, or a pod that
+//! replaces one in a rolling update, serves every published package, also
+//! those whose source is gone; and a replica is ready only once its first
+//! pass is done. Each stored file is checked against its digest once per
+//! process (published files never change), so a store damaged while its
+//! replica was down is repaired from the others before the replica is ready.
 //!
 //! Each replica also collects its own store's garbage here, by the same rule
 //! as the shared store's collector.
