@@ -25,6 +25,8 @@ pub enum Served {
     Trickle { bytes: Vec<u8>, chunk: usize, every: Duration },
     /// Only a status code.
     Status(u16),
+    /// A status code with a body.
+    Answer(u16, Vec<u8>),
     /// The bytes, to requests whose `Authorization` header equals `authorization`
     /// (e.g. `Basic dXNlcjpwYXNz` or `Bearer t0ken`); 401 to others.
     Protected { bytes: Vec<u8>, authorization: String },
@@ -157,6 +159,10 @@ fn respond(answer: Option<Served>, trickling: &Arc<Trickling>) -> Response<BoxBo
             (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Full::new(Bytes::new()).boxed())
         }
         Some(Served::File(bytes)) => (StatusCode::OK, Full::new(Bytes::from(bytes)).boxed()),
+        Some(Served::Answer(code, bytes)) => (
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            Full::new(Bytes::from(bytes)).boxed(),
+        ),
         Some(Served::Redirect(location)) => {
             let mut response = Response::new(Full::new(Bytes::new()).boxed());
             *response.status_mut() = StatusCode::FOUND;

@@ -34,6 +34,8 @@ use crate::untrusted_file::{self, Size};
 
 /// Where temporary downloads are written, relative to the directory's root.
 const PARTIAL_DIR: &str = ".partial";
+/// Most bytes of an error answer's body that are read (and quoted).
+const MAX_ERROR_BODY: usize = 512;
 
 /// How a download ended.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -278,17 +280,12 @@ impl Downloader {
             return Err(unreachable(format!("the server answered {status}")));
         }
         if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            let body: String = body.trim().chars().take(200).collect();
+            let body = String::from_utf8_lossy(&first_bytes(response, MAX_ERROR_BODY).await).trim().to_owned();
             return Err(DownloadError::Refused { url: url.to_string(), status: status.as_u16(), body });
         }
         let mismatch = |problem: String| DownloadError::DigestMismatch { url: url.to_string(), problem };
-        if response.content_length().is_some_and(|length| length != file.size) {
-            return Err(mismatch(format!(
-                "the server sends {:?} bytes, status says {}",
-                response.content_length(),
-                file.size
-            )));
+        if let Some(length) = response.content_length().filter(|length| *length != file.size) {
+            return Err(mismatch(format!("the server sends {length} bytes, but status says {}", file.size)));
         }
         let partial_dir = root.join(PARTIAL_DIR);
         create_dir(&partial_dir).await?;
@@ -336,6 +333,19 @@ impl Downloader {
     pub fn remove_partial(root: &Path) {
         let _ = std::fs::remove_dir_all(root.join(PARTIAL_DIR));
     }
+}
+
+/// At most the first `max` bytes of `response`'s body; the rest is not read.
+async fn first_bytes(response: reqwest::Response, max: usize) -> Vec<u8> {
+    let mut body = response.bytes_stream();
+    let mut bytes = Vec::new();
+    while bytes.len() < max {
+        match body.next().await {
+            Some(Ok(chunk)) => bytes.extend_from_slice(&chunk[..chunk.len().min(max - bytes.len())]),
+            _ => break,
+        }
+    }
+    bytes
 }
 
 /// `<server>/<dir>/<name>`, whatever path the server's URL has.

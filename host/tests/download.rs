@@ -133,9 +133,13 @@ async fn slow_refusing_and_protected_servers() {
     let error = downloader.fetch_package(&[server], cache.path(), &artifact, None).await.expect_err("too slow");
     assert!(matches!(error, DownloadError::Unreachable { .. }), "{error}");
 
-    let server = serve(&files, &artifact, Served::Status(403), Served::Status(403));
+    // A refusal is quoted, cut short: its first few hundred bytes are all that is read.
+    let mut answer = b"go away ".to_vec();
+    answer.resize(64 << 20, b'!');
+    let server = serve(&files, &artifact, Served::Answer(403, answer.clone()), Served::Answer(403, answer));
     let error = downloader.fetch_package(&[server], cache.path(), &artifact, None).await.expect_err("refused");
-    assert!(matches!(error, DownloadError::Refused { status: 403, .. }), "{error}");
+    let DownloadError::Refused { status: 403, body, .. } = &error else { panic!("{error}") };
+    assert!(body.starts_with("go away") && body.len() <= 512, "{} bytes quoted", body.len());
 
     let protect = |bytes: &[u8]| Served::Protected { bytes: bytes.to_vec(), authorization: "Bearer t0ken".into() };
     let server = serve(&files, &artifact, protect(&manifest), protect(&wasm));
