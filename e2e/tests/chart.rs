@@ -206,13 +206,15 @@ async fn the_generated_webhook_certificate_is_kept_across_upgrades_and_rotated_o
     let helm = Helm::locate().expect("helm is available");
     let kubectl = control_plane().kubectl();
     let chart = Helm::chart().display().to_string();
-    // Checks no namespace: the Service it names does not run here.
+    // Checks no namespace: the Service it names does not run here. Its operator
+    // follows only its own namespace, so that it leaves other tests' objects alone.
     let values = ["--set=webhook.namespaceSelector.matchLabels.wasmplug\\.dev/none=none", "--set=builtinFormats=null"];
+    let watch = format!("--set=watchNamespace={}", ns.name());
     let release = |verb: &'static str, extra: &'static [&'static str]| {
-        let (chart, ns) = (chart.clone(), ns.name().to_owned());
+        let (chart, ns, watch) = (chart.clone(), ns.name().to_owned(), watch.clone());
         let helm = &helm;
         async move {
-            let mut args = vec![verb, "wasmplug", &chart, "--namespace", &ns];
+            let mut args = vec![verb, "wasmplug", &chart, "--namespace", &ns, &watch];
             args.extend(values);
             args.extend(extra);
             helm.run(&args).await.unwrap_or_else(|e| panic!("{e:#}"));
