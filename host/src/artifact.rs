@@ -136,27 +136,25 @@ fn precompiled_file(status: Option<&PrecompiledStatus>, engine: Option<&str>) ->
 pub fn read(root: &Path, artifact: &Artifact, engine_id: &str) -> Result<Verified, ArtifactError> {
     let listing = listing(artifact, Some(engine_id))?;
     let dir = root.join(&listing.dir);
-    let wasm_path = dir.join(WASM_FILE);
-    let wasm = read_file(&wasm_path, Size::Exactly(listing.wasm.size))?;
-    let actual = Digest::of(&wasm);
-    if actual != listing.wasm.digest {
-        return Err(ArtifactError::DigestMismatch { path: wasm_path, expected: listing.wasm.digest, actual });
-    }
-    let manifest_path = dir.join(MANIFEST_FILE);
+    let wasm = read_checked(&dir.join(WASM_FILE), &listing.wasm)?;
     let manifest = match &listing.manifest {
-        None => read_file(&manifest_path, Size::AtMost(MAX_MANIFEST_BYTES))?,
-        Some(expected) => {
-            let manifest = read_file(&manifest_path, Size::Exactly(expected.size))?;
-            let actual = Digest::of(&manifest);
-            if actual != expected.digest {
-                return Err(ArtifactError::DigestMismatch { path: manifest_path, expected: expected.digest, actual });
-            }
-            manifest
-        }
+        None => read_file(&dir.join(MANIFEST_FILE), Size::AtMost(MAX_MANIFEST_BYTES))?,
+        Some(expected) => read_checked(&dir.join(MANIFEST_FILE), expected)?,
     };
     let package = Package::from_files(&dir.display().to_string(), &manifest, wasm).map_err(ArtifactError::Package)?;
     let precompiled = listing.precompiled.and_then(|file| read_precompiled(&dir, &file));
     Ok(Verified { package, precompiled })
+}
+
+/// The file at `path`, which must be the one `file` describes: a regular file
+/// of its size, with its digest.
+pub fn read_checked(path: &Path, file: &FileRef) -> Result<Vec<u8>, ArtifactError> {
+    let bytes = read_file(path, Size::Exactly(file.size))?;
+    let actual = Digest::of(&bytes);
+    if actual != file.digest {
+        return Err(ArtifactError::DigestMismatch { path: path.to_owned(), expected: file.digest, actual });
+    }
+    Ok(bytes)
 }
 
 /// The precompiled `file` from `dir`, verified, or why it cannot be used.

@@ -30,7 +30,6 @@ use wasmplug_crds::Artifact;
 
 use crate::artifact::{self, FileRef, Listing};
 use crate::plugin::Digest;
-use crate::untrusted_file::{self, Size};
 
 /// Where temporary downloads are written, relative to the directory's root.
 const PARTIAL_DIR: &str = ".partial";
@@ -356,34 +355,28 @@ fn file_url(server: &Url, dir: &str, name: &str) -> Url {
     url
 }
 
-/// Whether the file at `target` is there and verifies against `file`.
-/// One that is there but does not verify is removed (and logged).
+/// Whether the file at `target` is there and verifies against `file`, checked
+/// off the async threads ([`is_intact`]).
 async fn holds(target: &Path, file: &FileRef) -> bool {
     let (path, expected) = (target.to_owned(), file.clone());
-    let checked = tokio::task::spawn_blocking(move || {
-        let bytes = untrusted_file::read(&path, Size::Exactly(expected.size))?;
-        let actual = Digest::of(&bytes);
-        if actual == expected.digest {
-            return Ok(());
-        }
-        Err(untrusted_file::FileError {
-            path,
-            problem: format!("it has digest {actual}, status says {}", expected.digest),
-        })
-    })
-    .await;
-    match checked {
-        Ok(Ok(())) => true,
-        Ok(Err(error)) if !target.exists() => {
-            tracing::trace!(%error, "not in the cache");
+    tokio::task::spawn_blocking(move || is_intact(&path, &expected)).await.unwrap_or(false)
+}
+
+/// Whether the file at `path` is there and is the one `file` describes. One
+/// that is there but fails its check is removed (and logged), so that it is
+/// fetched again.
+pub fn is_intact(path: &Path, file: &FileRef) -> bool {
+    match artifact::read_checked(path, file) {
+        Ok(_) => true,
+        Err(error) if !path.exists() => {
+            tracing::trace!(%error, "not there");
             false
         }
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "a cached artifact file failed its check; downloading it again");
-            let _ = std::fs::remove_file(target);
+        Err(error) => {
+            tracing::warn!(%error, "an artifact file failed its check; it is removed and fetched again");
+            let _ = std::fs::remove_file(path);
             false
         }
-        Err(_) => false,
     }
 }
 

@@ -1,5 +1,5 @@
 //! Reading a file someone else may have planted: the store's files on a host,
-//! `local` sources on the operator.
+//! `local` sources and the files the artifact server sends on the operator.
 //!
 //! The path may name a link, a FIFO, a device or a file that grows while it is
 //! read. So the file is opened without following a final link and without
@@ -28,8 +28,9 @@ pub struct FileError {
     pub problem: String,
 }
 
-/// Reads the regular file at `path`, whose size must be as `size` says.
-pub fn read(path: &Path, size: Size) -> Result<Vec<u8>, FileError> {
+/// Opens the regular file at `path` for reading: not through a final link,
+/// not blocking (on a FIFO), and only if it is a regular file.
+pub fn open(path: &Path) -> Result<File, FileError> {
     let problem = |problem: String| FileError { path: path.to_owned(), problem };
     let file: File =
         OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(
@@ -42,6 +43,14 @@ pub fn read(path: &Path, size: Size) -> Result<Vec<u8>, FileError> {
     if !metadata.is_file() {
         return Err(problem("it is not a regular file".to_owned()));
     }
+    Ok(file)
+}
+
+/// Reads the regular file at `path`, whose size must be as `size` says.
+pub fn read(path: &Path, size: Size) -> Result<Vec<u8>, FileError> {
+    let problem = |problem: String| FileError { path: path.to_owned(), problem };
+    let file = open(path)?;
+    let metadata = file.metadata().map_err(|e| problem(e.to_string()))?;
     let cap = match size {
         Size::Exactly(size) if metadata.len() != size => {
             return Err(problem(format!("it has {} bytes, but status says {size}", metadata.len())));

@@ -27,9 +27,8 @@ use kube::runtime::watcher;
 use url::Url;
 use wasmplug_crds::{Artifact, FormatPlugin};
 use wasmplug_host::artifact;
-use wasmplug_host::download::Downloader;
+use wasmplug_host::download::{Downloader, is_intact};
 use wasmplug_host::plugin::{Digest, MANIFEST_FILE, WASM_FILE};
-use wasmplug_host::untrusted_file::{self, Size};
 
 use crate::metrics::Metrics;
 use crate::store::{Published, Store};
@@ -171,9 +170,9 @@ impl Mirror {
     }
 }
 
-/// Whether `store` holds every file `artifact` names, intact: of its size, and
-/// (once per file and process, recorded in `verified`) of its digest. A file
-/// that fails its check is removed, to be mirrored again.
+/// Whether `store` holds every file `artifact` names, intact ([`is_intact`]),
+/// each checked once per process: `verified` records those found intact. A
+/// file that fails its check is removed, to be mirrored again.
 fn holds(store: &Store, artifact: &Artifact, verified: &mut HashSet<String>) -> bool {
     let Ok(listing) = artifact::listing(artifact, None) else { return true };
     let Ok(digest) = artifact.digest.parse::<Digest>() else { return true };
@@ -183,24 +182,11 @@ fn holds(store: &Store, artifact: &Artifact, verified: &mut HashSet<String>) -> 
         if verified.contains(&key) {
             return true;
         }
-        let path = store.path_of(&digest).join(&file.name);
-        match untrusted_file::read(&path, Size::Exactly(file.size)) {
-            Ok(bytes) if Digest::of(&bytes) == file.digest => {
-                verified.insert(key);
-                true
-            }
-            Ok(_) => {
-                tracing::warn!(path = %path.display(), "a stored file does not have its digest; mirroring it again");
-                let _ = std::fs::remove_file(&path);
-                false
-            }
-            Err(_) if !path.exists() => false,
-            Err(error) => {
-                tracing::warn!(%error, "a stored file failed its check; mirroring it again");
-                let _ = std::fs::remove_file(&path);
-                false
-            }
+        let intact = is_intact(&store.path_of(&digest).join(&file.name), file);
+        if intact {
+            verified.insert(key);
         }
+        intact
     })
 }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use wasmplug_crds::Artifact;
 use wasmplug_host::plugin::{Digest, MANIFEST_FILE, WASM_FILE};
+use wasmplug_host::untrusted_file::{self, FileError};
 
 /// Where published entries live, relative to the store root.
 const ARTIFACTS_DIR: &str = Artifact::PACKAGES_DIR;
@@ -65,19 +66,14 @@ impl Store {
     }
 
     /// Opens the published file `name` of the entry for `digest`, for reading:
-    /// only a package file name ([`is_package_file`]), never through a link,
-    /// never blocking on a FIFO, and only a regular file.
-    pub fn open_published(&self, digest: &Digest, name: &str) -> std::io::Result<fs::File> {
-        use std::os::unix::fs::OpenOptionsExt;
-        if !is_package_file(name) {
-            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "not a package file name"));
-        }
+    /// only a package file name ([`is_package_file`]), and only as
+    /// [`untrusted_file::open`] opens files (no link, no FIFO, a regular file).
+    pub fn open_published(&self, digest: &Digest, name: &str) -> Result<fs::File, FileError> {
         let path = self.path_of(digest).join(name);
-        let file = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)?;
-        if !file.metadata()?.is_file() {
-            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "not a regular file"));
+        if !is_package_file(name) {
+            return Err(FileError { path, problem: "it is not a package file name".to_owned() });
         }
-        Ok(file)
+        untrusted_file::open(&path)
     }
 
     /// How many entries are published.
