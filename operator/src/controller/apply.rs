@@ -10,9 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use wasmplug_crds::conditions::Reason;
-use wasmplug_crds::{
-    Artifact, Capabilities, FileDigest, FormatPlugin, GitRef, PluginInfo, Precompiled, SourceKind, ownership,
-};
+use wasmplug_crds::{Artifact, Capabilities, FormatPlugin, GitRef, PluginInfo, Precompiled, SourceKind, ownership};
 use wasmplug_host::plugin::Digest;
 
 use super::{Context, Error, source};
@@ -143,10 +141,7 @@ async fn store(ctx: &Arc<Context>, validated: Validated, revision: String) -> Re
     };
     let precompiled_file = precompiled.file.clone();
     let size = validated.package.wasm.len();
-    let manifest = FileDigest {
-        digest: Digest::of(&validated.manifest_file).to_string(),
-        size: i64::try_from(validated.manifest_file.len()).unwrap_or(i64::MAX),
-    };
+    let manifest = super::report::file_digest(&validated.manifest_file);
     tokio::task::spawn_blocking(move || {
         store.publish(
             &digest,
@@ -159,11 +154,11 @@ async fn store(ctx: &Arc<Context>, validated: Validated, revision: String) -> Re
     })
     .await
     .map_err(|e| Error::Task(e.to_string()))??;
-    let path = Artifact::path_for(&digest.to_string());
     Ok(Artifact {
         digest: digest.to_string(),
-        url: super::report::artifact_url(ctx, &path),
-        path,
+        path: Artifact::path_for(&digest.to_string()),
+        // The reporter describes every artifact it writes for downloads.
+        url: None,
         revision,
         size: i64::try_from(size).unwrap_or(i64::MAX),
         last_update_time: Time(Timestamp::now()),

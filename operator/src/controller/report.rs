@@ -64,12 +64,14 @@ async fn describe_for_download(artifact: &mut Artifact, ctx: &Context) {
     let Ok(digest) = artifact.digest.parse::<Digest>() else { return };
     let path = ctx.store.path_of(&digest).join(MANIFEST_FILE);
     match tokio::fs::read(&path).await {
-        Ok(manifest) => {
-            let size = i64::try_from(manifest.len()).unwrap_or(i64::MAX);
-            artifact.manifest = Some(FileDigest { digest: Digest::of(&manifest).to_string(), size });
-        }
+        Ok(manifest) => artifact.manifest = Some(file_digest(&manifest)),
         Err(error) => tracing::warn!(path = %path.display(), %error, "cannot describe plugin.toml for downloads"),
     }
+}
+
+/// The digest and size of a file's `contents`, as status gives them.
+pub(super) fn file_digest(contents: &[u8]) -> FileDigest {
+    FileDigest { digest: Digest::of(contents).to_string(), size: i64::try_from(contents.len()).unwrap_or(i64::MAX) }
 }
 
 /// The untyped API for FormatPlugins in `namespace`.
