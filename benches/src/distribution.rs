@@ -13,7 +13,9 @@ use anyhow::Context;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use wasmplug_crds::FormatPlugin;
-use wasmplug_e2e::{Distribution, FileServer, Process, Served, Stack, control_plane, numbered_plugin, zip};
+use wasmplug_e2e::{
+    Distribution, FileServer, Process, Served, Stack, control_plane, metric_value, numbered_plugin, zip,
+};
 
 use crate::Report;
 use crate::stats::{Summary, format};
@@ -137,8 +139,7 @@ async fn install(
 /// The operator's `wasmplug_operator_artifact_served_bytes_total`.
 async fn served_bytes(stack: &Stack) -> anyhow::Result<f64> {
     let metrics = stack.operator.metrics().await?;
-    let line = metrics.lines().find(|line| line.starts_with("wasmplug_operator_artifact_served_bytes_total"));
-    Ok(line.and_then(|line| line.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0))
+    Ok(metric_value(&metrics, "wasmplug_operator_artifact_served_bytes_total").unwrap_or(0.0))
 }
 
 fn summary(s: &Summary) -> String {

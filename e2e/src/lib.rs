@@ -36,8 +36,8 @@ pub use node::{ARTIFACTS_CLUSTER_IP, BRIDGE_ADDRESS, Cluster, Footprint, IMAGE, 
 pub use pods::{Kubelet, Pod};
 pub use stall::StallingProxy;
 pub use wasmplug::{
-    ARTIFACT_AUDIENCE, Distribution, HOST_SERVICE_ACCOUNT, HostAnswer, OPERATOR_SERVICE_ACCOUNT, Operator, Process,
-    Stack, eventually, service_account_token, workspace_binary,
+    Distribution, HOST_SERVICE_ACCOUNT, HostAnswer, Operator, Process, Stack, eventually, formats_of, metric_value,
+    service_account_token, workspace_binary,
 };
 pub use watchdog::KEEP_ENV;
 pub use webhook::Webhooked;

@@ -148,9 +148,9 @@ pub enum Distribution {
 /// The ServiceAccount whose tokens a stack's hosts download with.
 pub const HOST_SERVICE_ACCOUNT: &str = "wasmplug-host";
 /// The ServiceAccount of a stack's operator replicas (a reader too).
-pub const OPERATOR_SERVICE_ACCOUNT: &str = "wasmplug-operator";
+const OPERATOR_SERVICE_ACCOUNT: &str = "wasmplug-operator";
 /// The audience of artifact tokens (the operator's default).
-pub const ARTIFACT_AUDIENCE: &str = "wasmplug-artifacts";
+const ARTIFACT_AUDIENCE: &str = "wasmplug-artifacts";
 
 /// Artifact ports a stack's operator replicas take in turn: a replacement
 /// takes over a dead replica's port, and hosts are started with every port,
@@ -287,11 +287,6 @@ impl Stack {
         wait_for_ready(&stack.host, &stack.host_url).await?;
         stack.wait_for_operator().await?;
         Ok(stack)
-    }
-
-    /// How this stack's hosts get packages.
-    pub fn distribution(&self) -> Distribution {
-        self.layout.distribution
     }
 
     /// Starts one more operator process on this stack's namespace and store (a
@@ -443,12 +438,9 @@ pub struct HostAnswer {
 }
 
 impl Stack {
-    /// `GET /v1/formats`: every format the host knows, by key.
+    /// `GET /v1/formats` of the stack's host: every format it knows, by key.
     pub async fn formats(&self) -> anyhow::Result<std::collections::BTreeMap<String, serde_json::Value>> {
-        let text = reqwest::get(format!("{}/v1/formats", self.host_url)).await?.text().await?;
-        let body: serde_json::Value = serde_json::from_str(&text)?;
-        let formats = body["formats"].as_array().cloned().unwrap_or_default();
-        Ok(formats.into_iter().map(|f| (f["key"].as_str().unwrap_or_default().to_owned(), f)).collect())
+        formats_of(&self.host_url).await
     }
 
     /// `POST /v1/formats/{key}/validate?path={path}` with `body`.
@@ -459,6 +451,21 @@ impl Stack {
         let served_by = response.headers().get("wasmplug-served-by").and_then(|v| v.to_str().ok()).map(str::to_owned);
         Ok(HostAnswer { status, served_by, body: response.text().await? })
     }
+}
+
+/// `GET /v1/formats` of the host at `url`: every format it knows, by key.
+pub async fn formats_of(url: &str) -> anyhow::Result<std::collections::BTreeMap<String, serde_json::Value>> {
+    let text = reqwest::get(format!("{url}/v1/formats")).await?.text().await?;
+    let body: serde_json::Value = serde_json::from_str(&text)?;
+    let formats = body["formats"].as_array().cloned().unwrap_or_default();
+    Ok(formats.into_iter().map(|f| (f["key"].as_str().unwrap_or_default().to_owned(), f)).collect())
+}
+
+/// The value of the first line of the Prometheus `text` that starts with
+/// `series` (a metric's name, and its labels if any).
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    let line = text.lines().find(|line| line.starts_with(series))?;
+    line.rsplit(' ').next()?.parse().ok()
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or fails after `timeout`
@@ -493,11 +500,8 @@ impl Drop for Stack {
 /// Prints `namespace`'s FormatPlugins and Events, to explain a failed test.
 pub(crate) fn dump_namespace(namespace: &str) {
     let kubectl = |args: &[&str]| {
-        let output = std::process::Command::new(control_plane().kubectl_program())
-            .arg(format!("--kubeconfig={}", control_plane().kubeconfig().display()))
-            .args(args)
-            .output();
-        output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
+        let output = control_plane().kubectl().run_blocking(args, "");
+        output.map(|o| o.stdout + &o.stderr)
     };
     let ns = format!("--namespace={namespace}");
     eprintln!("==== FormatPlugins in {namespace}:\n{}", kubectl(&["get", "fp", &ns, "-o", "yaml"]).unwrap_or_default());

@@ -12,8 +12,8 @@ use std::time::Duration;
 use support::{apply, format_plugin, wait_ready};
 use wasmplug_crds::FormatPlugin;
 use wasmplug_e2e::{
-    Distribution, FileServer, Served, Stack, control_plane, eventually, example_files, service_account_token,
-    with_custom_section, zip,
+    Distribution, FileServer, Served, Stack, control_plane, eventually, example_files, formats_of, metric_value,
+    service_account_token, with_custom_section, zip,
 };
 
 const SOON: Duration = Duration::from_secs(60);
@@ -28,6 +28,32 @@ fn unity_files(variant: &str) -> (Vec<u8>, Vec<u8>) {
 fn unity_zip(variant: &str) -> Vec<u8> {
     let (manifest, wasm) = unity_files(variant);
     zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)])
+}
+
+/// Serves [`unity_zip`] of `variant` from `files` and applies FormatPlugin
+/// unity with that URL as its source.
+async fn apply_unity(namespace: &str, files: &FileServer, variant: &str) {
+    let url = files.put("/unity.zip", Served::File(unity_zip(variant)));
+    apply(namespace, &format_plugin("unity", &format!("source:\n  url:\n    url: {url}"))).await;
+}
+
+/// [`apply_unity`] of variant 1; returns the digest published for it.
+async fn install_unity(namespace: &str, files: &FileServer) -> String {
+    apply_unity(namespace, files, "1").await;
+    published_digest(namespace, "unity").await
+}
+
+/// Serves `variant` instead, asks for a fetch now, and returns the digest
+/// published for it once it replaces `from`.
+async fn update_unity(namespace: &str, files: &FileServer, variant: &str, from: &str) -> String {
+    files.put("/unity.zip", Served::File(unity_zip(variant)));
+    let requested = format!("wasmplug.dev/requested-at={variant}");
+    control_plane().kubectl().succeed(&["annotate", "fp/unity", "-n", namespace, &requested, "--overwrite"]).await;
+    eventually("the update to be published", SOON, || async {
+        let digest = published_digest(namespace, "unity").await;
+        (digest != from).then_some(digest.clone()).ok_or(digest)
+    })
+    .await
 }
 
 /// The published digest of FormatPlugin `name`, once it is Ready.
@@ -51,17 +77,13 @@ async fn serves(url: &str, key: &str, state: &str, digest: Option<&str>) {
 }
 
 async fn formats(url: &str) -> Result<std::collections::BTreeMap<String, serde_json::Value>, String> {
-    let text = reqwest::get(format!("{url}/v1/formats")).await.map_err(|e| e.to_string())?.text().await;
-    let body: serde_json::Value = serde_json::from_str(&text.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    let list = body["formats"].as_array().cloned().unwrap_or_default();
-    Ok(list.into_iter().map(|f| (f["key"].as_str().unwrap_or_default().to_owned(), f)).collect())
+    formats_of(url).await.map_err(|e| e.to_string())
 }
 
-/// The value of the metric line starting with `series` (name and labels).
+/// The value of the metric line starting with `series` (name and labels), 0 when absent.
 async fn metric(url: &str, series: &str) -> f64 {
     let text = reqwest::get(format!("{url}/metrics")).await.expect("metrics answer").text().await.expect("text");
-    let line = text.lines().find(|line| line.starts_with(series));
-    line.and_then(|line| line.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
+    metric_value(&text, series).unwrap_or(0.0)
 }
 
 /// The package directories in a host's cache.
@@ -82,9 +104,7 @@ async fn two_hosts_with_caches_of_their_own_follow_install_update_disable_and_de
     let files = FileServer::start().await.expect("file server starts");
     let hosts = [(stack.host_url.clone(), stack.cache("host")), (second_url.clone(), stack.cache("host-2"))];
 
-    let url = files.put("/unity.zip", Served::File(unity_zip("1")));
-    apply(ns.name(), &format_plugin("unity", &format!("source:\n  url:\n    url: {url}"))).await;
-    let first = published_digest(ns.name(), "unity").await;
+    let first = install_unity(ns.name(), &files).await;
     for (url, cache) in &hosts {
         serves(url, "unity", "active", Some(&first)).await;
         assert_eq!(cached(cache), std::slice::from_ref(&first), "each host caches what it serves");
@@ -93,14 +113,7 @@ async fn two_hosts_with_caches_of_their_own_follow_install_update_disable_and_de
     let served = metric(&stack.operator.url, "wasmplug_operator_artifact_served_bytes_total").await;
     assert!(served > 0.0, "the operator counts the bytes it sent");
 
-    files.put("/unity.zip", Served::File(unity_zip("2")));
-    let annotate = ["annotate", "fp/unity", "-n", ns.name(), "wasmplug.dev/requested-at=2", "--overwrite"];
-    control_plane().kubectl().succeed(&annotate).await;
-    let second_digest = eventually("the update to be published", SOON, || async {
-        let digest = published_digest(ns.name(), "unity").await;
-        (digest != first).then_some(digest.clone()).ok_or(digest)
-    })
-    .await;
+    let second_digest = update_unity(ns.name(), &files, "2", &first).await;
     for (url, cache) in &hosts {
         serves(url, "unity", "active", Some(&second_digest)).await;
         eventually("the old version to leave the cache", SOON, || async {
@@ -137,23 +150,14 @@ async fn a_package_tampered_with_on_the_server_is_refused_and_the_last_good_vers
     let ns = control_plane().namespace("tampered").await;
     let stack = Stack::start(ns.name(), &[]).await.expect("operator and host start");
     let files = FileServer::start().await.expect("file server starts");
-    let url = files.put("/unity.zip", Served::File(unity_zip("1")));
-    apply(ns.name(), &format_plugin("unity", &format!("source:\n  url:\n    url: {url}"))).await;
-    let good = published_digest(ns.name(), "unity").await;
+    let good = install_unity(ns.name(), &files).await;
     serves(&stack.host_url, "unity", "active", Some(&good)).await;
 
     // The host sleeps through the update, so that the file can be changed on
     // the server before it downloads it.
     let pid = stack.host.pid().expect("the host runs").to_string();
     signal("STOP", &pid);
-    files.put("/unity.zip", Served::File(unity_zip("2")));
-    let annotate = ["annotate", "fp/unity", "-n", ns.name(), "wasmplug.dev/requested-at=2", "--overwrite"];
-    control_plane().kubectl().succeed(&annotate).await;
-    let update = eventually("the update to be published", SOON, || async {
-        let digest = published_digest(ns.name(), "unity").await;
-        (digest != good).then_some(digest.clone()).ok_or(digest)
-    })
-    .await;
+    let update = update_unity(ns.name(), &files, "2", &good).await;
     let wasm = stack.store().join(wasmplug_crds::Artifact::path_for(&update)).join("plugin.wasm");
     let original = std::fs::read(&wasm).expect("published");
     let mut tampered = original.clone();
@@ -189,9 +193,7 @@ async fn hosts_serve_from_their_caches_while_the_operator_is_away() {
     let ns = control_plane().namespace("operator-away").await;
     let mut stack = Stack::start(ns.name(), &[]).await.expect("operator and host start");
     let files = FileServer::start().await.expect("file server starts");
-    let url = files.put("/unity.zip", Served::File(unity_zip("1")));
-    apply(ns.name(), &format_plugin("unity", &format!("source:\n  url:\n    url: {url}"))).await;
-    let digest = published_digest(ns.name(), "unity").await;
+    let digest = install_unity(ns.name(), &files).await;
     serves(&stack.host_url, "unity", "active", Some(&digest)).await;
 
     stack.operator.process.kill().await;
@@ -306,9 +308,7 @@ async fn a_package_whose_source_is_gone_survives_the_loss_of_any_one_replica() {
     let mut standby = stack.another_operator(&[]).expect("a standby starts");
     ready(&standby).await;
     let files = FileServer::start().await.expect("file server starts");
-    let url = files.put("/unity.zip", Served::File(unity_zip("1")));
-    apply(ns.name(), &format_plugin("unity", &format!("source:\n  url:\n    url: {url}"))).await;
-    let digest = published_digest(ns.name(), "unity").await;
+    let digest = install_unity(ns.name(), &files).await;
     serves(&stack.host_url, "unity", "active", Some(&digest)).await;
     eventually("the standby to mirror the package", SOON, || async {
         store_holds(&stack, 1, &digest).then_some(()).ok_or("not yet".to_owned())
@@ -346,10 +346,7 @@ async fn a_rolling_update_of_the_operator_never_leaves_the_package_unavailable()
     let mut stack = Stack::start_with(ns.name(), &[], Distribution::Mirrored).await.expect("operator and host start");
     let second = stack.another_operator(&[]).expect("a second replica starts");
     let files = FileServer::start().await.expect("file server starts");
-    let package = unity_zip("1");
-    let url = files.put("/unity.zip", Served::File(package));
-    apply(ns.name(), &format_plugin("unity", &format!("source:\n  url:\n    url: {url}"))).await;
-    let digest = published_digest(ns.name(), "unity").await;
+    let digest = install_unity(ns.name(), &files).await;
     let api = ns.api::<FormatPlugin>();
     let artifact = api.get("unity").await.expect("exists").status.and_then(|s| s.artifact).expect("published");
     let token = service_account_token(ns.name(), wasmplug_e2e::HOST_SERVICE_ACCOUNT).await.expect("a token");
@@ -416,8 +413,7 @@ async fn a_leader_failover_during_an_install_leaves_every_host_with_the_package(
     let standby = stack.another_operator(&[]).expect("a standby starts");
     ready(&standby).await;
     let files = FileServer::start().await.expect("file server starts");
-    let url = files.put("/unity.zip", Served::File(unity_zip("1")));
-    apply(ns.name(), &format_plugin("unity", &format!("source:\n  url:\n    url: {url}"))).await;
+    apply_unity(ns.name(), &files, "1").await;
     eventually("the leader to start the install", SOON, || async {
         let fetched = files.received().iter().any(|r| r.path == "/unity.zip");
         fetched.then_some(()).ok_or("not fetched yet".to_owned())
@@ -481,9 +477,7 @@ async fn a_replica_repairs_a_damaged_store_from_the_others_before_it_is_ready() 
     let mut stack = Stack::start_with(ns.name(), &[], Distribution::Mirrored).await.expect("operator and host start");
     let mut standby = stack.another_operator(&[]).expect("a standby starts");
     let files = FileServer::start().await.expect("file server starts");
-    let url = files.put("/unity.zip", Served::File(unity_zip("1")));
-    apply(ns.name(), &format_plugin("unity", &format!("source:\n  url:\n    url: {url}"))).await;
-    let digest = published_digest(ns.name(), "unity").await;
+    let digest = install_unity(ns.name(), &files).await;
     eventually("the standby to mirror the package", SOON, || async {
         store_holds(&stack, 1, &digest).then_some(()).ok_or("not yet".to_owned())
     })
@@ -498,5 +492,6 @@ async fn a_replica_repairs_a_damaged_store_from_the_others_before_it_is_ready() 
     let restarted = stack.another_operator_on_store_of(1).expect("the standby restarts on its store");
     ready(&restarted).await;
     assert_eq!(std::fs::read(&wasm).expect("repaired"), original, "repaired before it was ready");
-    assert!(restarted.process.log().contains("does not have its digest; mirroring it again"));
+    let log = restarted.process.log();
+    assert!(log.contains("failed its check; it is removed and fetched again") && log.contains("status.artifact says"));
 }
