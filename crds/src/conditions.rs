@@ -18,15 +18,19 @@ pub enum ConditionType {
     Fetched,
     /// The package passed validation.
     Validated,
+    /// Every host that receives traffic serves the published version as the
+    /// spec asks (from the hosts' FormatHost records).
+    Serving,
 }
 
 impl ConditionType {
-    pub const ALL: [ConditionType; 5] = [
+    pub const ALL: [ConditionType; 6] = [
         ConditionType::Ready,
         ConditionType::Reconciling,
         ConditionType::Stalled,
         ConditionType::Fetched,
         ConditionType::Validated,
+        ConditionType::Serving,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +40,7 @@ impl ConditionType {
             ConditionType::Stalled => "Stalled",
             ConditionType::Fetched => "Fetched",
             ConditionType::Validated => "Validated",
+            ConditionType::Serving => "Serving",
         }
     }
 }
@@ -75,10 +80,25 @@ pub enum Reason {
     StoreFailed,
     /// The FormatPlugin was deleted and its format removed.
     Removed,
+    /// Every expected host serves the published version (Serving=True).
+    AllHostsServing,
+    /// Some expected hosts do not serve the published version yet, and none
+    /// reported a failure (Serving=False while they catch up).
+    Rollout,
+    /// At least one host failed to load the published version (Serving=False;
+    /// also the Event).
+    LoadFailed,
+    /// At least one host quarantined the published version for repeated faults
+    /// (Serving=False; also the Event).
+    Quarantined,
+    /// No host that follows the FormatPlugin is ready (Serving=Unknown).
+    NoHosts,
+    /// Hosts that had failed or quarantined the version serve it again (an Event).
+    Recovered,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 21] = [
         Reason::Succeeded,
         Reason::Progressing,
         Reason::Installed,
@@ -94,6 +114,12 @@ impl Reason {
         Reason::FormatConflict,
         Reason::StoreFailed,
         Reason::Removed,
+        Reason::AllHostsServing,
+        Reason::Rollout,
+        Reason::LoadFailed,
+        Reason::Quarantined,
+        Reason::NoHosts,
+        Reason::Recovered,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -113,6 +139,12 @@ impl Reason {
             Reason::FormatConflict => "FormatConflict",
             Reason::StoreFailed => "StoreFailed",
             Reason::Removed => "Removed",
+            Reason::AllHostsServing => "AllHostsServing",
+            Reason::Rollout => "Rollout",
+            Reason::LoadFailed => "LoadFailed",
+            Reason::Quarantined => "Quarantined",
+            Reason::NoHosts => "NoHosts",
+            Reason::Recovered => "Recovered",
         }
     }
 }

@@ -7,19 +7,18 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::FormatPlugin;
+use crate::{FormatHost, FormatPlugin};
 
 /// The command that regenerates every file in [`OUTPUTS`].
 pub const REGENERATE_COMMAND: &str = "cargo run -p wasmplug-crds --bin crdgen";
 
 /// Where the generated YAML is written, relative to the repository root: the API's
 /// own copy and the copy the Helm chart installs.
-pub const OUTPUTS: [&str; 2] =
-    ["crds/formatplugins.wasmplug.dev.yaml", "charts/wasmplug/crds/formatplugins.wasmplug.dev.yaml"];
+pub const OUTPUTS: [&str; 2] = ["crds/wasmplug.dev.yaml", "charts/wasmplug/crds/wasmplug.dev.yaml"];
 
 /// Every CRD wasmplug defines.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![FormatPlugin::crd()]
+    vec![FormatPlugin::crd(), FormatHost::crd()]
 }
 
 /// The YAML document for every CRD, with a header saying it is generated.

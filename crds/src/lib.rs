@@ -1,5 +1,6 @@
 //! The wasmplug Kubernetes API: the `FormatPlugin` custom resource
-//! (`wasmplug.dev/v1alpha1`), its status contract and the generator for its CRD YAML.
+//! (`wasmplug.dev/v1alpha1`), its status contract, the hosts' `FormatHost` records
+//! and the generator for the CRD YAML.
 //!
 //! This crate depends on nothing else of wasmplug's; the operator, the host and the
 //! tests all read the API from here. It holds types, the rules the API server can
@@ -8,17 +9,20 @@
 pub mod conditions;
 mod duration;
 pub mod generate;
+mod host;
 pub mod ownership;
 mod spec;
 mod status;
 
 pub use duration::{Duration, DurationError};
+pub use host::{FormatHost, FormatHostSpec, HostFormat, MAX_HOST_FORMATS, MAX_HOST_MESSAGE, PodReference};
 pub use spec::{
     BuiltinSource, FormatPlugin, FormatPluginSpec, GitRef, GitSource, Limits, LocalSource, SecretReference, Source,
     SourceKind, UrlSource, parse_memory,
 };
 pub use status::{
-    Artifact, Capabilities, FileDigest, FormatPluginStatus, PluginInfo, Precompiled, REQUESTED_AT_ANNOTATION,
+    Artifact, Capabilities, FileDigest, FormatPluginStatus, HostReport, HostsStatus, PluginInfo, Precompiled,
+    REQUESTED_AT_ANNOTATION,
 };
 
 /// The syntax of a format key, as a regular expression: lowercase letters and digits

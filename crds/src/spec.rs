@@ -56,6 +56,12 @@ use crate::status::FormatPluginStatus;
         description = "Whether the plugin is published and servable"
     ),
     printcolumn(
+        name = "Serving",
+        type_ = "string",
+        json_path = ".status.hosts.summary",
+        description = "Hosts serving the published version / hosts expected to"
+    ),
+    printcolumn(
         name = "Revision",
         type_ = "string",
         json_path = ".status.artifact.revision",
@@ -68,6 +74,13 @@ use crate::status::FormatPluginStatus;
         priority = 1,
         json_path = ".status.conditions[?(@.type==\"Ready\")].message",
         description = "Why the plugin is or is not Ready"
+    ),
+    printcolumn(
+        name = "Hosts",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.conditions[?(@.type==\"Serving\")].message",
+        description = "Which hosts do not serve the published version, and why"
     )
 )]
 #[x_kube(validation = Rule::new("!has(self.sha256) || !has(self.source.builtin)")

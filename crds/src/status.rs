@@ -36,11 +36,69 @@ pub struct FormatPluginStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin: Option<PluginInfo>,
 
+    /// Which hosts serve the published version, from the hosts' own records
+    /// (FormatHosts), written by the operator. The Serving condition sums it up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<HostsStatus>,
+
     /// The value of the wasmplug.dev/requested-at annotation that the operator
     /// last acted on. Setting the annotation to a new value (a timestamp, say)
     /// fetches the source again now, e.g. after rebuilding a local package.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_requested_at: Option<String>,
+}
+
+/// How the published version is served across the hosts that follow this
+/// FormatPlugin and receive traffic (their pods are Ready).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HostsStatus {
+    /// Hosts that should serve the published version: those that follow this
+    /// FormatPlugin's namespace and whose pods are Ready.
+    pub expected: i32,
+
+    /// Of those, how many serve the published version as the spec asks
+    /// (active, or disabled when spec.enabled is false).
+    pub serving: i32,
+
+    /// serving/expected, for kubectl get.
+    #[schemars(length(max = 32))]
+    pub summary: String,
+
+    /// The expected hosts that do not serve it yet or cannot, failures first, at
+    /// most 10; every other expected host serves the published version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub not_serving: Vec<HostReport>,
+}
+
+impl HostsStatus {
+    /// Most hosts [`HostsStatus::not_serving`] lists.
+    pub const MAX_LISTED: usize = 10;
+}
+
+/// One host that does not serve the published version as asked.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HostReport {
+    /// The host (its FormatHost, named after its pod).
+    #[schemars(length(max = 253))]
+    pub host: String,
+
+    /// The plugin.wasm digest it serves instead; unset when it serves none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 71))]
+    pub digest: Option<String>,
+
+    /// Its state for the format: active, disabled, failed, quarantined,
+    /// changing-hands, or missing (not loaded yet).
+    #[schemars(length(max = 32))]
+    pub state: String,
+
+    /// Why, as the host says it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub message: Option<String>,
 }
 
 /// A plugin package published in the operator's content-addressed store.

@@ -191,12 +191,18 @@ impl ControlPlane {
     /// Applies the committed CRD YAML with server-side apply and waits until the API
     /// server has established it, as `kubectl apply` + `kubectl wait` would.
     async fn install_crds(&self) -> anyhow::Result<()> {
-        let crds = repository_root().join("crds/formatplugins.wasmplug.dev.yaml");
+        let crds = repository_root().join("crds/wasmplug.dev.yaml");
         let crds = crds.to_string_lossy();
         let kubectl = self.kubectl();
         kubectl.run(&["apply", "--server-side", "--field-manager=wasmplug-e2e", "-f", &crds]).await?.success()?;
         kubectl
-            .run(&["wait", "--for=condition=Established", "--timeout=60s", "crd/formatplugins.wasmplug.dev"])
+            .run(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/formatplugins.wasmplug.dev",
+                "crd/formathosts.wasmplug.dev",
+            ])
             .await?
             .success()?;
         Ok(())

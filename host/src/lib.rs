@@ -8,6 +8,7 @@ pub mod artifact;
 pub mod builtin;
 pub mod cli;
 pub mod download;
+pub mod format_host;
 pub mod handler;
 pub mod local;
 pub mod plugin;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::plugin::{MANIFEST_FILE, Package, WASM_FILE};
-use crate::registry::{Install, Origin, Registry};
+use crate::registry::{FailedLoad, Install, Origin, Registry};
 use crate::runtime::{CallLimits, Compilation, Runtime};
 
 /// How a package directory looked when it was last loaded.
@@ -108,7 +108,8 @@ impl LocalSource {
             }
             Err(error) => {
                 tracing::error!(format = key, dir = %dir.display(), %error, "failed to load plugin");
-                self.registry.record_load_failure(&key, origin, error.to_string());
+                let failed = FailedLoad { digest: Some(package.digest), retrying: false };
+                self.registry.record_load_failure(&key, origin, failed, error.to_string());
             }
         }
         Some(key)

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use wasmplug_host::builtin;
 use wasmplug_host::cli::{ConnectionArgs, EngineArgs, LogArgs, parse_size, shutdown_signal};
 use wasmplug_host::download::{DownloadSettings, Downloader};
 use wasmplug_host::local::LocalSource;
@@ -18,6 +17,7 @@ use wasmplug_host::registry::Registry;
 use wasmplug_host::runtime::Runtime;
 use wasmplug_host::server::{App, ServerConfig, serve};
 use wasmplug_host::watch::{self, ClusterSource, Loader, Packages};
+use wasmplug_host::{builtin, format_host};
 
 /// Serve artifact-registry format handlers (builtin and WebAssembly plugins) over HTTP.
 #[derive(Debug, Parser)]
@@ -42,6 +42,26 @@ struct Args {
     /// Cluster mode: follow FormatPlugins in this namespace only; every namespace when unset.
     #[arg(long, env = "WASMPLUG_WATCH_NAMESPACE", requires = "watch")]
     watch_namespace: Option<String>,
+
+    /// Cluster mode: the name of this host's FormatHost record (its pod's name),
+    /// where it reports what it serves for the operator to roll up into each
+    /// FormatPlugin's status. No record is written when unset.
+    #[arg(long, env = "POD_NAME", requires = "watch")]
+    host_name: Option<String>,
+
+    /// Cluster mode: the namespace of this host's FormatHost record; defaults to
+    /// the client's namespace (the pod's, in a cluster).
+    #[arg(long, env = "POD_NAMESPACE", requires = "host_name")]
+    host_namespace: Option<String>,
+
+    /// Cluster mode: the UID of this host's pod. The record is then owned by the
+    /// pod (removed with it) and counts only while the pod is Ready.
+    #[arg(long, env = "POD_UID", requires = "host_name")]
+    pod_uid: Option<String>,
+
+    /// Cluster mode: the node this host runs on, shown in its record.
+    #[arg(long, env = "NODE_NAME", requires = "host_name")]
+    node_name: Option<String>,
 
     /// Cluster mode: the shared store's root, as the operator publishes it (a
     /// volume shared with the operator, instead of --artifact-server).
@@ -131,8 +151,14 @@ async fn main() -> anyhow::Result<()> {
     let app = App::new(registry.clone(), server_config(&args)?);
 
     builtin::install(&registry, &builtins, &max_limits).map_err(anyhow::Error::msg)?;
+    let mut record = None;
     if args.watch {
         let client = kube::Client::try_default().await.context("failed to configure the Kubernetes client")?;
+        if let Some(identity) = identity(&args, &client) {
+            let api = kube::Api::namespaced(client.clone(), &identity.namespace);
+            let task = tokio::spawn(format_host::publish(api.clone(), identity.clone(), registry.clone()));
+            record = Some((api, identity, task));
+        }
         let api = watch::api(client, args.watch_namespace.as_deref());
         let packages = packages(&args, &app)?;
         let loader = Loader::new(runtime.clone(), packages, max_limits, Duration::from_millis(args.max_load_ms));
@@ -159,7 +185,26 @@ async fn main() -> anyhow::Result<()> {
         "serving; try GET /v1/formats"
     );
     serve(listener, app, shutdown_signal("calls")).await;
+    if let Some((api, identity, task)) = record {
+        task.abort();
+        format_host::withdraw(&api, &identity).await;
+    }
     Ok(())
+}
+
+/// Who this host's FormatHost record says it is, when it writes one.
+fn identity(args: &Args, client: &kube::Client) -> Option<format_host::Identity> {
+    let Some(name) = &args.host_name else {
+        tracing::info!("no --host-name: this host writes no FormatHost, and FormatPlugins do not count it");
+        return None;
+    };
+    Some(format_host::Identity {
+        namespace: args.host_namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned()),
+        name: name.clone(),
+        pod_uid: args.pod_uid.clone(),
+        node: args.node_name.clone(),
+        follows: args.watch_namespace.clone(),
+    })
 }
 
 /// Where packages come from in cluster mode: downloaded (their metrics joining

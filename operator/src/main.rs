@@ -15,6 +15,7 @@ use wasmplug_operator::artifacts::auth::{Authenticator, Reader};
 use wasmplug_operator::artifacts::{self, ArtifactServer};
 use wasmplug_operator::controller::{self, Config, Settings};
 use wasmplug_operator::fetch::{ArchiveLimits, FetchLimits};
+use wasmplug_operator::fleet;
 use wasmplug_operator::leader::LeaderElection;
 use wasmplug_operator::metrics::Metrics;
 use wasmplug_operator::mirror::{Mirror, Peers};
@@ -185,6 +186,12 @@ struct Args {
     #[arg(long, env = "WASMPLUG_PUBLISHING_NAMESPACES", value_delimiter = ',')]
     publishing_namespaces: Vec<String>,
 
+    /// The namespace the hosts run in and write their FormatHost records to,
+    /// rolled up into each FormatPlugin's status.hosts; defaults to the
+    /// client's namespace (the operator pod's, in a cluster).
+    #[arg(long, env = "WASMPLUG_HOSTS_NAMESPACE")]
+    hosts_namespace: Option<String>,
+
     /// This replica's identity in the Lease and in Events (the pod name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
@@ -321,6 +328,12 @@ async fn main() -> anyhow::Result<()> {
             None => std::future::pending().await,
         }
     };
+    let hosts = fleet::Settings {
+        plugins_namespace: args.watch_namespace.clone(),
+        hosts_namespace: args.hosts_namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned()),
+        reporter: settings.reporter.clone(),
+    };
+    let rollup = tokio::spawn(fleet::run(client.clone(), hosts));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let controller = tokio::spawn(controller::run(client, settings, async {
         let _ = stopped.await;
@@ -335,6 +348,7 @@ async fn main() -> anyhow::Result<()> {
         }
         () = shutdown_signal("reconciles") => {}
     }
+    rollup.abort();
     let _ = stop.send(());
     let _ = controller.await;
     if let Some(election) = &election {

@@ -223,15 +223,19 @@ pub fn bounded(text: &str, max: usize) -> String {
 }
 
 /// Edits a condition list, keeping `lastTransitionTime` while a status holds.
-struct Conditions<'a> {
-    list: &'a mut Vec<Condition>,
-    generation: Option<i64>,
-    now: Time,
+pub(crate) struct Conditions<'a> {
+    pub list: &'a mut Vec<Condition>,
+    pub generation: Option<i64>,
+    pub now: Time,
 }
 
 impl Conditions<'_> {
-    fn set(&mut self, type_: ConditionType, status: bool, reason: Reason, message: &str) {
-        let status = if status { "True" } else { "False" };
+    pub fn set(&mut self, type_: ConditionType, status: bool, reason: Reason, message: &str) {
+        self.set_status(type_, if status { "True" } else { "False" }, reason, message);
+    }
+
+    /// Like [`Conditions::set`], for any status: "True", "False" or "Unknown".
+    pub fn set_status(&mut self, type_: ConditionType, status: &str, reason: Reason, message: &str) {
         let since = match self.list.iter().find(|c| c.type_ == type_.as_str()) {
             Some(old) if old.status == status => old.last_transition_time.clone(),
             _ => self.now.clone(),
@@ -248,7 +252,7 @@ impl Conditions<'_> {
         self.list.sort_by_key(|c| ConditionType::ALL.iter().position(|t| t.as_str() == c.type_));
     }
 
-    fn remove(&mut self, type_: ConditionType) {
+    pub fn remove(&mut self, type_: ConditionType) {
         self.list.retain(|c| c.type_ != type_.as_str());
     }
 }

@@ -69,11 +69,22 @@ pub struct Format {
     /// Why the last attempt to change this format failed, or why it is
     /// quarantined; the version described here may still be serving.
     pub last_error: Option<String>,
+    /// The load that `last_error` is about, when a load failed.
+    pub failed_load: Option<FailedLoad>,
     health: Health,
     handler: Option<SharedHandler>,
     /// Shared by the snapshots of this version, so that a disable or a new
     /// snapshot keeps its record.
     breaker: Arc<Mutex<Breaker>>,
+}
+
+/// A load of a new version that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailedLoad {
+    /// The plugin.wasm digest that failed to load (`None` for a builtin).
+    pub digest: Option<Digest>,
+    /// Whether the host tries it again by itself (a download failed).
+    pub retrying: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +128,7 @@ impl Format {
             compilation: self.compilation.clone(),
             enabled: self.enabled,
             last_error: self.last_error.clone(),
+            failed_load: self.failed_load,
             health: self.health,
             handler: self.handler.clone(),
             breaker: self.breaker.clone(),
@@ -182,6 +194,9 @@ pub enum Unavailable {
 pub struct Registry {
     current: ArcSwap<Snapshot>,
     writer: Mutex<()>,
+    /// Signalled on every change of what a listing shows (one waiter: the
+    /// host's record of what it serves).
+    changed: tokio::sync::Notify,
     /// Formats installed since start (each load or reload counts); also the
     /// `wasmplug_host_installs_total` metric.
     installs: prometheus_client::metrics::counter::Counter,
@@ -200,6 +215,12 @@ impl Registry {
     /// The current snapshot, for listing.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// Completes when what a listing shows may have changed since the last
+    /// time this completed (or since start). For a single waiter.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
     }
 
     /// The handler to serve `key` with, if the format is active (or, after a
@@ -247,6 +268,7 @@ impl Registry {
             compilation: install.compilation,
             enabled: install.enabled,
             last_error: None,
+            failed_load: None,
             health: Health::Healthy,
             handler: Some(install.handler),
             breaker: Arc::new(Mutex::new(Breaker::new(Instant::now()))),
@@ -256,13 +278,16 @@ impl Registry {
         });
     }
 
-    /// Records that a new version of `key` could not be loaded. A version that is
-    /// serving keeps serving (last known good) and carries the error; otherwise the
-    /// format is listed as failed.
-    pub fn record_load_failure(&self, key: &str, origin: Origin, error: String) {
+    /// Records that a new version of `key` (`failed`) could not be loaded. A
+    /// version that is serving keeps serving (last known good) and carries the
+    /// error; otherwise the format is listed as failed.
+    pub fn record_load_failure(&self, key: &str, origin: Origin, failed: FailedLoad, error: String) {
         self.update(|formats| {
             let next = match formats.get(key) {
-                Some(current) if current.handler.is_some() => current.changed(|next| next.last_error = Some(error)),
+                Some(current) if current.handler.is_some() => current.changed(|next| {
+                    next.last_error = Some(error);
+                    next.failed_load = Some(failed);
+                }),
                 _ => Format {
                     key: key.to_owned(),
                     origin,
@@ -271,6 +296,7 @@ impl Registry {
                     compilation: None,
                     enabled: true,
                     last_error: Some(error),
+                    failed_load: Some(failed),
                     health: Health::Failed,
                     handler: None,
                     breaker: Arc::new(Mutex::new(Breaker::new(Instant::now()))),
@@ -307,6 +333,7 @@ impl Registry {
         let mut breaker = format.breaker();
         let was = breaker.quarantine_reason().is_some();
         *breaker = Breaker::new(Instant::now());
+        self.changed.notify_one();
         was
     }
 
@@ -325,6 +352,7 @@ impl Registry {
                 compilation: None,
                 enabled: true,
                 last_error: Some("its FormatPlugin is gone and another takes the key over; retry shortly".into()),
+                failed_load: None,
                 health: Health::ChangingHands,
                 handler: None,
                 breaker: Arc::new(Mutex::new(Breaker::new(Instant::now()))),
@@ -348,7 +376,11 @@ impl Registry {
             Origin::Plugin { .. } => Some(serving.format.limits.unwrap_or_default().memory_bytes),
         };
         let verdict = breaker::verdict(outcome, input_bytes, memory);
-        serving.format.breaker().record(verdict, serving.admitted, Instant::now())
+        let transition = serving.format.breaker().record(verdict, serving.admitted, Instant::now());
+        if !matches!(transition, Transition::None) {
+            self.changed.notify_one();
+        }
+        transition
     }
 
     fn update(&self, edit: impl FnOnce(&mut BTreeMap<String, Arc<Format>>)) {
@@ -356,5 +388,6 @@ impl Registry {
         let mut formats = self.current.load().formats.clone();
         edit(&mut formats);
         self.current.store(Arc::new(Snapshot { formats }));
+        self.changed.notify_one();
     }
 }

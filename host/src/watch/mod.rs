@@ -33,7 +33,7 @@ use kube::{Api, ResourceExt};
 use tokio::task::{AbortHandle, JoinSet};
 use wasmplug_crds::{Artifact, FormatPlugin};
 
-use crate::registry::{Install, Origin, Registry};
+use crate::registry::{FailedLoad, Install, Origin, Registry};
 use load::LoadError;
 use wanted::{Wanted, What};
 
@@ -269,6 +269,7 @@ impl ClusterSource {
             What::Builtin => Origin::Builtin,
             What::Artifact(_) => Origin::Plugin { name: want.owner.clone(), version: String::new() },
         };
+        let failed = |retrying| FailedLoad { digest: want.digest(), retrying };
         if let Err(LoadError::Unavailable(error)) = &outcome {
             let failures = self.retries.get(&key).map_or(0, |(failures, _)| *failures) + 1;
             let delay = retry_delay(failures);
@@ -276,7 +277,7 @@ impl ClusterSource {
                 format = key, owner = want.owner, %error, retry_in = ?delay,
                 "failed to download the package; trying again later, and the previous version keeps serving"
             );
-            self.registry.record_load_failure(&key, origin, error.clone());
+            self.registry.record_load_failure(&key, origin, failed(true), error.clone());
             self.registry.set_enabled(&key, want.enabled);
             // Readiness waits for the first attempt only: a host whose operator is
             // away serves what it has.
@@ -305,7 +306,7 @@ impl ClusterSource {
                 tracing::error!(
                     format = key, owner = want.owner, %error, "failed to load; the previous version keeps serving"
                 );
-                self.registry.record_load_failure(&key, origin, error.to_string());
+                self.registry.record_load_failure(&key, origin, failed(false), error.to_string());
                 self.registry.set_enabled(&key, want.enabled);
             }
         }

@@ -40,6 +40,14 @@ impl Wanted {
     pub fn same_load(&self, other: &Wanted) -> bool {
         self.what == other.what && self.limits == other.limits && self.owner == other.owner
     }
+
+    /// The plugin.wasm digest it loads (`None` for a builtin).
+    pub fn digest(&self) -> Option<crate::plugin::Digest> {
+        match &self.what {
+            What::Builtin => None,
+            What::Artifact(artifact) => artifact.digest.parse().ok(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -79,9 +79,11 @@ fn api_in(ctx: &Context, namespace: &str) -> Api<Guarded> {
     wasmplug_host::watch::api(ctx.client.clone(), Some(namespace))
 }
 
-/// The status `object` carries, if it can be read.
+/// The part of the status `object` carries that the reconciler writes (the
+/// host rollup writes the rest), if it can be read.
 fn status_of(object: &Guarded) -> Option<FormatPluginStatus> {
-    object.data.get("status").and_then(|status| serde_json::from_value(status.clone()).ok())
+    let status = object.data.get("status").and_then(|status| serde_json::from_value(status.clone()).ok());
+    status.map(crate::fleet::without_rollup)
 }
 
 /// Writes `status` by server-side apply with the operator's field manager.
