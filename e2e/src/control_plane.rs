@@ -277,6 +277,23 @@ impl ControlPlane {
         Ok(path)
     }
 
+    /// A kubeconfig that authenticates with the bearer `token` (a ServiceAccount
+    /// token bound to a pod, as a kubelet mounts one); `name` names the file.
+    pub fn kubeconfig_with_token(&self, name: &str, token: &str) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join(format!("kubeconfig-token-{name}"));
+        let kubeconfig = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "wasmplug-e2e", "cluster": {"server": self.server, "certificate-authority": self.certs.ca_cert()}}],
+            "users": [{"name": name, "user": {"token": token}}],
+            "contexts": [{"name": "wasmplug-e2e", "context": {"cluster": "wasmplug-e2e", "user": name}}],
+            "current-context": "wasmplug-e2e",
+        });
+        std::fs::write(&path, serde_saphyr::to_string(&kubeconfig)?)
+            .with_context(|| format!("failed to write {}", path.display()))?;
+        Ok(path)
+    }
+
     /// Makes the watchdog stop process `pid` when this test binary ends, however
     /// it ends (for processes a test starts: operators, hosts, git daemons).
     pub fn guard(&self, pid: u32) {

@@ -5,6 +5,12 @@
 //! files), its ServiceAccount as the identity it talks to the API server with,
 //! and its readiness probe.
 //!
+//! Each pod exists in the API server too (created from the template, never
+//! scheduled), so that it has a UID, its ServiceAccount token is bound to it
+//! as a kubelet's is (the host's FormatHost record depends on that), and its
+//! status says Ready once its readiness probe passes, as a kubelet would
+//! report it. `spec.nodeName` is empty: no node runs it.
+//!
 //! What no pod runtime here can give is mapped: each container port becomes a
 //! free port on 127.0.0.1 (or one the test chose), and an environment value
 //! `0.0.0.0:<containerPort>` is rewritten to that address; a value under a
@@ -25,7 +31,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, EnvVar, Secret, Service, Volume};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
+use kube::api::{Patch, PatchParams};
 
 use crate::control_plane::{control_plane, free_ports};
 use crate::wasmplug::{Process, dump_namespace, workspace_binary};
@@ -44,6 +52,9 @@ pub struct Kubelet {
 #[derive(Debug)]
 pub struct Pod {
     pub name: String,
+    pub namespace: String,
+    /// The pod object's UID.
+    pub uid: String,
     pub process: Process,
     /// Local port of each named container port.
     ports: BTreeMap<String, u16>,
@@ -76,6 +87,15 @@ impl Kubelet {
         };
         let account = spec.service_account_name.as_deref().context("the pod names no serviceAccountName")?;
         let pod_dir = self.dir.path().join("pods").join(pod);
+        let object = k8s_openapi::api::core::v1::Pod {
+            metadata: ObjectMeta { name: Some(pod.to_owned()), labels: Some(labels.clone()), ..ObjectMeta::default() },
+            spec: Some(spec.clone()),
+            status: None,
+        };
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &self.namespace);
+        let created =
+            pods.create(&Default::default(), &object).await.with_context(|| format!("failed to create pod {pod}"))?;
+        let uid = created.metadata.uid.context("the API server gave the pod no UID")?;
 
         let mut mounts = Vec::new();
         for mount in container.volume_mounts.iter().flatten() {
@@ -123,13 +143,13 @@ impl Kubelet {
             .env
             .iter()
             .flatten()
-            .map(|var| Ok((var.name.clone(), rewrite(&self.resolve(var, pod)?))))
+            .map(|var| Ok((var.name.clone(), rewrite(&self.resolve(var, pod, &uid)?))))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let (program, args) = command_of(container)?;
         let args: Vec<String> = args.iter().map(|a| rewrite(a)).collect();
 
-        let user = format!("system:serviceaccount:{}:{account}", self.namespace);
-        let kubeconfig = control_plane().kubeconfig_as(&user, "system:serviceaccounts")?;
+        let token = pod_bound_token(&self.namespace, account, pod, &uid).await?;
+        let kubeconfig = control_plane().kubeconfig_with_token(&format!("{}-{pod}", self.namespace), &token)?;
         std::fs::create_dir_all(&pod_dir)?;
         let process = Process::start_as(pod, &program, &args, &env, &kubeconfig, pod_dir.join("container.log"))?;
 
@@ -141,7 +161,7 @@ impl Kubelet {
             };
             (get.path.clone().unwrap_or_else(|| "/".into()), port.unwrap_or_default())
         });
-        Ok(Pod { name: pod.to_owned(), process, ports, readiness })
+        Ok(Pod { name: pod.to_owned(), namespace: self.namespace.clone(), uid, process, ports, readiness })
     }
 
     /// Notes the Services of the namespace that select a pod with `labels`,
@@ -215,7 +235,7 @@ impl Kubelet {
         Ok(dir)
     }
 
-    fn resolve(&self, var: &EnvVar, pod: &str) -> anyhow::Result<String> {
+    fn resolve(&self, var: &EnvVar, pod: &str, uid: &str) -> anyhow::Result<String> {
         if let Some(value) = &var.value {
             return Ok(value.clone());
         }
@@ -223,10 +243,20 @@ impl Kubelet {
         match field.map(|f| f.field_path.as_str()) {
             Some("metadata.namespace") => Ok(self.namespace.clone()),
             Some("metadata.name") => Ok(pod.to_owned()),
+            Some("metadata.uid") => Ok(uid.to_owned()),
+            Some("spec.nodeName") => Ok(String::new()),
             Some("status.podIP") => Ok("127.0.0.1".to_owned()),
             other => bail!("environment variable {} comes from {other:?}, which this cannot provide", var.name),
         }
     }
+}
+
+/// A token of ServiceAccount `account` bound to pod `pod` (UID `uid`), as a
+/// kubelet mounts one: the API server then knows which pod calls.
+pub async fn pod_bound_token(namespace: &str, account: &str, pod: &str, uid: &str) -> anyhow::Result<String> {
+    let (name, uid) = (format!("--bound-object-name={pod}"), format!("--bound-object-uid={uid}"));
+    let args = ["create", "token", account, "-n", namespace, "--bound-object-kind=Pod", &name, &uid, "--duration=2h"];
+    Ok(control_plane().kubectl().run(&args).await?.success()?.trim().to_owned())
 }
 
 fn command_of(container: &Container) -> anyhow::Result<(PathBuf, Vec<String>)> {
@@ -244,20 +274,35 @@ impl Pod {
     }
 
     /// Waits until the readiness probe answers 2xx, as the kubelet would before
-    /// the pod joins its Service.
+    /// the pod joins its Service, and then says so in the pod's status.
     pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
-        let Some((path, port)) = &self.readiness else { return Ok(()) };
+        let Some((path, port)) = &self.readiness else { return self.set_ready(true).await };
         let url = format!("http://127.0.0.1:{port}{path}");
         let deadline = Instant::now() + timeout;
         loop {
             if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
-                return Ok(());
+                return self.set_ready(true).await;
             }
             if Instant::now() > deadline {
                 bail!("pod {} was not ready within {timeout:?} ({url}); its log:\n{}", self.name, self.process.log());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+impl Pod {
+    /// Writes the pod's Ready condition, as a kubelet reports its probe.
+    pub async fn set_ready(&self, ready: bool) -> anyhow::Result<()> {
+        let api: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(control_plane().client().await, &self.namespace);
+        let status = if ready { "True" } else { "False" };
+        let patch =
+            serde_json::json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": status}]}});
+        api.patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .with_context(|| format!("failed to write pod {}'s status", self.name))?;
+        Ok(())
     }
 }
 

@@ -209,25 +209,32 @@ impl Layout {
         self.artifact_ports.iter().map(|port| format!("http://127.0.0.1:{port}")).collect()
     }
 
-    /// Starts host `name` on a free port; returns it and its URL.
-    fn start_host(&self, name: &str) -> anyhow::Result<(Process, String)> {
+    /// Starts host `name` on a free port with `extra` arguments (an
+    /// `--artifact-server` among them replaces the operator runs'); returns it
+    /// and its URL.
+    fn start_host(&self, name: &str, extra: &[&str]) -> anyhow::Result<(Process, String)> {
         let [port] = free_ports::<1>()?;
         let dir = self.dir.path();
         let mut args = vec![
             "--watch".to_owned(),
             format!("--watch-namespace={}", self.namespace),
             format!("--listen=127.0.0.1:{port}"),
+            format!("--host-name={name}"),
+            format!("--host-namespace={}", self.namespace),
         ];
         match self.distribution {
             Distribution::SharedVolume => args.push(format!("--store-dir={}", dir.join("store").display())),
             Distribution::Http | Distribution::Mirrored => {
+                if !extra.iter().any(|arg| arg.starts_with("--artifact-server=")) {
+                    args.push(format!("--artifact-server={}", self.artifact_servers().join(",")));
+                }
                 args.extend([
-                    format!("--artifact-server={}", self.artifact_servers().join(",")),
                     format!("--cache-dir={}", self.cache(name).display()),
                     format!("--artifact-token-file={}", dir.join("host-token").display()),
                 ]);
             }
         }
+        args.extend(extra.iter().map(|arg| arg.to_string()));
         let process = Process::start(name, &workspace_binary("wasmplug-host"), &args, dir.join(format!("{name}.log")))?;
         Ok((process, format!("http://127.0.0.1:{port}")))
     }
@@ -281,7 +288,7 @@ impl Stack {
             distribution,
             artifact_ports: free_ports::<ARTIFACT_PORTS>()?,
         };
-        let (host, host_url) = layout.start_host("host")?;
+        let (host, host_url) = layout.start_host("host", &[])?;
         let operator = layout.spawn_operator(0, 0, operator_args, control_plane().kubeconfig())?;
         let stack = Stack { namespace: namespace.to_owned(), operator, host, host_url, operator_runs: 1, layout };
         wait_for_ready(&stack.host, &stack.host_url).await?;
@@ -315,7 +322,14 @@ impl Stack {
     /// Starts another host named `name` (its own cache and log) and waits until
     /// it is ready; returns it and its URL.
     pub async fn another_host(&self, name: &str) -> anyhow::Result<(Process, String)> {
-        let (host, url) = self.layout.start_host(name)?;
+        self.another_host_with(name, &[]).await
+    }
+
+    /// Like [`Stack::another_host`], with `extra` arguments: an
+    /// `--artifact-server` among them replaces the operator's (e.g. a file
+    /// server that serves damaged packages).
+    pub async fn another_host_with(&self, name: &str, extra: &[&str]) -> anyhow::Result<(Process, String)> {
+        let (host, url) = self.layout.start_host(name, extra)?;
         wait_for_ready(&host, &url).await?;
         Ok((host, url))
     }
@@ -329,7 +343,7 @@ impl Stack {
     /// until it is ready.
     pub async fn restart_host(&mut self) -> anyhow::Result<()> {
         self.host.kill().await;
-        (self.host, self.host_url) = self.layout.start_host("host")?;
+        (self.host, self.host_url) = self.layout.start_host("host", &[])?;
         wait_for_ready(&self.host, &self.host_url).await
     }
 
@@ -414,6 +428,7 @@ fn spawn_operator(
         format!("--scratch-dir={}", dir.join("scratch").display()),
         format!("--watch-namespace={namespace}"),
         format!("--lease-namespace={namespace}"),
+        format!("--hosts-namespace={namespace}"),
         format!("--metrics-listen=127.0.0.1:{port}"),
         "--lease-duration=3s".into(),
     ];

@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{refused, sha256_hex, wait_condition};
+use support::{event_reasons, refused, sha256_hex, wait_condition};
 use wasmplug_crds::FormatPlugin;
 use wasmplug_e2e::{
     FileServer, GitServer, Repo, Served, Webhooked, control_plane, eventually, example_files, example_package,
@@ -68,14 +68,6 @@ async fn wait_served_by(webhook: &Webhooked, key: &str, path: &str, expected: &s
         served_by.starts_with(expected).then_some(()).ok_or(format!("{answer:?}"))
     })
     .await;
-}
-
-/// Reasons of the Events about `name`, oldest first.
-async fn event_reasons(namespace: &str, name: &str) -> Vec<String> {
-    let jsonpath =
-        format!("-o=jsonpath={{range .items[?(@.regarding.name==\"{name}\")]}}{{.reason}}{{\"\\n\"}}{{end}}");
-    let args = ["get", "events.events.k8s.io", "-n", namespace, "--sort-by=.metadata.creationTimestamp", &jsonpath];
-    control_plane().kubectl().succeed(&args).await.lines().map(str::to_owned).collect()
 }
 
 #[tokio::test]

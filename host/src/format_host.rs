@@ -177,6 +177,38 @@ fn bounded(message: &str) -> String {
 mod tests {
     use super::*;
 
+    fn identity() -> Identity {
+        Identity {
+            namespace: "ns".into(),
+            name: "host-0".into(),
+            pod_uid: Some("uid".into()),
+            node: None,
+            follows: None,
+        }
+    }
+
+    #[test]
+    fn a_record_lists_every_format_and_keeps_since_while_nothing_changes() {
+        let registry = Registry::new();
+        crate::builtin::install(&registry, &["npm".into(), "maven".into()], &Default::default()).expect("builtins");
+        let mut since = HashMap::new();
+        let first = spec_of(&identity(), &registry.snapshot(), &mut since);
+        assert_eq!(first.summary, "2/2 serving");
+        assert_eq!(first.pod, Some(PodReference { name: "host-0".into(), uid: "uid".into() }));
+        assert!(first.formats.iter().all(|f| f.builtin && f.state == HostFormat::ACTIVE && f.digest.is_none()));
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(spec_of(&identity(), &registry.snapshot(), &mut since), first, "nothing changed");
+        registry.set_enabled("npm", false);
+        let next = spec_of(&identity(), &registry.snapshot(), &mut since);
+        let npm = next.formats.iter().find(|f| f.key == "npm").expect("npm is listed");
+        assert_eq!(npm.state, HostFormat::DISABLED);
+        assert!(npm.since.0 > first.formats[1].since.0, "since moves when the state does");
+        assert_eq!(next.summary, "1/2 serving");
+        registry.remove("npm");
+        assert_eq!(spec_of(&identity(), &registry.snapshot(), &mut since).formats.len(), 1);
+        assert_eq!(since.len(), 1, "a format that went is forgotten");
+    }
+
     #[test]
     fn long_messages_are_cut_at_a_character_boundary() {
         let long = "é".repeat(MAX_HOST_MESSAGE);

@@ -201,8 +201,9 @@ fn identity(args: &Args, client: &kube::Client) -> Option<format_host::Identity>
     Some(format_host::Identity {
         namespace: args.host_namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned()),
         name: name.clone(),
-        pod_uid: args.pod_uid.clone(),
-        node: args.node_name.clone(),
+        pod_uid: args.pod_uid.clone().filter(|uid| !uid.is_empty()),
+        // Empty when no node runs the pod.
+        node: args.node_name.clone().filter(|node| !node.is_empty()),
         follows: args.watch_namespace.clone(),
     })
 }

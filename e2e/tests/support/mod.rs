@@ -51,6 +51,14 @@ pub async fn wait_condition(api: &Api<FormatPlugin>, name: &str, status: &str, r
     .await
 }
 
+/// Reasons of the Events about `name`, oldest first.
+pub async fn event_reasons(namespace: &str, name: &str) -> Vec<String> {
+    let jsonpath =
+        format!("-o=jsonpath={{range .items[?(@.regarding.name==\"{name}\")]}}{{.reason}}{{\"\\n\"}}{{end}}");
+    let args = ["get", "events.events.k8s.io", "-n", namespace, "--sort-by=.metadata.creationTimestamp", &jsonpath];
+    control_plane().kubectl().succeed(&args).await.lines().map(str::to_owned).collect()
+}
+
 /// The object's status, which must be set.
 pub async fn status(api: &Api<FormatPlugin>, name: &str) -> wasmplug_crds::FormatPluginStatus {
     api.get(name).await.expect("the FormatPlugin exists").status.expect("the FormatPlugin has a status")

@@ -47,17 +47,68 @@ pub async fn apply(plugin: Arc<FormatPlugin>, ctx: &Arc<Context>) -> Result<Acti
         }
         Freshness::Stale => {}
     }
+    if let Some(wait) = Handled::recently(&plugin, ctx) {
+        ctx.metrics.reconciled(ReconcileResult::UpToDate);
+        return Ok(if moves(&plugin, kind) { Action::requeue(wait) } else { Action::await_change() });
+    }
     let published = publish(&plugin, kind, ctx).await;
-    finish(&plugin, ctx, published).await?;
+    if finish(&plugin, ctx, published).await? {
+        Handled::record(&plugin, ctx);
+    }
     Ok(next_check(&plugin, kind, ctx))
 }
 
-/// Reports `published`. Errors are those to retry with backoff.
+/// The generation and fetch request of an object that a reconcile finished
+/// handling (published, or failed in a way only a change fixes), and when.
+///
+/// Reconciles also follow changes that are not the user's (the host rollup
+/// writes status; labels change): one that finds the same generation and
+/// request handled less than the source's interval ago fetches nothing. So a
+/// moving source is fetched once per interval, and a failed fixed one once per
+/// change (or interval), whatever else happens to the object.
+#[derive(Debug)]
+pub(super) struct Handled {
+    generation: Option<i64>,
+    requested_at: Option<String>,
+    at: Instant,
+}
+
+impl Handled {
+    /// How long until `plugin`'s handling is due again, if it was handled recently.
+    fn recently(plugin: &FormatPlugin, ctx: &Context) -> Option<std::time::Duration> {
+        let handled = ctx.handled.lock().unwrap_or_else(|p| p.into_inner());
+        let last = handled.get(&plugin.uid()?)?;
+        let same =
+            last.generation == plugin.metadata.generation && last.requested_at.as_deref() == plugin.requested_at();
+        interval(plugin, ctx).checked_sub(last.at.elapsed()).filter(|_| same)
+    }
+
+    fn record(plugin: &FormatPlugin, ctx: &Context) {
+        let Some(uid) = plugin.uid() else { return };
+        let handled = Handled {
+            generation: plugin.metadata.generation,
+            requested_at: plugin.requested_at().map(str::to_owned),
+            at: Instant::now(),
+        };
+        ctx.handled.lock().unwrap_or_else(|p| p.into_inner()).insert(uid, handled);
+    }
+
+    /// Forgets `plugin` (it is gone).
+    pub(super) fn forget(plugin: &FormatPlugin, ctx: &Context) {
+        if let Some(uid) = plugin.uid() {
+            ctx.handled.lock().unwrap_or_else(|p| p.into_inner()).remove(&uid);
+        }
+    }
+}
+
+/// Reports `published`; says whether that settled the object until it (or its
+/// source) changes: published, or failed in a way no other object can fix.
+/// Errors are those to retry with backoff.
 async fn finish(
     plugin: &FormatPlugin,
     ctx: &Arc<Context>,
     published: Result<(Option<Artifact>, PluginInfo), Error>,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let outcome = match published {
         Ok((artifact, info)) => Outcome::Published { artifact, plugin: info },
         Err(error) => match failure_of(&error) {
@@ -72,15 +123,16 @@ async fn finish(
     match outcome {
         Outcome::Published { .. } => {
             ctx.metrics.reconciled(ReconcileResult::Published);
-            Ok(())
+            Ok(true)
         }
         Outcome::Failed(failure) if failure.transient => {
             ctx.metrics.reconciled(ReconcileResult::Retrying);
             Err(Error::Retry(failure.message))
         }
-        Outcome::Failed(_) => {
+        Outcome::Failed(failure) => {
             ctx.metrics.reconciled(ReconcileResult::Failed);
-            Ok(())
+            // A conflict ends when the key's owner goes, which reconciles this one.
+            Ok(failure.reason != Reason::FormatConflict)
         }
     }
 }
@@ -274,5 +326,10 @@ fn next_check(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Context) -> Act
     if !moves(plugin, kind) {
         return Action::await_change();
     }
-    Action::requeue(plugin.spec.interval.as_ref().map_or(ctx.config.default_interval, wasmplug_crds::Duration::as_std))
+    Action::requeue(interval(plugin, ctx))
+}
+
+/// How often `plugin`'s source is checked again when it moves.
+fn interval(plugin: &FormatPlugin, ctx: &Context) -> std::time::Duration {
+    plugin.spec.interval.as_ref().map_or(ctx.config.default_interval, wasmplug_crds::Duration::as_std)
 }

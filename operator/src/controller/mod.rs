@@ -79,6 +79,9 @@ pub struct Context {
     plugins: Reflection<Guarded>,
     /// Consecutive failures per object, for backoff.
     failures: Mutex<HashMap<ObjectRef<Guarded>, u32>>,
+    /// What each object's last finished reconcile handled (by UID): see
+    /// [`apply::Handled`].
+    handled: Mutex<HashMap<String, apply::Handled>>,
     /// Validation compiles components and already uses every core (wasmtime
     /// compiles functions in parallel); more at once only adds memory. At most
     /// the runtime's `MAX_CONCURRENT_LOADS`, which its instance pool has room for.
@@ -162,6 +165,7 @@ pub async fn run(client: Client, settings: Settings, shutdown: impl Future<Outpu
     let ctx = Arc::new(Context {
         plugins,
         failures: Mutex::default(),
+        handled: Mutex::default(),
         fetching: tokio::sync::Semaphore::new(settings.config.max_concurrent_fetches.max(1)),
         compiling: tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(1, usize::from).min(MAX_CONCURRENT_LOADS as usize),

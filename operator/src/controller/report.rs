@@ -157,6 +157,7 @@ pub async fn unreadable(object: &Guarded, error: &str, ctx: &Context) -> Result<
 /// Records the removal; hosts unload the format when the object is gone. (Objects
 /// that were refused its key are reconciled again by the controller's watch.)
 pub async fn cleanup(plugin: Arc<FormatPlugin>, ctx: &Arc<Context>) -> Result<Action, Error> {
+    super::apply::Handled::forget(&plugin, ctx);
     if let Some(key) = plugin.claimed_format_key() {
         let note = format!("removed format {key}; hosts unload it");
         let notice = Notice { type_: EventType::Normal, reason: Reason::Removed, note };

@@ -181,3 +181,145 @@ pub fn notices(previous: Option<&Condition>, next: &Rollup) -> Vec<Notice> {
 pub fn serving_condition(plugin: &FormatPlugin) -> Option<&Condition> {
     plugin.condition(ConditionType::Serving)
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
+    use wasmplug_crds::{Artifact, Capabilities, FormatHostSpec, FormatPluginSpec, FormatPluginStatus, PluginInfo};
+
+    use super::*;
+
+    const NEW: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const OLD: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    fn plugin(enabled: bool) -> FormatPlugin {
+        let spec: FormatPluginSpec = serde_json::from_value(serde_json::json!({
+            "source": {"url": {"url": "https://example.test/p.zip"}}, "enabled": enabled
+        }))
+        .expect("spec");
+        let mut plugin = FormatPlugin::new("p", spec);
+        plugin.metadata.namespace = Some("team".into());
+        plugin.status = Some(FormatPluginStatus {
+            artifact: Some(Artifact {
+                digest: NEW.into(),
+                path: Artifact::path_for(NEW),
+                revision: "r".into(),
+                size: 1,
+                url: None,
+                manifest: None,
+                last_update_time: Time(Timestamp::UNIX_EPOCH),
+                precompiled: None,
+            }),
+            plugin: Some(PluginInfo {
+                name: "p".into(),
+                version: "2.0.0".into(),
+                format_key: "p".into(),
+                display_name: None,
+                extensions: vec![],
+                capabilities: Capabilities::default(),
+            }),
+            ..FormatPluginStatus::default()
+        });
+        plugin
+    }
+
+    fn entry(digest: &str, state: &str) -> HostFormat {
+        HostFormat {
+            key: "p".into(),
+            digest: Some(digest.into()),
+            builtin: false,
+            state: state.into(),
+            message: None,
+            failed_digest: None,
+            retrying: false,
+            since: Time(Timestamp::UNIX_EPOCH),
+        }
+    }
+
+    fn host(name: &str, formats: Vec<HostFormat>) -> FormatHost {
+        FormatHost::new(name, FormatHostSpec { formats, ..FormatHostSpec::default() })
+    }
+
+    fn roll(plugin: &FormatPlugin, hosts: &[FormatHost]) -> Rollup {
+        rollup(plugin, &hosts.iter().collect::<Vec<_>>()).expect("a published plugin has a rollup")
+    }
+
+    #[test]
+    fn all_hosts_serving_the_published_digest() {
+        let hosts = [host("a", vec![entry(NEW, "active")]), host("b", vec![entry(NEW, "active")])];
+        let rollup = roll(&plugin(true), &hosts);
+        assert_eq!(
+            (rollup.status, rollup.reason, rollup.hosts.summary.as_str()),
+            ("True", Reason::AllHostsServing, "2/2")
+        );
+        assert!(rollup.hosts.not_serving.is_empty());
+    }
+
+    #[test]
+    fn a_host_that_failed_to_load_the_published_digest_is_named_first() {
+        let failed = HostFormat {
+            message: Some("failed to load: digest mismatch".into()),
+            failed_digest: Some(NEW.into()),
+            ..entry(OLD, "active")
+        };
+        let hosts =
+            [host("a", vec![entry(NEW, "active")]), host("b", vec![failed]), host("c", vec![entry(OLD, "active")])];
+        let rollup = roll(&plugin(true), &hosts);
+        assert_eq!((rollup.status, rollup.reason, rollup.hosts.summary.as_str()), ("False", Reason::LoadFailed, "1/3"));
+        let listed: Vec<&str> = rollup.hosts.not_serving.iter().map(|r| r.host.as_str()).collect();
+        assert_eq!(listed, ["b", "c"]);
+        assert!(rollup.message.contains("b: failed to load: digest mismatch"), "{}", rollup.message);
+        assert_eq!(rollup.hosts.not_serving[0].digest.as_deref(), Some(OLD));
+    }
+
+    #[test]
+    fn a_failure_of_an_older_version_is_not_held_against_the_new_one() {
+        let stale =
+            HostFormat { message: Some("old failure".into()), failed_digest: Some(OLD.into()), ..entry(OLD, "active") };
+        let rollup = roll(&plugin(true), &[host("a", vec![stale])]);
+        assert_eq!(rollup.reason, Reason::Rollout);
+    }
+
+    #[test]
+    fn quarantine_missing_hosts_and_other_namespaces() {
+        let mut elsewhere = host("z", vec![]);
+        elsewhere.spec.follows = Some("other".into());
+        let hosts = [host("a", vec![entry(NEW, "quarantined")]), host("b", vec![]), elsewhere];
+        let rollup = roll(&plugin(true), &hosts);
+        assert_eq!((rollup.reason, rollup.hosts.summary.as_str()), (Reason::Quarantined, "0/2"));
+        assert_eq!(rollup.hosts.not_serving[1].state, "missing");
+        let none = roll(&plugin(true), &[]);
+        assert_eq!((none.status, none.reason), ("Unknown", Reason::NoHosts));
+    }
+
+    #[test]
+    fn a_disabled_plugin_is_served_as_asked_when_every_host_disabled_it() {
+        let hosts = [host("a", vec![entry(NEW, "disabled")]), host("b", vec![entry(NEW, "active")])];
+        assert_eq!(roll(&plugin(false), &hosts).reason, Reason::Rollout);
+        let rollup = roll(&plugin(false), &hosts[..1]);
+        assert_eq!((rollup.status, rollup.reason), ("False", Reason::Disabled));
+    }
+
+    #[test]
+    fn events_on_failure_quarantine_and_recovery_only() {
+        let condition = |reason: Reason| Condition {
+            type_: "Serving".into(),
+            status: "False".into(),
+            reason: reason.as_str().into(),
+            message: String::new(),
+            last_transition_time: Time(Timestamp::UNIX_EPOCH),
+            observed_generation: None,
+        };
+        let serving = roll(&plugin(true), &[host("a", vec![entry(NEW, "active")])]);
+        let failing = Rollup { reason: Reason::LoadFailed, ..serving.clone() };
+        let reasons = |previous: Option<Reason>, next: &Rollup| -> Vec<Reason> {
+            notices(previous.map(condition).as_ref(), next).into_iter().map(|n| n.reason).collect()
+        };
+        assert_eq!(reasons(None, &failing), [Reason::LoadFailed]);
+        assert_eq!(reasons(Some(Reason::LoadFailed), &failing), []);
+        assert_eq!(reasons(Some(Reason::LoadFailed), &serving), [Reason::Recovered]);
+        assert_eq!(reasons(Some(Reason::Rollout), &serving), []);
+        assert_eq!(reasons(None, &serving), []);
+    }
+}
