@@ -33,7 +33,7 @@ pub use helm::{HELM_BIN_DIR_ENV, Helm};
 pub use kubectl::{Kubectl, KubectlOutput};
 pub use namespace::TestNamespace;
 pub use node::{ARTIFACTS_CLUSTER_IP, BRIDGE_ADDRESS, Cluster, Footprint, IMAGE, STORE_CLASS, TOOLBOX_IMAGE, cluster};
-pub use pods::{Kubelet, Pod};
+pub use pods::{Kubelet, Pod, pod_bound_token};
 pub use stall::StallingProxy;
 pub use wasmplug::{
     Distribution, HOST_SERVICE_ACCOUNT, HostAnswer, Operator, Process, Stack, eventually, formats_of, metric_value,

@@ -38,8 +38,15 @@ async fn crd_is_established_with_its_names() {
 
     let resources =
         control_plane().kubectl().succeed(&["api-resources", "--api-group=wasmplug.dev", "--no-headers"]).await;
-    let fields: Vec<&str> = resources.split_whitespace().collect();
-    assert_eq!(fields, ["formatplugins", "fp", "wasmplug.dev/v1alpha1", "true", "FormatPlugin"], "{resources}");
+    let lines: Vec<Vec<&str>> = resources.lines().map(|line| line.split_whitespace().collect()).collect();
+    assert_eq!(
+        lines,
+        [
+            ["formathosts", "fh", "wasmplug.dev/v1alpha1", "true", "FormatHost"],
+            ["formatplugins", "fp", "wasmplug.dev/v1alpha1", "true", "FormatPlugin"]
+        ],
+        "{resources}"
+    );
 }
 
 #[tokio::test]
@@ -186,7 +193,12 @@ fn published_status(generation: i64) -> serde_json::Value {
             condition(ConditionType::Ready, "True", Reason::Succeeded, "serving unity 1.0.0 (sha256:ab12...)"),
             condition(ConditionType::Fetched, "True", Reason::Succeeded, "fetched v1.0.0"),
             condition(ConditionType::Validated, "True", Reason::Succeeded, "valid format-plugin component"),
+            condition(ConditionType::Serving, "False", Reason::Rollout, "1 of 2 hosts serve unity-format 1.0.0"),
         ],
+        "hosts": {
+            "expected": 2, "serving": 1, "summary": "1/2",
+            "notServing": [{"host": "host-1", "state": "missing", "message": "not loaded yet"}],
+        },
         "artifact": {
             "digest": format!("sha256:{}", "ab".repeat(32)),
             "path": format!("artifacts/sha256/{}", "ab".repeat(32)),
@@ -315,13 +327,14 @@ async fn kubectl_get_shows_the_printer_columns() {
     let kubectl = control_plane().kubectl();
     let table = kubectl.succeed(&["get", "fp", "-n", ns.name()]).await;
     let lines: Vec<Vec<&str>> = table.lines().map(|line| line.split_whitespace().collect()).collect();
-    assert_eq!(lines[0], ["NAME", "FORMAT", "VERSION", "ENABLED", "READY", "REVISION", "AGE"], "{table}");
+    assert_eq!(lines[0], ["NAME", "FORMAT", "VERSION", "ENABLED", "READY", "SERVING", "REVISION", "AGE"], "{table}");
     let revision = format!("v1.0.0@sha1:{}", "cd".repeat(20));
-    assert_eq!(lines[1][..6], ["unity", "unity", "1.0.0", "true", "True", revision.as_str()], "{table}");
+    assert_eq!(lines[1][..7], ["unity", "unity", "1.0.0", "true", "True", "1/2", revision.as_str()], "{table}");
 
     let wide = kubectl.succeed(&["get", "fp", "-n", ns.name(), "-o", "wide"]).await;
-    assert!(wide.lines().next().is_some_and(|header| header.trim_end().ends_with("STATUS")), "{wide}");
-    assert!(wide.contains("serving unity 1.0.0"), "{wide}");
+    let header: Vec<&str> = wide.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert!(header.ends_with(&["STATUS", "HOSTS"]), "{wide}");
+    assert!(wide.contains("serving unity 1.0.0") && wide.contains("1 of 2 hosts serve"), "{wide}");
 
     let by_category = kubectl.succeed(&["get", "wasmplug", "-n", ns.name(), "-o", "name"]).await;
     assert_eq!(by_category.trim(), "formatplugin.wasmplug.dev/unity");
@@ -338,6 +351,9 @@ async fn kubectl_explain_shows_the_field_docs() {
         ("fp.status.artifact.revision", "@sha1:<commit> for Git"),
         ("fp.status.artifact.url", "hosts fetch the"),
         ("fp.status.artifact.manifest", "Hosts that download the package check it"),
+        ("fp.status.hosts.notServing", "failures first, at"),
+        ("fh.spec.formats.failedDigest", "The plugin.wasm digest whose load failed"),
+        ("formathosts.spec.pod", "counts only while that pod"),
     ];
     // The API server publishes a new CRD's OpenAPI a moment after it is established.
     let deadline = Instant::now() + Duration::from_secs(60);

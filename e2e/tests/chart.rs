@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use support::{apply, format_plugin, wait_condition, wait_ready};
-use wasmplug_crds::FormatPlugin;
-use wasmplug_e2e::{GitServer, Helm, Kubelet, control_plane, eventually, free_ports, numbered_plugin};
+use wasmplug_crds::{FormatHost, FormatPlugin};
+use wasmplug_e2e::{
+    GitServer, Helm, Kubectl, Kubelet, control_plane, eventually, free_ports, numbered_plugin, pod_bound_token,
+};
 
 const SOON: Duration = Duration::from_secs(60);
 
@@ -279,6 +281,96 @@ async fn the_generated_webhook_certificate_is_kept_across_upgrades_and_rotated_o
     assert_eq!(response.status(), 405, "GET is not how the API server calls");
 }
 
+/// The host pod reported what it serves in its own FormatHost, through the
+/// chart's admission policy, and the operator counted it; with the same
+/// identity (a token bound to that pod), no other record and no FormatPlugin
+/// can be written.
+async fn a_host_writes_only_its_own_record(namespace: &str, host: &wasmplug_e2e::Pod) {
+    let client = control_plane().client().await;
+    let records: kube::Api<FormatHost> = kube::Api::namespaced(client.clone(), namespace);
+    let plugins: kube::Api<FormatPlugin> = kube::Api::namespaced(client, namespace);
+    let record = eventually("the host's record", SOON, || async {
+        records.get_opt(&host.name).await.map_err(|e| e.to_string())?.ok_or("no record yet".to_owned())
+    })
+    .await;
+    let owner = record.metadata.owner_references.clone().unwrap_or_default();
+    assert_eq!(
+        owner.iter().map(|o| (o.kind.as_str(), o.uid.as_str())).collect::<Vec<_>>(),
+        [("Pod", host.uid.as_str())]
+    );
+    eventually("the host counted for unity", SOON, || async {
+        let plugin = plugins.get("unity").await;
+        let summary = plugin.map_err(|e| e.to_string())?.status.and_then(|s| s.hosts).map(|h| h.summary);
+        (summary.as_deref() == Some("1/1")).then_some(()).ok_or(format!("{summary:?}"))
+    })
+    .await;
+
+    let account = "wasmplug-host";
+    let bound = pod_bound_token(namespace, account, &host.name, &host.uid).await.expect("a token bound to the pod");
+    let as_host = Kubectl::new(
+        control_plane().kubectl_program().to_path_buf(),
+        control_plane().kubeconfig_with_token("chart-host", &bound).expect("kubeconfig"),
+    );
+    let record_yaml = |name: &str, owned: bool| {
+        let owner = if owned {
+            format!(
+                "  ownerReferences:\n  - apiVersion: v1\n    kind: Pod\n    name: {}\n    uid: {}\n",
+                host.name, host.uid
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "apiVersion: wasmplug.dev/v1alpha1\nkind: FormatHost\nmetadata:\n  name: {name}\n{owner}spec:\n  summary: forged\n"
+        )
+    };
+    let apply_as = |kubectl: Kubectl, yaml: String| async move {
+        let args = [
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=wasmplug-host",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+        ];
+        kubectl.run_with_stdin(&args, &yaml).await.expect("kubectl runs")
+    };
+    // Its own record, owned by its pod: allowed (what the host itself does).
+    apply_as(as_host.clone(), record_yaml(&host.name, true)).await.success().expect("the host writes its own record");
+    // Another host's record, or its own not owned by its pod: refused.
+    let refused = apply_as(as_host.clone(), record_yaml("wasmplug-host-1", true)).await.failure().expect("refused");
+    assert!(refused.contains(&format!("a host may write only its own FormatHost, {}", host.name)), "{refused}");
+    let refused = apply_as(as_host.clone(), record_yaml(&host.name, false)).await.failure().expect("refused");
+    assert!(refused.contains("must be owned by its pod"), "{refused}");
+    let admin = control_plane().kubectl();
+    admin
+        .run_with_stdin(&["apply", "-n", namespace, "-f", "-"], &record_yaml("wasmplug-host-1", false))
+        .await
+        .expect("kubectl runs")
+        .success()
+        .expect("an administrator writes any record");
+    let refused = as_host.run(&["delete", "formathost/wasmplug-host-1", "-n", namespace]).await.expect("runs");
+    assert!(refused.failure().expect("refused").contains("a host may write only its own FormatHost"));
+    // No FormatPlugin field, spec or status.
+    let patch = r#"{"spec":{"enabled":false}}"#;
+    let refused =
+        as_host.run(&["patch", "fp/unity", "-n", namespace, "--type=merge", "-p", patch]).await.expect("runs");
+    assert!(refused.failure().expect("refused").contains("forbidden"));
+    let status =
+        ["patch", "fp/unity", "-n", namespace, "--subresource=status", "--type=merge", "-p", r#"{"status":{}}"#];
+    assert!(as_host.run(&status).await.expect("runs").failure().expect("refused").contains("forbidden"));
+    // A token of the same account that names no pod writes no record.
+    let unbound = control_plane().kubectl().succeed(&["create", "token", account, "-n", namespace]).await;
+    let as_account = Kubectl::new(
+        control_plane().kubectl_program().to_path_buf(),
+        control_plane().kubeconfig_with_token("chart-host-unbound", unbound.trim()).expect("kubeconfig"),
+    );
+    let refused = apply_as(as_account, record_yaml(&host.name, true)).await.failure().expect("refused");
+    assert!(refused.contains("names no pod"), "{refused}");
+}
+
 /// Both store modes, one after the other (each release's operator follows
 /// every namespace): hosts downloading over HTTP (the default), then hosts
 /// reading the operator's shared claim, which stays an option.
@@ -417,6 +509,11 @@ async fn installed_release_runs_as_its_own_identities(store: Store) {
     assert!(!can(host_sa.clone(), &["create", "tokenreviews"]).await, "the host reviews tokens");
     let reviews = can(operator_sa.clone(), &["create", "tokenreviews"]).await;
     assert_eq!(reviews, store == Store::Http, "the operator reviews download tokens in http mode only");
+
+    assert!(!can(host_sa.clone(), &["patch", "formathosts", "-n", "default"]).await, "the host writes elsewhere");
+    if store == Store::Http {
+        a_host_writes_only_its_own_record(ns.name(), &host).await;
+    }
 
     // GitOps re-applies the release: nothing changes for the plugins.
     let before =

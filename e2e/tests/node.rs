@@ -544,7 +544,39 @@ async fn deleting_and_draining_hosts_under_load_fails_no_call() {
          by the PodDisruptionBudget first) under load: {failed} of {calls} calls through the Service failed"
     );
     assert_eq!(failed, 0, "no call fails while hosts are deleted and drained ({failed} of {calls} failed)");
+    // The records of the deleted and drained pods went with them (the garbage
+    // collector), and the FormatPlugins count the hosts that replaced them.
+    let hosts = settled().await;
+    let records = eventually("one FormatHost per host pod", SOON, || async {
+        let records = host_records().await;
+        (records == hosts).then_some(records.clone()).ok_or(format!("records {records:?}, pods {hosts:?}"))
+    })
+    .await;
+    wait_serving("builtin-npm", "2/2").await;
+    eprintln!("host records after the drain: {records:?}");
     assert_nothing_escaped();
+}
+
+/// The FormatHost records in the release namespace, by name.
+async fn host_records() -> Vec<String> {
+    let jsonpath = "-o=jsonpath={.items[*].metadata.name}";
+    let names = cluster().kubectl().succeed(&["get", "formathosts", "-n", NAMESPACE, jsonpath]).await;
+    let mut names: Vec<String> = names.split_whitespace().map(str::to_owned).collect();
+    names.sort();
+    names
+}
+
+/// Waits until FormatPlugin `name` (release namespace) says `summary` hosts
+/// serve it; returns how long that took.
+async fn wait_serving(name: &str, summary: &str) -> Duration {
+    let began = Instant::now();
+    eventually(&format!("{name} served by {summary} hosts"), SOON, || async {
+        let jsonpath = "-o=jsonpath={.status.hosts.summary}";
+        let now = cluster().kubectl().succeed(&["get", "fp", name, "-n", NAMESPACE, jsonpath]).await;
+        (now == summary).then_some(()).ok_or(now)
+    })
+    .await;
+    began.elapsed()
 }
 
 /// The upgrade goes to the image the repository's Dockerfile builds (from the
@@ -593,6 +625,7 @@ async fn a_restarted_host_container_serves_again() {
         kubectl.succeed(&["get", "pod", "-n", NAMESPACE, &host, jsonpath]).await.trim().parse::<u32>().unwrap_or(0)
     };
     let before = restarts().await;
+    wait_serving("builtin-npm", "2/2").await;
     // The node kills the container's process, as the OOM killer or a crash would.
     let version = kubectl.succeed(&["exec", "-n", NAMESPACE, &host, "--", "wasmplug-host", "--version"]).await;
     assert!(version.contains("wasmplug-host"), "kubectl exec runs in the host container: {version}");
@@ -600,6 +633,9 @@ async fn a_restarted_host_container_serves_again() {
         .succeed(&["get", "pod", "-n", NAMESPACE, &host, "-o=jsonpath={.status.containerStatuses[0].containerID}"])
         .await;
     cluster().kill_container(&container).expect("the host's process is killed");
+    // The kubelet marks the pod not Ready, so the FormatPlugins stop counting it.
+    let uncounted_in = wait_serving("builtin-npm", "1/1").await;
+    eprintln!("a killed host stopped counting in {uncounted_in:.1?}");
     eventually("the host container restarted and Ready", SOON, || async {
         let ready = kubectl
             .succeed(&[
@@ -620,6 +656,7 @@ async fn a_restarted_host_container_serves_again() {
     let (status, output) = validate_through_service("npm", "left-pad/-/left-pad-1.3.0.tgz").await;
     assert_eq!(status, 422, "served again: {output}");
     settled().await;
+    wait_serving("builtin-npm", "2/2").await;
     assert_nothing_escaped();
 }
 

@@ -55,7 +55,13 @@ async fn kubectl_apply(namespace: &str, yaml: &str) -> String {
 }
 
 async fn kubectl_wait_ready(namespace: &str, objects: &[&str]) {
-    let mut args = vec!["wait", "-n", namespace, "--for=condition=Ready", "--timeout=60s"];
+    kubectl_wait(namespace, "Ready", objects).await;
+}
+
+/// `kubectl wait --for=condition=<condition>` on `objects`, as a pipeline would.
+async fn kubectl_wait(namespace: &str, condition: &str, objects: &[&str]) {
+    let condition = format!("--for=condition={condition}");
+    let mut args = vec!["wait", "-n", namespace, &condition, "--timeout=60s"];
     args.extend_from_slice(objects);
     control_plane().kubectl().succeed(&args).await;
 }
@@ -228,6 +234,8 @@ async fn re_applying_identical_manifests_changes_nothing() {
     };
     apply(manifests.clone()).await;
     kubectl_wait_ready(ns.name(), &["fp/npm", "fp/unity"]).await;
+    // Served everywhere, and the FormatPlugins say so: nothing left to write.
+    kubectl_wait(ns.name(), "Serving", &["fp/npm", "fp/unity"]).await;
     wait_served_by(&webhook, "unity", "x.unitypackage", "unity-format@0.1.0").await;
 
     let state = || async {

@@ -18,6 +18,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use wasmplug_crds::{FormatHost, FormatHostSpec, HostFormat, MAX_HOST_FORMATS, MAX_HOST_MESSAGE, PodReference};
 
 use crate::registry::{Format, Origin, Registry, Snapshot, State};
@@ -45,8 +48,31 @@ pub struct Identity {
     pub follows: Option<String>,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// Writes of the record by result (`ok`, `error`): what a host costs the API
+/// server (none while nothing changes).
+#[derive(Debug, Default)]
+pub struct RecordMetrics {
+    writes: Family<ResultLabels, Counter>,
+}
+
+impl RecordMetrics {
+    /// Registers the metrics in `registry` (under its prefix).
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register("record_writes", "Writes of this host's FormatHost record, by result", self.writes.clone());
+    }
+
+    fn count(&self, result: &'static str) {
+        self.writes.get_or_create(&ResultLabels { result }).inc();
+    }
+}
+
 /// Keeps this host's record in step with its registry until aborted.
-pub async fn publish(api: Api<FormatHost>, identity: Identity, registry: Arc<Registry>) {
+pub async fn publish(api: Api<FormatHost>, identity: Identity, registry: Arc<Registry>, metrics: Arc<RecordMetrics>) {
     let mut since: HashMap<String, (Fingerprint, Time)> = HashMap::new();
     let mut written: Option<FormatHostSpec> = None;
     let mut failures = 0u32;
@@ -55,11 +81,13 @@ pub async fn publish(api: Api<FormatHost>, identity: Identity, registry: Arc<Reg
         if written.as_ref() != Some(&spec) {
             match apply(&api, &identity, &spec).await {
                 Ok(()) => {
+                    metrics.count("ok");
                     tracing::debug!(record = identity.name, summary = spec.summary, "wrote this host's FormatHost");
                     written = Some(spec);
                     failures = 0;
                 }
                 Err(error) => {
+                    metrics.count("error");
                     failures = failures.saturating_add(1);
                     let delay = FIRST_RETRY_DELAY.saturating_mul(1 << (failures - 1).min(5)).min(MAX_RETRY_DELAY);
                     tracing::warn!(

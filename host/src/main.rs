@@ -156,7 +156,8 @@ async fn main() -> anyhow::Result<()> {
         let client = kube::Client::try_default().await.context("failed to configure the Kubernetes client")?;
         if let Some(identity) = identity(&args, &client) {
             let api = kube::Api::namespaced(client.clone(), &identity.namespace);
-            let task = tokio::spawn(format_host::publish(api.clone(), identity.clone(), registry.clone()));
+            let metrics = app.record_metrics();
+            let task = tokio::spawn(format_host::publish(api.clone(), identity.clone(), registry.clone(), metrics));
             record = Some((api, identity, task));
         }
         let api = watch::api(client, args.watch_namespace.as_deref());

@@ -9,7 +9,8 @@ use std::time::Duration;
 use wasmplug_host::builtin;
 use wasmplug_host::handler::SharedHandler;
 use wasmplug_host::registry::breaker::{MIN_FAULTS, Transition};
-use wasmplug_host::registry::{Install, Origin, Registry, State, Unavailable};
+use wasmplug_host::plugin::Digest;
+use wasmplug_host::registry::{FailedLoad, Install, Origin, Registry, State, Unavailable};
 use wasmplug_host::runtime::{CallLimits, EngineSettings, Runtime};
 
 fn runtime() -> Runtime {
@@ -77,15 +78,18 @@ fn disable_applies_to_the_next_call_and_enable_restores_it() {
 fn a_failed_update_keeps_the_last_good_version_serving_and_says_why() {
     let registry = Registry::new();
     install(&registry, "unity", "1.0.0", plugin(&runtime(), "unity-format", CallLimits::DEFAULT));
+    let failed = FailedLoad { digest: Some(Digest::of(b"v2")), retrying: false };
     registry.record_load_failure(
         "unity",
         Origin::Plugin { name: "unity".into(), version: "2.0.0".into() },
+        failed,
         "bad".into(),
     );
 
     let serving = registry.serving("unity").expect("v1 still serves");
     assert_eq!(version_of(&serving.format.origin), "1.0.0");
     assert_eq!(serving.format.last_error.as_deref(), Some("bad"));
+    assert_eq!(serving.format.failed_load, Some(failed), "which version failed, for the host's record");
     assert_eq!(serving.format.state(), State::Active);
 }
 
@@ -93,7 +97,8 @@ fn a_failed_update_keeps_the_last_good_version_serving_and_says_why() {
 fn a_format_that_never_loaded_is_listed_as_failed() {
     let registry = Registry::new();
     let origin = Origin::Plugin { name: "wrong-world".into(), version: "0.1.0".into() };
-    registry.record_load_failure("wrong-world", origin, "does not export the handler".into());
+    let failed = FailedLoad { digest: None, retrying: false };
+    registry.record_load_failure("wrong-world", origin, failed, "does not export the handler".into());
     let error = registry.serving("wrong-world").expect_err("nothing to serve");
     assert_eq!(error.to_string(), "format \"wrong-world\" is unavailable: it is failed (does not export the handler)");
     let snapshot = registry.snapshot();

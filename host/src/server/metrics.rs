@@ -1,6 +1,7 @@
 //! Prometheus metrics of the host: calls by format, operation and outcome, call
 //! latency, the formats known by state, how often formats were installed, and
-//! artifact downloads ([`crate::download`]).
+//! artifact downloads ([`crate::download`]) and writes of the host's record
+//! ([`crate::format_host`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry as PromRegistry;
 
 use crate::download::DownloadMetrics;
+use crate::format_host::RecordMetrics;
 use crate::registry::{Registry, State};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -40,6 +42,7 @@ pub struct Metrics {
     latency: Family<LatencyLabels, Histogram>,
     formats: Family<StateLabels, Gauge>,
     pub downloads: Arc<DownloadMetrics>,
+    pub records: Arc<RecordMetrics>,
 }
 
 impl Metrics {
@@ -56,7 +59,9 @@ impl Metrics {
         registry.register("formats", "Formats this host knows, by state", states.clone());
         let downloads = Arc::new(DownloadMetrics::default());
         downloads.register(&mut registry);
-        Metrics { registry, calls, latency, formats: states, downloads }
+        let records = Arc::new(RecordMetrics::default());
+        records.register(&mut registry);
+        Metrics { registry, calls, latency, formats: states, downloads, records }
     }
 
     /// Counts one call; `outcome` is "ok" or an error code.

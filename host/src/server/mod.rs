@@ -107,6 +107,11 @@ impl App {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// Where writes of the host's record are counted, for `/metrics`.
+    pub fn record_metrics(&self) -> Arc<crate::format_host::RecordMetrics> {
+        self.metrics.records.clone()
+    }
+
     /// Where artifact downloads are counted, for `/metrics`.
     pub fn download_metrics(&self) -> Arc<crate::download::DownloadMetrics> {
         self.metrics.downloads.clone()

@@ -7,7 +7,9 @@
 //! the builtin) in the state the spec asks for: active, or disabled when
 //! `spec.enabled` is false. Otherwise it failed (it reports that a load of the
 //! published version failed, or it never loaded the key), quarantined the
-//! published version, or has not caught up yet.
+//! published version, or has not caught up yet. While the operator has not
+//! published the current generation, Serving is Unknown: hosts serving the
+//! previous one say nothing about the spec as applied.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
@@ -105,6 +107,18 @@ pub fn rollup(plugin: &FormatPlugin, hosts: &[&FormatHost]) -> Option<Rollup> {
             Reason::Rollout,
             format!("{serving} of {total} hosts serve {version}; waiting for {}", named(Standing::Behind)),
         ),
+    };
+    // Until the operator has published the current generation, what hosts
+    // serve says nothing about the spec as it is now.
+    let (condition, reason, message) = match (status.observed_generation, plugin.metadata.generation) {
+        (observed, Some(generation)) if observed != Some(generation) => (
+            "Unknown",
+            Reason::Rollout,
+            format!(
+                "generation {generation} is not published yet (see Ready); {serving} of {total} hosts serve {version}"
+            ),
+        ),
+        _ => (condition, reason, message),
     };
     let not_serving = standings
         .into_iter()
@@ -299,6 +313,16 @@ mod tests {
         assert_eq!(roll(&plugin(false), &hosts).reason, Reason::Rollout);
         let rollup = roll(&plugin(false), &hosts[..1]);
         assert_eq!((rollup.status, rollup.reason), ("False", Reason::Disabled));
+    }
+
+    #[test]
+    fn serving_is_unknown_until_the_current_generation_is_published() {
+        let mut plugin = plugin(true);
+        plugin.metadata.generation = Some(3);
+        plugin.status.as_mut().expect("status").observed_generation = Some(2);
+        let rollup = roll(&plugin, &[host("a", vec![entry(NEW, "active")])]);
+        assert_eq!((rollup.status, rollup.reason, rollup.hosts.summary.as_str()), ("Unknown", Reason::Rollout, "1/1"));
+        assert!(rollup.message.starts_with("generation 3 is not published yet"), "{}", rollup.message);
     }
 
     #[test]
