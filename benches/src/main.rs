@@ -7,6 +7,7 @@
 //!       cargo run --release -p wasmplug-benches -- reconcile  # the operator, on a real API server
 //!     cargo run --release -p wasmplug-benches -- sources      # the operator against hostile sources
 //!     cargo run --release -p wasmplug-benches -- distribution # packages reaching hosts
+//!     cargo run --release -p wasmplug-benches -- serving      # which hosts serve, in status
 //!
 //! The output is a Markdown table (see docs/performance.md).
 
@@ -16,6 +17,7 @@ mod hostile_sources;
 mod http_load;
 mod raw;
 mod reconcile;
+mod serving;
 mod stats;
 
 use std::sync::Arc;
@@ -60,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         Some("reconcile") => reconcile::run(&mut report)?,
         Some("sources") => hostile_sources::run(&mut report)?,
         Some("distribution") => distribution::run(&mut report)?,
+        Some("serving") => serving::run(&mut report)?,
         Some("hardening") => {
             hardening::run(&mut report)?;
             per_call(&mut report, &runtime)?;

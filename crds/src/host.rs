@@ -20,6 +20,8 @@ pub const MAX_HOST_FORMATS: usize = 512;
 
 /// What one wasmplug host serves, as its `GET /v1/formats` says, for the
 /// operator and for `kubectl get formathosts`.
+// clippy reads the repeated `type_ = "string"` of the printer columns as duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
     group = "wasmplug.dev",

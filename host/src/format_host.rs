@@ -29,7 +29,7 @@ use crate::registry::{Format, Origin, Registry, Snapshot, State};
 pub const FIELD_MANAGER: &str = "wasmplug-host";
 
 /// Changes that come within this long of each other are written together.
-const SETTLE: Duration = Duration::from_millis(100);
+const SETTLE: Duration = Duration::from_millis(50);
 const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use wasmplug_host::builtin;
 use wasmplug_host::handler::SharedHandler;
-use wasmplug_host::registry::breaker::{MIN_FAULTS, Transition};
 use wasmplug_host::plugin::Digest;
+use wasmplug_host::registry::breaker::{MIN_FAULTS, Transition};
 use wasmplug_host::registry::{FailedLoad, Install, Origin, Registry, State, Unavailable};
 use wasmplug_host::runtime::{CallLimits, EngineSettings, Runtime};
 

@@ -332,6 +332,7 @@ async fn main() -> anyhow::Result<()> {
         plugins_namespace: args.watch_namespace.clone(),
         hosts_namespace: args.hosts_namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned()),
         reporter: settings.reporter.clone(),
+        metrics: settings.metrics.clone(),
     };
     let rollup = tokio::spawn(fleet::run(client.clone(), hosts));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1,6 +1,7 @@
 //! The operator's Prometheus metrics: reconciles by result, fetch duration by
 //! source kind, entries in the store, whether this replica leads, and the
-//! artifact server's requests by result and bytes sent. Labels
+//! artifact server's requests by result and bytes sent, and the host rollup's
+//! status writes. Labels
 //! are fixed, low-cardinality words.
 
 use std::time::Duration;
@@ -69,6 +70,7 @@ pub struct Metrics {
     leader: Gauge,
     artifact_requests: Family<ArtifactLabels, Counter>,
     artifact_bytes: Counter,
+    rollup_writes: Counter,
 }
 
 impl Default for Metrics {
@@ -98,6 +100,12 @@ impl Metrics {
         registry.register("artifact_requests", "Artifact server requests by result", artifact_requests.clone());
         let artifact_bytes = Counter::default();
         registry.register("artifact_served_bytes", "Bytes of artifact files sent", artifact_bytes.clone());
+        let rollup_writes = Counter::default();
+        registry.register(
+            "host_rollup_writes",
+            "Writes of FormatPlugins' status.hosts and Serving condition",
+            rollup_writes.clone(),
+        );
         Metrics {
             registry: std::sync::Mutex::new(registry),
             reconciles,
@@ -106,7 +114,13 @@ impl Metrics {
             leader,
             artifact_requests,
             artifact_bytes,
+            rollup_writes,
         }
+    }
+
+    /// Counts one write of a FormatPlugin's host rollup.
+    pub fn rollup_written(&self) {
+        self.rollup_writes.inc();
     }
 
     /// Adds the mirror's download metrics (`wasmplug_operator_artifact_downloads_total`, …).

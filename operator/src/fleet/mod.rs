@@ -29,13 +29,14 @@ use tokio::time::Instant;
 use wasmplug_crds::conditions::{ConditionType, Reason};
 use wasmplug_crds::{FormatHost, FormatPlugin, HostsStatus};
 
+use crate::metrics::Metrics;
 use crate::status::{self, Conditions};
 
 /// The field manager of the status fields the rollup writes.
 pub const FIELD_MANAGER: &str = "wasmplug-operator-hosts";
 
 /// Changes that come within this long of each other are rolled up together.
-const SETTLE: Duration = Duration::from_millis(200);
+const SETTLE: Duration = Duration::from_millis(100);
 /// At most one Event per FormatPlugin and reason this often.
 const EVENT_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -48,6 +49,7 @@ pub struct Settings {
     pub hosts_namespace: String,
     /// Who Events are reported by (the controller's name and this replica).
     pub reporter: Reporter,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The status fields the rollup owns: `hosts` and the Serving condition.
@@ -74,6 +76,7 @@ pub async fn run(client: Client, settings: Settings) {
     let mut rollups = Rollups {
         client: client.clone(),
         recorder: Recorder::new(client, settings.reporter),
+        metrics: settings.metrics,
         written: HashMap::new(),
         events: HashMap::new(),
     };
@@ -117,6 +120,7 @@ fn changes<K>(
 struct Rollups {
     client: Client,
     recorder: Recorder,
+    metrics: Arc<Metrics>,
     written: HashMap<String, Part>,
     events: HashMap<(String, Reason), Instant>,
 }
@@ -149,6 +153,7 @@ impl Rollups {
                 );
                 continue;
             }
+            self.metrics.rollup_written();
             self.written.insert(uid.clone(), part);
             if let Some(rollup) = &rollup {
                 for notice in rollup::notices(rollup::serving_condition(&plugin), rollup) {
