@@ -13,7 +13,9 @@ use kube::api::{Patch, PatchParams, PostParams};
 use support::{apply, event_reasons, format_plugin, status, wait_ready};
 use wasmplug_crds::conditions::ConditionType;
 use wasmplug_crds::{FormatHost, FormatPlugin};
-use wasmplug_e2e::{FileServer, Served, Stack, control_plane, eventually, example_files, with_custom_section, zip};
+use wasmplug_e2e::{
+    FileServer, Served, Stack, control_plane, eventually, example_files, metric_value, with_custom_section, zip,
+};
 
 const SOON: Duration = Duration::from_secs(60);
 
@@ -63,6 +65,12 @@ async fn every_host_serving_the_published_version_counts_and_a_stopped_host_leav
         assert_eq!((hosts.expected, hosts.serving), (2, 2));
         assert!(hosts.not_serving.is_empty(), "{hosts:?}");
     }
+
+    // The rollup's status writes reach the controller too, and fetch nothing:
+    // one fetch per version applied.
+    let metrics = stack.operator.metrics().await.expect("operator metrics");
+    let fetches = metric_value(&metrics, "wasmplug_operator_fetch_duration_seconds_count{source=\"url\"}");
+    assert_eq!(fetches, Some(2.0), "one fetch per apply");
 
     // kubectl answers which hosts serve what, without calling a host.
     let kubectl = control_plane().kubectl();
