@@ -78,7 +78,7 @@ pub async fn run(client: Client, settings: Settings) {
         recorder: Recorder::new(client, settings.reporter),
         metrics: settings.metrics,
         written: HashMap::new(),
-        events: HashMap::new(),
+        events: EventLimiter::default(),
     };
     let mut listed = [false; 3];
     let mut due: Option<Instant> = None;
@@ -122,7 +122,32 @@ struct Rollups {
     recorder: Recorder,
     metrics: Arc<Metrics>,
     written: HashMap<String, Part>,
-    events: HashMap<(String, Reason), Instant>,
+    events: EventLimiter,
+}
+
+/// When each FormatPlugin (by UID) last had an Event of each reason: at most
+/// one per [`EVENT_INTERVAL`].
+#[derive(Debug, Default)]
+struct EventLimiter {
+    last: HashMap<(String, Reason), Instant>,
+}
+
+impl EventLimiter {
+    /// Whether an Event of `reason` about `uid` may go out `now` (and if so,
+    /// notes that it did).
+    fn allows(&mut self, uid: &str, reason: Reason, now: Instant) -> bool {
+        let key = (uid.to_owned(), reason);
+        if self.last.get(&key).is_some_and(|last| now.duration_since(*last) < EVENT_INTERVAL) {
+            return false;
+        }
+        self.last.insert(key, now);
+        true
+    }
+
+    /// Forgets the FormatPlugins not in `seen`.
+    fn retain(&mut self, seen: &[String]) {
+        self.last.retain(|(uid, _), _| seen.contains(uid));
+    }
 }
 
 impl Rollups {
@@ -162,7 +187,7 @@ impl Rollups {
             }
         }
         self.written.retain(|uid, _| seen.contains(uid));
-        self.events.retain(|(uid, _), _| seen.contains(uid));
+        self.events.retain(&seen);
     }
 
     /// Records `notice` about `plugin` (and logs it), unless an Event of the
@@ -170,11 +195,9 @@ impl Rollups {
     async fn record(&mut self, plugin: &FormatPlugin, uid: &str, notice: status::Notice) {
         let (namespace, name) = (plugin.namespace().unwrap_or_default(), plugin.name_any());
         tracing::info!(namespace, name, reason = %notice.reason, "{}", notice.note);
-        let key = (uid.to_owned(), notice.reason);
-        if self.events.get(&key).is_some_and(|last| last.elapsed() < EVENT_INTERVAL) {
+        if !self.events.allows(uid, notice.reason, Instant::now()) {
             return;
         }
-        self.events.insert(key, Instant::now());
         let event = Event {
             type_: notice.type_,
             reason: notice.reason.to_string(),
@@ -238,4 +261,22 @@ pub fn without_rollup(mut status: wasmplug_crds::FormatPluginStatus) -> wasmplug
     status.hosts = None;
     status.conditions.retain(|c| c.type_ != ConditionType::Serving.as_str());
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_event_per_plugin_and_reason_a_minute() {
+        let mut limiter = EventLimiter::default();
+        let start = Instant::now();
+        assert!(limiter.allows("a", Reason::LoadFailed, start));
+        assert!(!limiter.allows("a", Reason::LoadFailed, start + Duration::from_secs(30)), "a flapping host");
+        assert!(limiter.allows("a", Reason::Recovered, start + Duration::from_secs(30)), "another reason");
+        assert!(limiter.allows("b", Reason::LoadFailed, start + Duration::from_secs(30)), "another plugin");
+        assert!(limiter.allows("a", Reason::LoadFailed, start + EVENT_INTERVAL));
+        limiter.retain(&["b".to_owned()]);
+        assert!(limiter.allows("a", Reason::Recovered, start + EVENT_INTERVAL), "a plugin that went is forgotten");
+    }
 }
