@@ -12,7 +12,7 @@
 
 pub mod rollup;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +37,8 @@ pub const FIELD_MANAGER: &str = "wasmplug-operator-hosts";
 
 /// Changes that come within this long of each other are rolled up together.
 const SETTLE: Duration = Duration::from_millis(100);
+/// A rollup whose writes failed is tried again after this long.
+const RETRY: Duration = Duration::from_secs(2);
 /// At most one Event per FormatPlugin and reason this often.
 const EVENT_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -96,7 +98,9 @@ pub async fn run(client: Client, settings: Settings) {
             },
             () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() && listed.iter().all(|l| *l) => {
                 due = None;
-                rollups.update(&plugins, &hosts, &pods).await;
+                if !rollups.update(&plugins, &hosts, &pods).await {
+                    due = Some(Instant::now() + RETRY);
+                }
             }
         }
     }
@@ -145,25 +149,27 @@ impl EventLimiter {
     }
 
     /// Forgets the FormatPlugins not in `seen`.
-    fn retain(&mut self, seen: &[String]) {
+    fn retain(&mut self, seen: &HashSet<String>) {
         self.last.retain(|(uid, _), _| seen.contains(uid));
     }
 }
 
 impl Rollups {
-    /// Rolls the live hosts up into every FormatPlugin, writing what changed.
-    async fn update(&mut self, plugins: &Store<DynamicObject>, hosts: &Store<FormatHost>, pods: &Store<Pod>) {
+    /// Rolls the live hosts up into every FormatPlugin, writing what changed;
+    /// says whether every write succeeded.
+    async fn update(&mut self, plugins: &Store<DynamicObject>, hosts: &Store<FormatHost>, pods: &Store<Pod>) -> bool {
         let hosts = hosts.state();
         let pods = pods.state();
         let live: Vec<&FormatHost> = hosts.iter().map(Arc::as_ref).filter(|host| is_live(host, &pods)).collect();
-        let mut seen = Vec::new();
+        let mut seen = HashSet::new();
+        let mut all_written = true;
         for object in plugins.state() {
             let Ok(plugin) = DynamicObject::clone(&object).try_parse::<FormatPlugin>() else { continue };
             if plugin.metadata.deletion_timestamp.is_some() {
                 continue;
             }
             let uid = plugin.uid().unwrap_or_default();
-            seen.push(uid.clone());
+            seen.insert(uid.clone());
             let rollup = rollup::rollup(&plugin, &live);
             let part = part_of(&plugin, rollup.as_ref());
             let current =
@@ -173,9 +179,10 @@ impl Rollups {
             }
             if let Err(error) = write(&self.client, &plugin, &part).await {
                 tracing::warn!(
-                    namespace = plugin.namespace(), name = plugin.name_any(), %error,
-                    "failed to write which hosts serve the plugin; trying again at the next change"
+                    namespace = plugin.namespace(), name = plugin.name_any(), %error, retry_in = ?RETRY,
+                    "failed to write which hosts serve the plugin"
                 );
+                all_written = false;
                 continue;
             }
             self.metrics.rollup_written();
@@ -188,6 +195,7 @@ impl Rollups {
         }
         self.written.retain(|uid, _| seen.contains(uid));
         self.events.retain(&seen);
+        all_written
     }
 
     /// Records `notice` about `plugin` (and logs it), unless an Event of the
@@ -276,7 +284,7 @@ mod tests {
         assert!(limiter.allows("a", Reason::Recovered, start + Duration::from_secs(30)), "another reason");
         assert!(limiter.allows("b", Reason::LoadFailed, start + Duration::from_secs(30)), "another plugin");
         assert!(limiter.allows("a", Reason::LoadFailed, start + EVENT_INTERVAL));
-        limiter.retain(&["b".to_owned()]);
+        limiter.retain(&HashSet::from(["b".to_owned()]));
         assert!(limiter.allows("a", Reason::Recovered, start + EVENT_INTERVAL), "a plugin that went is forgotten");
     }
 }
