@@ -352,6 +352,32 @@ pub fn free_ports_on<const N: usize>(address: IpAddr) -> anyhow::Result<[u16; N]
     Ok(ports.try_into().expect("one port per listener"))
 }
 
+/// Distinct ports on 127.0.0.1 that are free now and lie below the kernel's
+/// ephemeral range, for a port a process binds long after it is chosen (a
+/// replacement replica's): a port from [`free_ports`] is in that range, where
+/// any outbound connection may take it meanwhile.
+pub fn reserved_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+    use std::hash::BuildHasher;
+    const SPAN: u16 = 12_000;
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let ephemeral = range.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()).unwrap_or(32768);
+    let lowest = ephemeral.saturating_sub(SPAN).max(1024);
+    anyhow::ensure!(ephemeral > lowest, "the ephemeral range starts at {ephemeral}: no room below it");
+    let random = std::collections::hash_map::RandomState::new();
+    let mut ports = Vec::with_capacity(N);
+    for attempt in 0u32..10_000 {
+        if ports.len() == N {
+            break;
+        }
+        let offset = u16::try_from(random.hash_one(attempt) % u64::from(ephemeral - lowest)).unwrap_or(0);
+        let port = lowest + offset;
+        if !ports.contains(&port) && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            ports.push(port);
+        }
+    }
+    ports.try_into().map_err(|found: Vec<u16>| anyhow::anyhow!("found {} free ports below {ephemeral}", found.len()))
+}
+
 fn write_kubeconfig(path: &Path, server: &str, ca: &Path, cert: &Path, key: &Path) -> anyhow::Result<()> {
     let kubeconfig = serde_json::json!({
         "apiVersion": "v1",
