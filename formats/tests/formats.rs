@@ -1,6 +1,7 @@
 //! Every format on real package files built here: metadata, validation
 //! with readable reasons, and the index each format's clients read.
 
+use sha2::{Digest as _, Sha256};
 use wasmplug_formats::test_support::{gzip, npm_tarball, tar, zip};
 use wasmplug_formats::{Budget, Format, Limits, Metadata, Refusal};
 
@@ -12,10 +13,15 @@ fn budget() -> Budget {
     Budget::new(Limits::DEFAULT)
 }
 
+/// The metadata of an accepted artifact, as the host answers it: the format
+/// leaves the checksum out, and the host fills in the SHA-256 of the bytes.
 fn accepted(key: &str, path: &str, data: &[u8]) -> Metadata {
     let handler = handler(key);
     handler.validate(path, data, &budget()).unwrap_or_else(|e| panic!("{key} {path}: {e}"));
-    handler.parse_metadata(path, data, &budget()).unwrap_or_else(|e| panic!("{key} {path}: {e}"))
+    let metadata = handler.parse_metadata(path, data, &budget()).unwrap_or_else(|e| panic!("{key} {path}: {e}"));
+    assert_eq!(metadata.checksum_sha256, None, "{key}: the host calculates the checksum");
+    let sha256: String = Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect();
+    Metadata { checksum_sha256: Some(sha256), ..metadata }
 }
 
 fn rejected(key: &str, path: &str, data: &[u8]) -> String {

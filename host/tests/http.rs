@@ -76,6 +76,9 @@ async fn serves_builtin_and_plugin_formats() {
     let answer = post(&host, "/v1/formats/unity/metadata?path=pkgs/Tools-2.0.1.unitypackage", package.clone()).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.json()["version"], "2.0.1");
+    // The plugin leaves the checksum out, as Artifact Keeper's do: the host fills it in.
+    let sha256 = wasmplug_host::plugin::Digest::of(&package).hex();
+    assert_eq!(answer.json()["checksum_sha256"], sha256.as_str());
     assert!(answer.served_by.as_deref().is_some_and(|s| s.starts_with("unity-format@0.1.0 sha256:")));
 
     let answer = post(&host, "/v1/formats/unity/validate?path=a%20b.unitypackage", package).await;

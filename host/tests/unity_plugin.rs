@@ -5,7 +5,7 @@ mod support;
 
 use sha2::{Digest as _, Sha256};
 use wasmplug_host::plugin::{MANIFEST_FILE, Package, WASM_FILE};
-use wasmplug_host::runtime::{CallLimits, Compilation, EngineSettings, LoadError, Runtime, World};
+use wasmplug_host::runtime::{CallLimits, Compilation, EngineSettings, LoadError, Metadata, Runtime, World};
 
 const GUID_A: &str = "0123456789abcdef0123456789abcdef";
 const GUID_B: &str = "fedcba9876543210fedcba9876543210";
@@ -41,9 +41,11 @@ fn validates_and_describes_a_real_unity_package() {
     assert_eq!(metadata.version.as_deref(), Some("1.2.3"));
     assert_eq!(metadata.content_type, "application/x-unitypackage");
     assert_eq!(metadata.size_bytes, data.len() as u64);
-    let sha256: String = Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(metadata.checksum_sha256, Some(sha256.clone()));
+    assert_eq!(metadata.checksum_sha256, None, "the plugin leaves the checksum to the host");
 
+    // A registry passes the metadata the host answered, checksum filled in.
+    let sha256: String = Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect();
+    let metadata = Metadata { checksum_sha256: Some(sha256.clone()), ..metadata };
     let index = plugin.generate_index(&[metadata]).expect("no crash").expect("accepted").expect("an index");
     assert_eq!(index.len(), 1);
     assert_eq!(index[0].0, "index.json");

@@ -15,7 +15,6 @@ wit_bindgen::generate!({
 });
 
 use exports::artifact_keeper::format::handler::{Guest, Metadata};
-use sha2::{Digest, Sha256};
 
 const FORMAT_KEY: &str = "unity";
 const CONTENT_TYPE: &str = "application/x-unitypackage";
@@ -34,7 +33,9 @@ impl Guest for UnityFormat {
             version: version::from_path(&path),
             content_type: CONTENT_TYPE.to_owned(),
             size_bytes: data.len() as u64,
-            checksum_sha256: Some(hex(&Sha256::digest(&data))),
+            // The host calculates SHA-256 (natively) when a plugin leaves it
+            // out, as Artifact Keeper's host does.
+            checksum_sha256: None,
             path,
         })
     }
@@ -53,10 +54,6 @@ impl Guest for UnityFormat {
     fn generate_index(artifacts: Vec<Metadata>) -> Result<Option<Vec<(String, Vec<u8>)>>, String> {
         Ok(Some(vec![("index.json".to_owned(), index::render(&artifacts))]))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 export!(UnityFormat);

@@ -168,7 +168,9 @@ enum Output {
 
 fn run(handler: &SharedHandler, input: Input) -> Result<Output, HandlerError> {
     match input {
-        Input::Metadata { path, data } => handler.parse_metadata(&path, &data).map(Output::Metadata),
+        Input::Metadata { path, data } => {
+            handler.parse_metadata(&path, &data).map(|metadata| Output::Metadata(with_checksum(metadata, &data)))
+        }
         Input::Validate { path, data } => handler.validate(&path, &data).map(|()| Output::Valid),
         Input::Index(artifacts) => handler.generate_index(&artifacts).map(Output::Index),
         Input::Request(call) => {
@@ -176,6 +178,16 @@ fn run(handler: &SharedHandler, input: Input) -> Result<Output, HandlerError> {
             handler.handle_request(&request, &context, &artifacts).map(Output::Response)
         }
     }
+}
+
+/// `metadata` with the SHA-256 of `data` when the handler left it out (Artifact
+/// Keeper's plugins do, and rely on the host for it): computed here, natively,
+/// with the CPU's SHA instructions where it has them.
+fn with_checksum(mut metadata: Metadata, data: &[u8]) -> Metadata {
+    if metadata.checksum_sha256.as_deref().is_none_or(str::is_empty) {
+        metadata.checksum_sha256 = Some(crate::plugin::Digest::of(data).hex());
+    }
+    metadata
 }
 
 fn metrics(app: &App) -> Response<Full<Bytes>> {
