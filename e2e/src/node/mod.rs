@@ -102,6 +102,37 @@ pub fn cluster() -> &'static Cluster {
     }
 }
 
+/// Room the node's suite needs beyond the kubelet's eviction threshold:
+/// images, pods' volumes and logs, and the build's own files meanwhile.
+const DISK_HEADROOM: u64 = 6 << 30;
+
+/// Fails, saying what to do, when the filesystem of `dir` has so little room
+/// that the kubelet would start evicting the pods (below 1% free, see
+/// [`config::kubelet`]): a full disk otherwise shows up as pods that fail for
+/// no visible reason.
+fn ensure_room_on_disk(dir: &Path) -> anyhow::Result<()> {
+    let output = std::process::Command::new("df")
+        .args(["--output=avail,size", "-B1"])
+        .arg(dir)
+        .output()
+        .context("failed to run df")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let numbers: Vec<u64> =
+        text.lines().nth(1).unwrap_or_default().split_whitespace().filter_map(|n| n.parse().ok()).collect();
+    let [available, size] = numbers[..] else { bail!("cannot read df's answer for {}: {text}", dir.display()) };
+    let needed = size / 100 + DISK_HEADROOM;
+    if available < needed {
+        bail!(
+            "the node needs {} GiB free on the filesystem of {} and has {} GiB: the kubelet evicts every pod \
+             below 1% free; free some space (old cargo target directories are the usual cause) and run again",
+            needed >> 30,
+            dir.display(),
+            available >> 30
+        );
+    }
+    Ok(())
+}
+
 impl Cluster {
     /// Starts a cluster of its own (most tests share [`cluster`]'s). Blocking.
     pub fn start() -> anyhow::Result<Cluster> {
@@ -114,6 +145,7 @@ impl Cluster {
             .tempdir()
             .context("failed to create a temporary directory")?
             .keep();
+        ensure_room_on_disk(&dir)?;
         let teardown = repository_root().join("e2e/scripts/node-teardown.sh");
         let watchdog = Watchdog::spawn(&dir, Duties { teardown: Some(teardown), lock: Some(node_cache.clone()) })?;
         let containerd_socket = dir.join("containerd/containerd.sock");
