@@ -7,17 +7,15 @@
 //!
 //!     cargo build --release --bins && cargo run --release -p wasmplug-benches -- distribution
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
 use wasmplug_crds::FormatPlugin;
-use wasmplug_e2e::{
-    Distribution, FileServer, Process, Served, Stack, control_plane, metric_value, numbered_plugin, zip,
-};
+use wasmplug_e2e::{Distribution, FileServer, Process, Stack, control_plane, metric_value};
 
 use crate::Report;
+use crate::numbered::Numbered;
 use crate::stats::{Summary, format};
 
 const INSTALLS: u32 = 10;
@@ -102,37 +100,13 @@ async fn install(
     n: u32,
     urls: &[String],
 ) -> anyhow::Result<(Duration, u64)> {
-    let (manifest, wasm) = numbered_plugin(n);
-    let url =
-        files.put(&format!("/d{n}.zip"), Served::File(zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)])));
-    let (name, key) = (format!("p{n}"), format!("numbered-{n:06}"));
-    let object: FormatPlugin = serde_json::from_value(serde_json::json!({
-        "apiVersion": "wasmplug.dev/v1alpha1", "kind": "FormatPlugin",
-        "metadata": {"name": name}, "spec": {"source": {"url": {"url": url}}},
-    }))?;
-    let client = reqwest::Client::new();
-    let answers = async |url: &str, status: u16| {
-        let call = format!("{url}/v1/formats/{key}/validate?path=x");
-        client.post(call).send().await.is_ok_and(|r| r.status().as_u16() == status)
-    };
-    let started = Instant::now();
-    api.create(&PostParams::default(), &object).await?;
-    for url in urls {
-        while !answers(url, 204).await {
-            anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "{key} not served by {url} in 120 s");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-    let took = started.elapsed();
-    let artifact = api.get(&name).await?.status.and_then(|s| s.artifact).context("published")?;
+    let plugin = Numbered::new(files, n)?;
+    let started = plugin.create(api).await?;
+    let took = plugin.answered(urls, 204, started).await?;
+    let artifact = api.get(&plugin.name).await?.status.and_then(|s| s.artifact).context("published")?;
     let precompiled = artifact.precompiled.and_then(|p| p.size).unwrap_or(0);
     let package = artifact.size + artifact.manifest.map_or(0, |m| m.size) + precompiled;
-    api.delete(&name, &DeleteParams::default()).await?;
-    for url in urls {
-        while !answers(url, 404).await {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
+    plugin.remove(api, urls).await?;
     Ok((took, u64::try_from(package).unwrap_or(0)))
 }
 

@@ -15,6 +15,7 @@ mod distribution;
 mod hardening;
 mod hostile_sources;
 mod http_load;
+mod numbered;
 mod raw;
 mod reconcile;
 mod serving;

@@ -7,16 +7,16 @@
 //!
 //!     cargo build --release --bins && cargo run --release -p wasmplug-benches -- serving
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
 use wasmplug_crds::FormatPlugin;
 use wasmplug_crds::conditions::ConditionType;
-use wasmplug_e2e::{FileServer, Process, Served, Stack, control_plane, metric_value, numbered_plugin, zip};
+use wasmplug_e2e::{FileServer, Process, Stack, control_plane, metric_value};
 
 use crate::Report;
+use crate::numbered::Numbered;
 use crate::stats::{Summary, format};
 
 const INSTALLS: u32 = 5;
@@ -92,51 +92,24 @@ async fn install(
     n: u32,
     urls: &[String],
 ) -> anyhow::Result<(Duration, Duration)> {
-    let (manifest, wasm) = numbered_plugin(n);
-    let url =
-        files.put(&format!("/s{n}.zip"), Served::File(zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)])));
-    let (name, key) = (format!("p{n}"), format!("numbered-{n:06}"));
-    let object: FormatPlugin = serde_json::from_value(serde_json::json!({
-        "apiVersion": "wasmplug.dev/v1alpha1", "kind": "FormatPlugin",
-        "metadata": {"name": name}, "spec": {"source": {"url": {"url": url}}},
-    }))?;
-    let client = reqwest::Client::new();
-    let answers = async |url: &str, status: u16| {
-        let call = format!("{url}/v1/formats/{key}/validate?path=x");
-        client.post(call).send().await.is_ok_and(|r| r.status().as_u16() == status)
-    };
+    let plugin = Numbered::new(files, n)?;
     let all = format!("{}/{}", urls.len(), urls.len());
-    let started = Instant::now();
-    api.create(&PostParams::default(), &object).await?;
+    let started = plugin.create(api).await?;
     let shown = async {
         loop {
-            let plugin = api.get(&name).await?;
-            let serving = plugin.condition(ConditionType::Serving).is_some_and(|c| c.reason == "AllHostsServing");
-            let summary = plugin.status.and_then(|s| s.hosts).map(|h| h.summary);
+            let object = api.get(&plugin.name).await?;
+            let serving = object.condition(ConditionType::Serving).is_some_and(|c| c.reason == "AllHostsServing");
+            let summary = object.status.and_then(|s| s.hosts).map(|h| h.summary);
             if serving && summary.as_deref() == Some(all.as_str()) {
                 return Ok::<_, anyhow::Error>(started.elapsed());
             }
-            anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "{name} not shown served in 120 s");
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "{} not shown served in 120 s", plugin.name);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
-    let served = async {
-        for url in urls {
-            while !answers(url, 204).await {
-                anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "{key} not served by {url} in 120 s");
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-        Ok(started.elapsed())
-    };
-    let (shown, served) = tokio::join!(shown, served);
+    let (shown, served) = tokio::join!(shown, plugin.answered(urls, 204, started));
     let (shown, served) = (shown?, served?);
-    api.delete(&name, &DeleteParams::default()).await?;
-    for url in urls {
-        while !answers(url, 404).await {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
+    plugin.remove(api, urls).await?;
     Ok((served, shown))
 }
 

@@ -9,6 +9,7 @@
 
 pub mod artifacts;
 pub mod controller;
+pub mod events;
 pub mod fetch;
 pub mod fleet;
 pub mod leader;

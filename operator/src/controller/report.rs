@@ -9,13 +9,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use wasmplug_crds::conditions::Reason;
 use wasmplug_crds::{Artifact, FileDigest, FormatPlugin, FormatPluginStatus};
 use wasmplug_host::plugin::{Digest, MANIFEST_FILE};
 
 use super::{Context, Error, FIELD_MANAGER, FINALIZER, Guarded, resource};
+use crate::events;
 use crate::metrics::ReconcileResult;
 use crate::status::{self, Failure, Notice, Outcome, Step, Subject};
 
@@ -99,20 +100,8 @@ async fn write_status(ctx: &Context, namespace: &str, name: &str, status: &Forma
 /// Records an Event about `regarding` and the matching structured log line (the
 /// audit trail).
 async fn record(regarding: &ObjectReference, notice: Notice, ctx: &Context) {
-    match notice.type_ {
-        EventType::Normal => tracing::info!(reason = %notice.reason, "{}", notice.note),
-        EventType::Warning => tracing::warn!(reason = %notice.reason, "{}", notice.note),
-    }
-    let event = Event {
-        type_: notice.type_,
-        reason: notice.reason.to_string(),
-        note: Some(status::bounded(&notice.note, status::MAX_EVENT_NOTE)),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, regarding).await {
-        tracing::warn!(%error, "failed to record an Event");
-    }
+    events::log(regarding, &notice);
+    events::publish(&ctx.recorder, regarding, &notice, "Reconcile").await;
 }
 
 /// Reports an object that cannot be read as a FormatPlugin (Ready=False,

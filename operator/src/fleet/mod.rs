@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
-use kube::runtime::events::{Event, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use wasmplug_crds::conditions::{ConditionType, Reason};
 use wasmplug_crds::{FormatHost, FormatPlugin, HostsStatus};
 
+use crate::events;
 use crate::metrics::Metrics;
 use crate::status::{self, Conditions};
 
@@ -201,20 +202,10 @@ impl Rollups {
     /// Records `notice` about `plugin` (and logs it), unless an Event of the
     /// same reason went out within [`EVENT_INTERVAL`].
     async fn record(&mut self, plugin: &FormatPlugin, uid: &str, notice: status::Notice) {
-        let (namespace, name) = (plugin.namespace().unwrap_or_default(), plugin.name_any());
-        tracing::info!(namespace, name, reason = %notice.reason, "{}", notice.note);
-        if !self.events.allows(uid, notice.reason, Instant::now()) {
-            return;
-        }
-        let event = Event {
-            type_: notice.type_,
-            reason: notice.reason.to_string(),
-            note: Some(status::bounded(&notice.note, status::MAX_EVENT_NOTE)),
-            action: "Serve".into(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, &plugin.object_ref(&())).await {
-            tracing::warn!(%error, "failed to record an Event");
+        let regarding = plugin.object_ref(&());
+        events::log(&regarding, &notice);
+        if self.events.allows(uid, notice.reason, Instant::now()) {
+            events::publish(&self.recorder, &regarding, &notice, "Serve").await;
         }
     }
 }
