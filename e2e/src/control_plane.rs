@@ -338,32 +338,29 @@ fn spawn_logged(command: &mut Command, log: &Path) -> anyhow::Result<Child> {
         .with_context(|| format!("failed to start {}", command.get_program().to_string_lossy()))
 }
 
-/// Distinct free ports on 127.0.0.1, all held open until each is known.
+/// Distinct free ports on 127.0.0.1; see [`free_ports_on`].
 pub fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
     free_ports_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
-/// Distinct free ports on `address`, all held open until each is known.
+/// Distinct ports on `address` that are free now, lie below the kernel's
+/// ephemeral range and were not handed out before in this process.
+///
+/// Every caller passes the port to a process that binds it later, sometimes
+/// seconds later (a pod the test kubelet starts, a replacement replica): a port
+/// from the ephemeral range, which a kernel-chosen `bind(…, 0)` would give, may
+/// meanwhile be taken by any outbound connection, and one given twice would be
+/// bound by two tests at once.
 pub fn free_ports_on<const N: usize>(address: IpAddr) -> anyhow::Result<[u16; N]> {
-    let listeners = (0..N)
-        .map(|_| TcpListener::bind((address, 0)).with_context(|| format!("failed to find a free port on {address}")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let ports = listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<Vec<_>, _>>()?;
-    Ok(ports.try_into().expect("one port per listener"))
-}
-
-/// Distinct ports on 127.0.0.1 that are free now and lie below the kernel's
-/// ephemeral range, for a port a process binds long after it is chosen (a
-/// replacement replica's): a port from [`free_ports`] is in that range, where
-/// any outbound connection may take it meanwhile.
-pub fn reserved_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
     use std::hash::BuildHasher;
     const SPAN: u16 = 12_000;
+    static HANDED_OUT: Mutex<Vec<(IpAddr, u16)>> = Mutex::new(Vec::new());
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
     let ephemeral = range.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()).unwrap_or(32768);
     let lowest = ephemeral.saturating_sub(SPAN).max(1024);
-    anyhow::ensure!(ephemeral > lowest, "the ephemeral range starts at {ephemeral}: no room below it");
+    anyhow::ensure!(ephemeral > lowest, "the ephemeral range starts at {ephemeral}: no room below it for test ports");
     let random = std::collections::hash_map::RandomState::new();
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut ports = Vec::with_capacity(N);
     for attempt in 0u32..10_000 {
         if ports.len() == N {
@@ -371,11 +368,17 @@ pub fn reserved_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
         }
         let offset = u16::try_from(random.hash_one(attempt) % u64::from(ephemeral - lowest)).unwrap_or(0);
         let port = lowest + offset;
-        if !ports.contains(&port) && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+        if !ports.contains(&port)
+            && !handed_out.contains(&(address, port))
+            && TcpListener::bind((address, port)).is_ok()
+        {
             ports.push(port);
         }
     }
-    ports.try_into().map_err(|found: Vec<u16>| anyhow::anyhow!("found {} free ports below {ephemeral}", found.len()))
+    handed_out.extend(ports.iter().map(|&port| (address, port)));
+    ports.try_into().map_err(|found: Vec<u16>| {
+        anyhow::anyhow!("found only {} free ports on {address} below the ephemeral range ({ephemeral})", found.len())
+    })
 }
 
 fn write_kubeconfig(path: &Path, server: &str, ca: &Path, cert: &Path, key: &Path) -> anyhow::Result<()> {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::control_plane::{control_plane, free_ports, reserved_ports};
+use crate::control_plane::{control_plane, free_ports};
 
 /// A workspace binary of the running executable's profile (built by `cargo test
 /// --workspace`, or `cargo build [--release] --bins`).
@@ -154,10 +154,7 @@ const ARTIFACT_AUDIENCE: &str = "wasmplug-artifacts";
 
 /// Artifact ports a stack's operator replicas take in turn: a replacement
 /// takes over a dead replica's port, and hosts are started with every port,
-/// so they reach whichever replicas run, as a Service would route them. They
-/// are reserved below the ephemeral range: a replacement binds its port long
-/// after the stack chose it, and an outbound connection could take a port of
-/// that range meanwhile.
+/// so they reach whichever replicas run, as a Service would route them.
 const ARTIFACT_PORTS: usize = 4;
 
 /// Where a stack's processes find each other: its directory, namespace and
@@ -289,7 +286,7 @@ impl Stack {
             dir,
             namespace: namespace.to_owned(),
             distribution,
-            artifact_ports: reserved_ports::<ARTIFACT_PORTS>()?,
+            artifact_ports: free_ports::<ARTIFACT_PORTS>()?,
         };
         let (host, host_url) = layout.start_host("host", &[])?;
         let operator = layout.spawn_operator(0, 0, operator_args, control_plane().kubeconfig())?;
