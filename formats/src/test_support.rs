@@ -38,3 +38,15 @@ pub fn npm_tarball(name: &str, version: &str) -> Vec<u8> {
     let json = format!(r#"{{"name":"{name}","version":"{version}","main":"index.js"}}"#);
     gzip(&tar(&[("package/package.json", json.as_bytes()), ("package/index.js", b"module.exports = 1;")]))
 }
+
+/// A real `.unitypackage`: a gzipped tar of `<guid>/asset`, `<guid>/asset.meta` and
+/// `<guid>/pathname` for each `(guid, pathname, contents)`.
+pub fn unity_package(assets: &[(&str, &str, &[u8])]) -> Vec<u8> {
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for (guid, pathname, contents) in assets {
+        files.push((format!("{guid}/asset"), contents.to_vec()));
+        files.push((format!("{guid}/asset.meta"), format!("fileFormatVersion: 2\nguid: {guid}\n").into_bytes()));
+        files.push((format!("{guid}/pathname"), format!("{pathname}\n").into_bytes()));
+    }
+    gzip(&tar(&files))
+}

@@ -24,6 +24,9 @@ pub enum HandlerError {
 pub trait FormatHandler: Send + Sync + std::fmt::Debug {
     fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, HandlerError>;
     fn validate(&self, path: &str, data: &[u8]) -> Result<(), HandlerError>;
+    /// What a registry asks once per uploaded artifact: is it valid, and if so,
+    /// its metadata. One call, so a plugin answers both from one instance.
+    fn accept(&self, path: &str, data: &[u8]) -> Result<Metadata, HandlerError>;
     fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, HandlerError>;
     fn handle_request(
         &self,
@@ -36,6 +39,16 @@ pub trait FormatHandler: Send + Sync + std::fmt::Debug {
 /// A shareable handler.
 pub type SharedHandler = Arc<dyn FormatHandler>;
 
+/// `metadata` with the SHA-256 of `data` when the handler left it out (Artifact
+/// Keeper's plugins do, and rely on the host for it): computed here, natively,
+/// with the CPU's SHA instructions where it has them.
+pub fn with_checksum(mut metadata: Metadata, data: &[u8]) -> Metadata {
+    if metadata.checksum_sha256.as_deref().is_none_or(str::is_empty) {
+        metadata.checksum_sha256 = Some(crate::plugin::Digest::of(data).hex());
+    }
+    metadata
+}
+
 fn flatten<T>(answer: Result<Result<T, String>, CallError>) -> Result<T, HandlerError> {
     answer?.map_err(HandlerError::Rejected)
 }
@@ -47,6 +60,10 @@ impl FormatHandler for LoadedPlugin {
 
     fn validate(&self, path: &str, data: &[u8]) -> Result<(), HandlerError> {
         flatten(LoadedPlugin::validate(self, path, data))
+    }
+
+    fn accept(&self, path: &str, data: &[u8]) -> Result<Metadata, HandlerError> {
+        flatten(LoadedPlugin::accept(self, path, data))
     }
 
     fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, HandlerError> {

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::Value;
 use support::http::{call, copy_package, post, start_host};
+use wasmplug_formats::test_support::unity_package;
 use wasmplug_host::runtime::CallLimits;
 use wasmplug_host::server::ServerConfig;
 
@@ -72,7 +73,7 @@ async fn serves_builtin_and_plugin_formats() {
     assert_eq!(unity["limits"]["memory_bytes"], 32 << 20);
     assert!(unity["digest"].as_str().is_some_and(|d| d.starts_with("sha256:")));
 
-    let package = support::unity_package(&[(GUID, "Assets/A.cs", b"class A {}")]);
+    let package = unity_package(&[(GUID, "Assets/A.cs", b"class A {}")]);
     let answer = post(&host, "/v1/formats/unity/metadata?path=pkgs/Tools-2.0.1.unitypackage", package.clone()).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.json()["version"], "2.0.1");
@@ -109,6 +110,57 @@ async fn serves_builtin_and_plugin_formats() {
         "{metrics}"
     );
     assert!(metrics.contains(r#"wasmplug_host_formats{state="active"} 2"#), "{metrics}");
+}
+
+/// Issue 15: a registry uploads an artifact once and learns both whether it is
+/// valid and its metadata, answered by one fresh instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_upload_validates_and_describes_an_artifact_in_one_instance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_package("unity-format", &dir.path().join("unity"));
+    copy_package("misbehaving", &dir.path().join("misbehaving"));
+    let host = start_host(dir.path(), CallLimits::DEFAULT, ServerConfig::default()).await;
+
+    let package = unity_package(&[(GUID, "Assets/A.cs", b"class A {}")]);
+    let answer = post(&host, "/v1/formats/unity/artifacts?path=pkgs/Tools-2.0.1.unitypackage", package.clone()).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    let metadata = answer.json();
+    assert_eq!(
+        (metadata["path"].as_str(), metadata["version"].as_str()),
+        (Some("pkgs/Tools-2.0.1.unitypackage"), Some("2.0.1"))
+    );
+    assert_eq!(metadata["checksum_sha256"], wasmplug_host::plugin::Digest::of(&package).hex().as_str());
+    assert!(answer.served_by.as_deref().is_some_and(|s| s.starts_with("unity-format@0.1.0 sha256:")));
+    // What the two separate calls answer, the one upload answers too.
+    let described = post(&host, "/v1/formats/unity/metadata?path=pkgs/Tools-2.0.1.unitypackage", package).await;
+    assert_eq!(described.json(), metadata);
+
+    // Invalid: the plugin's reason, and no metadata.
+    let answer = post(&host, "/v1/formats/unity/artifacts?path=x.unitypackage", "not gzip").await;
+    assert_eq!((answer.status, answer.code().as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "rejected"));
+    let answer = post(&host, "/v1/formats/unity/artifacts", "").await;
+    assert_eq!((answer.status, answer.code().as_str()), (StatusCode::BAD_REQUEST, "bad_request"));
+    let answer = post(&host, "/v1/formats/misbehaving/artifacts?path=trap", "").await;
+    assert_eq!((answer.status, answer.code().as_str()), (StatusCode::BAD_GATEWAY, "crashed"));
+
+    // The plugin counts the calls its instance served: validate, then metadata,
+    // in the upload's one instance; a fresh instance for every request.
+    for _ in 0..2 {
+        let answer = post(&host, "/v1/formats/misbehaving/artifacts?path=fine", "").await;
+        assert_eq!(answer.json()["version"], "2", "validate and metadata ran in one instance");
+        let answer = post(&host, "/v1/formats/misbehaving/metadata?path=fine", "").await;
+        assert_eq!(answer.json()["version"], "1", "each request has a fresh instance");
+    }
+    // Builtin formats answer the same endpoint.
+    let answer = post(&host, "/v1/formats/generic/artifacts?path=docs/readme.txt", "hello").await;
+    assert_eq!((answer.status, answer.json()["content_type"].as_str()), (StatusCode::OK, Some("text/plain")));
+
+    let metrics = call(host.addr, Method::GET, "/metrics", "").await;
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        metrics.contains(r#"wasmplug_host_calls_total{format="unity",operation="artifacts",outcome="ok"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -177,7 +229,7 @@ async fn every_failure_has_its_status_and_stable_code() {
             Bytes::new(),
             StatusCode::NOT_FOUND,
             "not_found",
-            "use metadata, validate, index or request",
+            "use artifacts, metadata, validate, index or request",
         ),
     ];
     for (path, body, status, code, message) in cases {
@@ -207,7 +259,7 @@ async fn a_runaway_plugin_does_not_slow_down_or_fail_other_formats() {
             tokio::spawn(async move { post(&host, "/v1/formats/misbehaving/validate?path=loop", "").await.status })
         })
         .collect();
-    let package = Bytes::from(support::unity_package(&[(GUID, "Assets/A.cs", b"class A {}")]));
+    let package = Bytes::from(unity_package(&[(GUID, "Assets/A.cs", b"class A {}")]));
     for _ in 0..50 {
         let answer = post(&host, "/v1/formats/unity/validate?path=a-1.0.0.unitypackage", package.clone()).await;
         assert_eq!(answer.status, StatusCode::NO_CONTENT, "{:?}", answer.body);

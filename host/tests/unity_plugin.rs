@@ -4,6 +4,7 @@
 mod support;
 
 use sha2::{Digest as _, Sha256};
+use wasmplug_formats::test_support::unity_package;
 use wasmplug_host::plugin::{MANIFEST_FILE, Package, WASM_FILE};
 use wasmplug_host::runtime::{CallLimits, Compilation, EngineSettings, LoadError, Metadata, Runtime, World};
 
@@ -29,7 +30,7 @@ fn loads_as_a_format_plugin_with_the_manifest_limits() {
 fn validates_and_describes_a_real_unity_package() {
     let package = support::read_example("unity-format");
     let plugin = runtime().load(&package, CallLimits::DEFAULT).expect("valid");
-    let data = support::unity_package(&[
+    let data = unity_package(&[
         (GUID_A, "Assets/Tools/Tool.cs", b"public class Tool {}"),
         (GUID_B, "Assets/Tools/Icon.png", b"\x89PNG"),
     ]);
@@ -58,11 +59,11 @@ fn validates_and_describes_a_real_unity_package() {
 #[test]
 fn rejects_what_is_not_a_unity_package_with_the_plugins_reason() {
     let plugin = runtime().load(&support::read_example("unity-format"), CallLimits::DEFAULT).expect("valid");
-    let good = support::unity_package(&[(GUID_A, "Assets/A.cs", b"class A {}")]);
+    let good = unity_package(&[(GUID_A, "Assets/A.cs", b"class A {}")]);
     let cases: [(&str, &[u8], &str); 3] = [
         ("a.zip", &good, "must end with .unitypackage"),
         ("a.unitypackage", b"PK\x03\x04 a zip file", "not gzip-compressed"),
-        ("a.unitypackage", &support::unity_package(&[("not-a-guid", "Assets/A.cs", b"")]), "not inside a <guid>/"),
+        ("a.unitypackage", &unity_package(&[("not-a-guid", "Assets/A.cs", b"")]), "not inside a <guid>/"),
     ];
     for (path, data, reason) in cases {
         let answer = plugin.validate(path, data).expect("a rejection is not a crash");

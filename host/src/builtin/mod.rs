@@ -84,6 +84,12 @@ impl FormatHandler for Builtin {
         self.format.validate(path, data, &self.budget()).map_err(handler_error)
     }
 
+    /// A builtin format checks and describes an artifact in one inspection,
+    /// so accepting one is extracting its metadata.
+    fn accept(&self, path: &str, data: &[u8]) -> Result<Metadata, HandlerError> {
+        self.parse_metadata(path, data)
+    }
+
     fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, HandlerError> {
         let budget = self.budget();
         let artifacts: Vec<_> = artifacts.iter().map(from_abi).collect();

@@ -80,6 +80,17 @@ impl LoadedPlugin {
         self.call_handler(async |guest, store| guest.call_validate(store, path, data).await)
     }
 
+    /// `validate`, then — when it accepts — `parse-metadata`, on one fresh
+    /// instance: both calls are for the same caller and the same artifact, so
+    /// nothing crosses callers, and the instance and the copy of the artifact
+    /// are paid for once less than by two calls.
+    pub fn accept(&self, path: &str, data: &[u8]) -> Result<Result<Metadata, String>, CallError> {
+        self.call_handler(async |guest, store| match guest.call_validate(&mut *store, path, data).await? {
+            Ok(()) => guest.call_parse_metadata(store, path, data).await,
+            Err(refusal) => Ok(Err(refusal)),
+        })
+    }
+
     pub fn generate_index(&self, artifacts: &[Metadata]) -> Result<Result<Option<IndexFiles>, String>, CallError> {
         self.call_handler(async |guest, store| guest.call_generate_index(store, artifacts).await)
     }

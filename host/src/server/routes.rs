@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::error::ApiError;
 use super::wire::{IndexFiles, RequestCall, WireResponse, list_formats, path_param};
 use super::{App, body};
-use crate::handler::{HandlerError, SharedHandler};
+use crate::handler::{HandlerError, SharedHandler, with_checksum};
 use crate::registry::breaker::Transition;
 use crate::registry::{Format, Origin};
 use crate::runtime::{HttpRequest, HttpResponse, Metadata, RepoContext};
@@ -28,6 +28,8 @@ enum Operation {
     Validate,
     Index,
     Request,
+    /// Validate and metadata in one call: `POST …/artifacts`.
+    Accept,
 }
 
 impl Operation {
@@ -37,6 +39,7 @@ impl Operation {
             "validate" => Some(Operation::Validate),
             "index" => Some(Operation::Index),
             "request" => Some(Operation::Request),
+            "artifacts" => Some(Operation::Accept),
             _ => None,
         }
     }
@@ -47,6 +50,7 @@ impl Operation {
             Operation::Validate => "validate",
             Operation::Index => "index",
             Operation::Request => "request",
+            Operation::Accept => "artifacts",
         }
     }
 }
@@ -67,7 +71,7 @@ where
         (&Method::POST, ["v1", "formats", key, operation]) => match Operation::from_segment(operation) {
             Some(operation) => call(&app, key, operation, request).await,
             None => Err(ApiError::not_found(format!(
-                "unknown operation {operation:?}; use metadata, validate, index or request"
+                "unknown operation {operation:?}; use artifacts, metadata, validate, index or request"
             ))),
         },
         (_, ["v1", "formats", ..] | ["healthz" | "readyz" | "metrics"]) => Err(ApiError::new(
@@ -94,6 +98,7 @@ where
     let input = match operation {
         Operation::Metadata => Input::Metadata { path: artifact_path.ok_or_else(missing_path)?, data: body },
         Operation::Validate => Input::Validate { path: artifact_path.ok_or_else(missing_path)?, data: body },
+        Operation::Accept => Input::Accept { path: artifact_path.ok_or_else(missing_path)?, data: body },
         Operation::Index => Input::Index(
             serde_json::from_slice(&body)
                 .map_err(|e| ApiError::bad_request(format!("the body must be a JSON list of metadata objects: {e}")))?,
@@ -155,6 +160,7 @@ fn served_by(format: &Format) -> String {
 enum Input {
     Metadata { path: String, data: Bytes },
     Validate { path: String, data: Bytes },
+    Accept { path: String, data: Bytes },
     Index(Vec<Metadata>),
     Request(Box<(HttpRequest, RepoContext, Vec<Metadata>)>),
 }
@@ -172,22 +178,15 @@ fn run(handler: &SharedHandler, input: Input) -> Result<Output, HandlerError> {
             handler.parse_metadata(&path, &data).map(|metadata| Output::Metadata(with_checksum(metadata, &data)))
         }
         Input::Validate { path, data } => handler.validate(&path, &data).map(|()| Output::Valid),
+        Input::Accept { path, data } => {
+            handler.accept(&path, &data).map(|metadata| Output::Metadata(with_checksum(metadata, &data)))
+        }
         Input::Index(artifacts) => handler.generate_index(&artifacts).map(Output::Index),
         Input::Request(call) => {
             let (request, context, artifacts) = *call;
             handler.handle_request(&request, &context, &artifacts).map(Output::Response)
         }
     }
-}
-
-/// `metadata` with the SHA-256 of `data` when the handler left it out (Artifact
-/// Keeper's plugins do, and rely on the host for it): computed here, natively,
-/// with the CPU's SHA instructions where it has them.
-fn with_checksum(mut metadata: Metadata, data: &[u8]) -> Metadata {
-    if metadata.checksum_sha256.as_deref().is_none_or(str::is_empty) {
-        metadata.checksum_sha256 = Some(crate::plugin::Digest::of(data).hex());
-    }
-    metadata
 }
 
 fn metrics(app: &App) -> Response<Full<Bytes>> {
