@@ -7,6 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use wasmplug_formats::test_support::unity_package;
 use wasmplug_host::runtime::{CallError, CallLimits, EngineSettings, LoadError, LoadedPlugin, Runtime};
 
 const TIGHT: CallLimits =
@@ -104,6 +105,22 @@ fn fuel_metering_stops_a_loop_at_its_fuel_limit() {
     assert_eq!(plugin.validate("fine", b""), Ok(Ok(())), "a cheap call fits in the same budget");
 }
 
+/// Issue 15: memory a call dirtied is kept resident for the next call on its
+/// slot, zeroed in place; no byte of it may reach that call.
+#[test]
+fn no_byte_a_call_left_in_memory_reaches_the_next_call() {
+    let plugin = load(&runtime(), "misbehaving", CallLimits::DEFAULT);
+    let found = plugin.validate("leave-and-find-secret", b"").expect("the call runs");
+    assert!(
+        found.as_ref().is_err_and(|e| e.contains("found a previous call's secret")),
+        "the scan finds it: {found:?}"
+    );
+    for _ in 0..20 {
+        assert_eq!(plugin.validate("leave-secret", b""), Ok(Ok(())));
+        assert_eq!(plugin.validate("find-secret", b""), Ok(Ok(())), "the next call's memory is zero");
+    }
+}
+
 #[test]
 fn chatty_output_is_capped_not_fatal() {
     let plugin = load(&runtime(), "misbehaving", TIGHT);
@@ -115,8 +132,7 @@ fn misbehaviour_does_not_disturb_concurrent_calls_to_other_plugins() {
     let runtime = runtime();
     let bad = Arc::new(load(&runtime, "misbehaving", TIGHT));
     let good = Arc::new(load(&runtime, "unity-format", CallLimits::DEFAULT));
-    let package =
-        Arc::new(support::unity_package(&[("0123456789abcdef0123456789abcdef", "Assets/A.cs", b"class A {}")]));
+    let package = Arc::new(unity_package(&[("0123456789abcdef0123456789abcdef", "Assets/A.cs", b"class A {}")]));
 
     let misbehaving: Vec<_> = ["loop", "alloc", "trap", "stack", "loop"]
         .into_iter()

@@ -8,12 +8,16 @@
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Plugins loaded at once in one process. Loading calls `format-key`, so the
 /// instance pool has this many instances beyond the call slots; loaders (the
 /// host's watcher, the operator's validation) must not run more at once.
 pub const MAX_CONCURRENT_LOADS: u32 = 4;
+
+/// How much of each linear memory and table a call leaves resident for the
+/// next call on its slot (zeroed in place rather than unmapped).
+pub const KEEP_RESIDENT: usize = 1 << 20;
 
 /// How often the epoch advances; timeouts are measured in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -54,7 +58,19 @@ pub fn build(settings: &EngineSettings) -> anyhow::Result<Engine> {
         .total_tables(calls * TABLES_PER_CALL)
         .max_tables_per_component(TABLES_PER_CALL)
         .max_memory_size(max_memory)
-        .total_stacks(calls);
+        .total_stacks(calls)
+        .max_unused_warm_slots(calls);
+    // A fresh instance per call, made cheap: where the kernel can say which
+    // pages a call dirtied (PAGEMAP_SCAN, Linux 6.7+), those of the first
+    // KEEP_RESIDENT bytes of each memory and table are zeroed in place instead
+    // of unmapped and faulted in again by the next call. Elsewhere all of
+    // KEEP_RESIDENT would be zeroed after every call, which costs more than it
+    // saves. At most as many slots as instances may be live at once stay warm
+    // between calls, so an idle host keeps at most that many times
+    // KEEP_RESIDENT of plugin memory (docs/performance.md has the numbers).
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        pool.pagemap_scan(Enabled::Yes).linear_memory_keep_resident(KEEP_RESIDENT).table_keep_resident(KEEP_RESIDENT);
+    }
 
     let mut config = Config::new();
     config

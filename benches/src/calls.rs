@@ -1,0 +1,103 @@
+//! Per-call cost on real packages (issue 15): for each kind of package of the
+//! corpus and each size bucket, a metadata answer as the host gives it (the
+//! handler's answer, then the host's SHA-256 when the handler left it out)
+//! from the builtin formats compiled as one plugin vs the same source native;
+//! and an upload (`POST …/artifacts`: validate and metadata on one instance) vs
+//! the two calls a registry would otherwise make.
+
+use std::sync::Arc;
+
+use wasmplug_host::builtin;
+use wasmplug_host::handler::{FormatHandler, SharedHandler, with_checksum};
+use wasmplug_host::runtime::{CallLimits, Runtime};
+
+use crate::corpus::{self, Package, SIZES};
+use crate::stats::{Summary, measure_pair};
+use crate::{Report, read, summary};
+
+pub fn run(report: &mut Report, runtime: &Arc<Runtime>) -> anyhow::Result<()> {
+    let plugin: SharedHandler = Arc::new(runtime.load(&read("builtin-formats")?, CallLimits::DEFAULT)?);
+    let unity: SharedHandler = Arc::new(runtime.load(&read("unity-format")?, CallLimits::DEFAULT)?);
+    let mut worst_large: Option<(f64, String)> = None;
+    for size in SIZES {
+        let mut packages = corpus::packages(size);
+        if size == SIZES[0] {
+            packages.push(corpus::pom(size));
+        }
+        for package in &packages {
+            let what = format!("{} {}, {}", package.format, package.kind, size_label(package.data.len()));
+            let runs = runs_for(package.data.len());
+            let routed = format!("{}/{}", package.format, package.path);
+            if let Some(native) = builtin::handler(package.format, &CallLimits::DEFAULT) {
+                let (wasm_time, native_time) = measure_pair(
+                    runs / 10,
+                    runs,
+                    || metadata_answer(&plugin, &routed, &package.data),
+                    || metadata_answer(&native, &package.path, &package.data),
+                );
+                let ratio = wasm_time.ratio_to(&native_time);
+                report.row(
+                    &format!("{what}: metadata answer, plugin vs native"),
+                    summary(&wasm_time),
+                    summary(&native_time),
+                    format!("{ratio:.2}×"),
+                );
+                if size >= 100 << 10 && worst_large.as_ref().is_none_or(|(worst, _)| ratio > *worst) {
+                    worst_large = Some((ratio, what.clone()));
+                }
+            }
+            let (handler, path) = if package.format == "unity" { (&unity, &package.path) } else { (&plugin, &routed) };
+            let (upload, two_calls) = upload_vs_two_calls(handler, path, package, runs);
+            report.row(
+                &format!("{what}: upload (one call) vs validate + metadata, plugin"),
+                summary(&upload),
+                summary(&two_calls),
+                format!("{:.2}×", upload.ratio_to(&two_calls)),
+            );
+        }
+    }
+    if let Some((ratio, what)) = worst_large {
+        report.row(
+            "plugin vs native, worst of the packages of 100 KiB and more (target ≤ 1.5×)",
+            format!("{ratio:.2}×"),
+            what,
+            crate::met(ratio <= 1.5).to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// What the host answers to `POST …/metadata`, without the HTTP around it.
+pub fn metadata_answer(handler: &SharedHandler, path: &str, data: &[u8]) {
+    let metadata = handler.parse_metadata(path, data).unwrap_or_else(|e| panic!("{path}: {e}"));
+    std::hint::black_box(with_checksum(metadata, data));
+}
+
+fn upload_vs_two_calls(handler: &SharedHandler, path: &str, package: &Package, runs: usize) -> (Summary, Summary) {
+    let data = &package.data;
+    measure_pair(
+        runs / 10,
+        runs,
+        || {
+            let metadata = handler.accept(path, data).unwrap_or_else(|e| panic!("{path}: {e}"));
+            std::hint::black_box(with_checksum(metadata, data));
+        },
+        || {
+            FormatHandler::validate(handler.as_ref(), path, data).unwrap_or_else(|e| panic!("{path}: {e}"));
+            metadata_answer(handler, path, data);
+        },
+    )
+}
+
+/// Fewer runs for larger packages: about the same time per bucket.
+fn runs_for(len: usize) -> usize {
+    (50_000_000 / len.max(1)).clamp(10, 1000)
+}
+
+fn size_label(len: usize) -> String {
+    if len >= 1 << 20 {
+        format!("{:.1} MiB", len as f64 / f64::from(1 << 20))
+    } else {
+        format!("{:.1} KiB", len as f64 / 1024.0)
+    }
+}
