@@ -8,6 +8,39 @@ use crate::runtime::{CallError, HttpRequest, HttpResponse, LoadedPlugin, Metadat
 /// Index files a handler generates: (file name, contents).
 pub type IndexFiles = Vec<(String, Vec<u8>)>;
 
+/// One call of a handler, as the HTTP layer makes it.
+#[derive(Clone, Copy, Debug)]
+pub enum Call<'a> {
+    Metadata {
+        path: &'a str,
+        data: &'a [u8],
+    },
+    Validate {
+        path: &'a str,
+        data: &'a [u8],
+    },
+    /// Validate, and if valid, metadata: one upload.
+    Accept {
+        path: &'a str,
+        data: &'a [u8],
+    },
+    Index(&'a [Metadata]),
+    Request {
+        request: &'a HttpRequest,
+        context: &'a RepoContext,
+        artifacts: &'a [Metadata],
+    },
+}
+
+/// What a handler answered to a [`Call`].
+#[derive(Debug)]
+pub enum Answer {
+    Metadata(Metadata),
+    Valid,
+    Index(Option<IndexFiles>),
+    Response(HttpResponse),
+}
+
 /// Why a handler did not answer.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum HandlerError {
@@ -34,6 +67,26 @@ pub trait FormatHandler: Send + Sync + std::fmt::Debug {
         context: &RepoContext,
         artifacts: &[Metadata],
     ) -> Result<HttpResponse, HandlerError>;
+
+    /// Answers `call` on this thread, blocking it until done.
+    fn answer(&self, call: Call<'_>) -> Result<Answer, HandlerError> {
+        match call {
+            Call::Metadata { path, data } => self.parse_metadata(path, data).map(Answer::Metadata),
+            Call::Validate { path, data } => self.validate(path, data).map(|()| Answer::Valid),
+            Call::Accept { path, data } => self.accept(path, data).map(Answer::Metadata),
+            Call::Index(artifacts) => self.generate_index(artifacts).map(Answer::Index),
+            Call::Request { request, context, artifacts } => {
+                self.handle_request(request, context, artifacts).map(Answer::Response)
+            }
+        }
+    }
+
+    /// The plugin behind this handler, whose calls can run as futures on the
+    /// async workers (they yield while they compute) instead of each taking
+    /// a blocking thread; `None` for handlers whose calls must block one.
+    fn cooperative(&self) -> Option<&LoadedPlugin> {
+        None
+    }
 }
 
 /// A shareable handler.
@@ -68,6 +121,10 @@ impl FormatHandler for LoadedPlugin {
 
     fn generate_index(&self, artifacts: &[Metadata]) -> Result<Option<IndexFiles>, HandlerError> {
         flatten(LoadedPlugin::generate_index(self, artifacts))
+    }
+
+    fn cooperative(&self) -> Option<&LoadedPlugin> {
+        Some(self)
     }
 
     fn handle_request(

@@ -168,8 +168,7 @@ async fn every_failure_has_its_status_and_stable_code() {
     let dir = tempfile::tempdir().expect("tempdir");
     copy_package("unity-format", &dir.path().join("unity"));
     copy_package("misbehaving", &dir.path().join("misbehaving"));
-    let limits =
-        CallLimits { memory_bytes: 16 << 20, timeout: Duration::from_millis(200), fuel: None, ignored_fuel: None };
+    let limits = CallLimits { memory_bytes: 16 << 20, timeout: Duration::from_secs(1), fuel: None, ignored_fuel: None };
     let host =
         start_host(dir.path(), limits, ServerConfig { max_body_bytes: 64 << 10, ..ServerConfig::default() }).await;
 
@@ -207,7 +206,7 @@ async fn every_failure_has_its_status_and_stable_code() {
             Bytes::new(),
             StatusCode::GATEWAY_TIMEOUT,
             "time_limit",
-            "time limit of 200ms",
+            "time limit of 1s",
         ),
         (
             "/v1/formats/unity/validate?path=a",
@@ -267,6 +266,31 @@ async fn a_runaway_plugin_does_not_slow_down_or_fail_other_formats() {
     for call in runaway {
         assert_eq!(call.await.expect("runaway call task"), StatusCode::GATEWAY_TIMEOUT);
     }
+}
+
+/// Issue 15: plugin calls run on the server's own workers; a guest that spins
+/// yields its worker at every epoch tick, so even a server with a single worker
+/// thread answers everything else while the call runs, and still stops the
+/// call at its time limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_spinning_plugin_call_leaves_the_only_worker_to_other_requests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_package("misbehaving", &dir.path().join("misbehaving"));
+    let limits = CallLimits { timeout: Duration::from_secs(2), ..CallLimits::DEFAULT };
+    let host = Arc::new(start_host(dir.path(), limits, ServerConfig::default()).await);
+
+    let spinning = {
+        let host = host.clone();
+        tokio::spawn(async move { post(&host, "/v1/formats/misbehaving/validate?path=loop", "").await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..20 {
+        let answer = post(&host, "/v1/formats/generic/validate?path=a.txt", "text").await;
+        assert_eq!(answer.status, StatusCode::NO_CONTENT);
+        assert!(!spinning.is_finished(), "answered while the spinning call still runs");
+    }
+    let answer = spinning.await.expect("the spinning call's task");
+    assert_eq!((answer.status, answer.code().as_str()), (StatusCode::GATEWAY_TIMEOUT, "time_limit"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

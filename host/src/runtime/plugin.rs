@@ -6,16 +6,16 @@
 use std::sync::Arc;
 
 use wasmtime::component::{Instance, InstancePre, ResourceTableError};
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{HttpRequest, HttpResponse, Metadata, RepoContext, handler, request_handler};
 use super::check::World;
-use super::driver::Driver;
+use super::driver::{Driver, within};
 use super::engine::deadline_ticks;
 use super::error::{CallError, LoadError};
 use super::limits::CallLimits;
 use super::state::{CallState, MAX_HOST_RESOURCES, MemoryLimitExceeded};
-use crate::handler::IndexFiles;
+use crate::handler::{Answer, Call, IndexFiles};
 
 /// A plugin ready to serve. Cloning is cheap; calls may run concurrently.
 #[derive(Clone)]
@@ -85,10 +85,7 @@ impl LoadedPlugin {
     /// nothing crosses callers, and the instance and the copy of the artifact
     /// are paid for once less than by two calls.
     pub fn accept(&self, path: &str, data: &[u8]) -> Result<Result<Metadata, String>, CallError> {
-        self.call_handler(async |guest, store| match guest.call_validate(&mut *store, path, data).await? {
-            Ok(()) => guest.call_parse_metadata(store, path, data).await,
-            Err(refusal) => Ok(Err(refusal)),
-        })
+        self.call_handler(async |guest, store| accept(guest, store, path, data).await)
     }
 
     pub fn generate_index(&self, artifacts: &[Metadata]) -> Result<Result<Option<IndexFiles>, String>, CallError> {
@@ -118,31 +115,115 @@ impl LoadedPlugin {
         })
     }
 
-    /// Runs `f` against a fresh instance under this plugin's limits: memory by
-    /// the store's limiter, computation by the epoch deadline, and wall-clock
-    /// time (waiting in WASI included) by the driver's deadline.
+    /// One call from an async task, run as a future on that task's thread
+    /// instead of taking a blocking thread: the same fresh instance and limits
+    /// as the blocking calls, and a computing guest yields to the executor at
+    /// every epoch tick, so it holds the thread at most one tick at a time.
+    /// Needs a tokio runtime with timers.
+    pub async fn answer(&self, call: Call<'_>) -> Result<Result<Answer, String>, CallError> {
+        let request_handler = match call {
+            Call::Request { .. } => {
+                Some(self.request_handler.as_ref().ok_or(CallError::Unsupported { function: "handle-request" })?)
+            }
+            _ => None,
+        };
+        let mut store = self.store()?;
+        let run = instantiate_and(&self.pre, &mut store, async |store, instance| match call {
+            Call::Metadata { path, data } => {
+                let guest = self.handler.load(&mut *store, instance)?;
+                Ok(guest.call_parse_metadata(store, path, data).await?.map(Answer::Metadata))
+            }
+            Call::Validate { path, data } => {
+                let guest = self.handler.load(&mut *store, instance)?;
+                Ok(guest.call_validate(store, path, data).await?.map(|()| Answer::Valid))
+            }
+            Call::Accept { path, data } => {
+                let guest = self.handler.load(&mut *store, instance)?;
+                Ok(accept(&guest, store, path, data).await?.map(Answer::Metadata))
+            }
+            Call::Index(artifacts) => {
+                let guest = self.handler.load(&mut *store, instance)?;
+                Ok(guest.call_generate_index(store, artifacts).await?.map(Answer::Index))
+            }
+            Call::Request { request, context, artifacts } => {
+                let indices = request_handler.ok_or_else(|| wasmtime::Error::msg("checked above: a v2 plugin"))?;
+                let guest = indices.load(&mut *store, instance)?;
+                Ok(guest.call_handle_request(store, request, context, artifacts).await?.map(Answer::Response))
+            }
+        });
+        let outcome = within(self.limits.timeout, run).await;
+        self.finish(&store, outcome)
+    }
+
+    /// Runs `f` against a fresh instance under this plugin's limits, blocking
+    /// this thread (the driver keeps the deadline).
     fn call<R>(
         &self,
         f: impl AsyncFnOnce(&mut Store<CallState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
+        let mut store = self.store()?;
+        let outcome = self.driver.run(self.limits.timeout, instantiate_and(&self.pre, &mut store, f));
+        self.finish(&store, outcome)
+    }
+
+    /// A store for one call under this plugin's limits: memory by the
+    /// store's limiter; computation by epoch ticks, at each of which the guest
+    /// yields to the executor until its ticks run out (then it traps); fuel
+    /// where the engine meters it. The wall-clock limit, waiting in WASI
+    /// included, is the caller's deadline on the call's future.
+    fn store(&self) -> Result<Store<CallState>, CallError> {
         let mut store = Store::new(self.pre.engine(), CallState::new(self.limits.memory_bytes));
         store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline(deadline_ticks(self.limits.timeout));
-        store.epoch_deadline_trap();
+        let mut ticks_left = deadline_ticks(self.limits.timeout);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            ticks_left = ticks_left.saturating_sub(1);
+            Ok(match ticks_left {
+                0 => UpdateDeadline::Interrupt,
+                // tokio's own yield lets the worker run its other tasks and
+                // poll for I/O before it resumes this one (a plain wake-up
+                // would run it again at once).
+                _ => UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())),
+            })
+        });
         if self.fuel_metered {
             let fuel = self.limits.fuel.unwrap_or(u64::MAX);
             store.set_fuel(fuel).map_err(|e| CallError::Crashed { message: format!("failed to set fuel: {e}") })?;
         }
-        let pre = &self.pre;
-        let outcome = self.driver.run(self.limits.timeout, async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            f(&mut store, &instance).await
-        });
-        let stderr = log_output(&store);
+        Ok(store)
+    }
+
+    /// Logs the guest's output and turns the outcome (`None`: the wall-clock
+    /// limit passed) into the call's result.
+    fn finish<R>(&self, store: &Store<CallState>, outcome: Option<wasmtime::Result<R>>) -> Result<R, CallError> {
+        let stderr = log_output(store);
         match outcome {
             Some(result) => result.map_err(|error| classify(&error, &self.limits, &stderr)),
             None => Err(CallError::Timeout { limit: self.limits.timeout }),
         }
+    }
+}
+
+/// A fresh instance of `pre` in `store`, then `f` on it.
+async fn instantiate_and<R>(
+    pre: &InstancePre<CallState>,
+    store: &mut Store<CallState>,
+    f: impl AsyncFnOnce(&mut Store<CallState>, &Instance) -> wasmtime::Result<R>,
+) -> wasmtime::Result<R> {
+    let instance = pre.instantiate_async(&mut *store).await?;
+    f(store, &instance).await
+}
+
+/// `validate`, then — when it accepts — `parse-metadata`, on one instance.
+async fn accept(
+    guest: &handler::Guest,
+    store: &mut Store<CallState>,
+    path: &str,
+    data: &[u8],
+) -> wasmtime::Result<Result<Metadata, String>> {
+    match guest.call_validate(&mut *store, path, data).await? {
+        Ok(()) => guest.call_parse_metadata(store, path, data).await,
+        Err(refusal) => Ok(Err(refusal)),
     }
 }
 

@@ -14,12 +14,12 @@ use serde::Serialize;
 use super::error::ApiError;
 use super::wire::{IndexFiles, RequestCall, WireResponse, list_formats, path_param};
 use super::{App, body};
-use crate::handler::{HandlerError, SharedHandler, with_checksum};
+use crate::handler::{Answer, Call, HandlerError, with_checksum};
 use crate::registry::breaker::Transition;
 use crate::registry::{Format, Origin};
-use crate::runtime::{HttpRequest, HttpResponse, Metadata, RepoContext};
+use crate::runtime::{CallError, HttpRequest, Metadata, RepoContext};
 
-type Answer = Result<Response<Full<Bytes>>, ApiError>;
+type Reply = Result<Response<Full<Bytes>>, ApiError>;
 
 /// The operations a format handler offers over HTTP.
 #[derive(Clone, Copy, Debug)]
@@ -84,7 +84,7 @@ where
     answer.unwrap_or_else(|error| json(error.status, &error))
 }
 
-async fn call<B>(app: &App, key: &str, operation: Operation, request: Request<B>) -> Answer
+async fn call<B>(app: &App, key: &str, operation: Operation, request: Request<B>) -> Reply
 where
     B: Body<Data = Bytes> + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -112,12 +112,31 @@ where
     let serving = app.registry.serving(key)?;
     let handler = serving.handler().clone();
     let started = Instant::now();
-    let output = tokio::task::spawn_blocking(move || {
-        let _held = (slot, body_room);
-        run(&handler, input)
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "crashed", format!("the handler call panicked: {e}")))?;
+    let output = match handler.cooperative() {
+        // A plugin call runs here, yielding at every epoch tick while it
+        // computes: no hand-off to another thread and back.
+        Some(plugin) => {
+            let _held = (slot, body_room);
+            match plugin.answer(input.call()).await {
+                Ok(Ok(answer)) if input.artifact().is_some_and(|data| data.len() > HASH_HERE) => {
+                    // Hashing a large artifact takes milliseconds: not on a worker.
+                    tokio::task::spawn_blocking(move || Ok(input.with_checksum(answer))).await.unwrap_or_else(|e| {
+                        Err(CallError::Crashed { message: format!("hashing panicked: {e}") }.into())
+                    })
+                }
+                Ok(Ok(answer)) => Ok(input.with_checksum(answer)),
+                Ok(Err(refusal)) => Err(HandlerError::Rejected(refusal)),
+                Err(error) => Err(error.into()),
+            }
+        }
+        // Builtins compute without yielding: each call takes a blocking thread.
+        None => tokio::task::spawn_blocking(move || {
+            let _held = (slot, body_room);
+            handler.answer(input.call()).map(|answer| input.with_checksum(answer))
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "crashed", format!("the handler call panicked: {e}")))?,
+    };
     let took = started.elapsed();
 
     match app.registry.report(&serving, &output, input_bytes) {
@@ -132,11 +151,11 @@ where
     // The handler answered, with a result or a refusal: either way the header
     // says which version did.
     let mut response = match output {
-        Ok(Output::Metadata(metadata)) => json(StatusCode::OK, &metadata),
-        Ok(Output::Valid) => empty(StatusCode::NO_CONTENT),
-        Ok(Output::Index(None)) => empty(StatusCode::NO_CONTENT),
-        Ok(Output::Index(Some(files))) => json(StatusCode::OK, &IndexFiles::new(files)),
-        Ok(Output::Response(response)) => json(StatusCode::OK, &WireResponse::from(response)),
+        Ok(Answer::Metadata(metadata)) => json(StatusCode::OK, &metadata),
+        Ok(Answer::Valid) => empty(StatusCode::NO_CONTENT),
+        Ok(Answer::Index(None)) => empty(StatusCode::NO_CONTENT),
+        Ok(Answer::Index(Some(files))) => json(StatusCode::OK, &IndexFiles::new(files)),
+        Ok(Answer::Response(response)) => json(StatusCode::OK, &WireResponse::from(response)),
         Err(error) => json(error.status, &error),
     };
     if let Ok(value) = HeaderValue::from_str(&served_by) {
@@ -165,26 +184,38 @@ enum Input {
     Request(Box<(HttpRequest, RepoContext, Vec<Metadata>)>),
 }
 
-enum Output {
-    Metadata(Metadata),
-    Valid,
-    Index(Option<Vec<(String, Vec<u8>)>>),
-    Response(HttpResponse),
-}
+/// The largest artifact whose SHA-256 is computed on an async worker (well
+/// under a tick); larger ones are hashed on the blocking pool.
+const HASH_HERE: usize = 256 << 10;
 
-fn run(handler: &SharedHandler, input: Input) -> Result<Output, HandlerError> {
-    match input {
-        Input::Metadata { path, data } => {
-            handler.parse_metadata(&path, &data).map(|metadata| Output::Metadata(with_checksum(metadata, &data)))
+impl Input {
+    /// The artifact uploaded with the call, if it has one.
+    fn artifact(&self) -> Option<&Bytes> {
+        match self {
+            Input::Metadata { data, .. } | Input::Validate { data, .. } | Input::Accept { data, .. } => Some(data),
+            Input::Index(_) | Input::Request(_) => None,
         }
-        Input::Validate { path, data } => handler.validate(&path, &data).map(|()| Output::Valid),
-        Input::Accept { path, data } => {
-            handler.accept(&path, &data).map(|metadata| Output::Metadata(with_checksum(metadata, &data)))
+    }
+
+    /// `answer` with the artifact's SHA-256 filled into its metadata, if the
+    /// handler left it out.
+    fn with_checksum(&self, answer: Answer) -> Answer {
+        match (answer, self.artifact()) {
+            (Answer::Metadata(metadata), Some(data)) => Answer::Metadata(with_checksum(metadata, data)),
+            (answer, _) => answer,
         }
-        Input::Index(artifacts) => handler.generate_index(&artifacts).map(Output::Index),
-        Input::Request(call) => {
-            let (request, context, artifacts) = *call;
-            handler.handle_request(&request, &context, &artifacts).map(Output::Response)
+    }
+
+    fn call(&self) -> Call<'_> {
+        match self {
+            Input::Metadata { path, data } => Call::Metadata { path, data },
+            Input::Validate { path, data } => Call::Validate { path, data },
+            Input::Accept { path, data } => Call::Accept { path, data },
+            Input::Index(artifacts) => Call::Index(artifacts),
+            Input::Request(call) => {
+                let (request, context, artifacts) = &**call;
+                Call::Request { request, context, artifacts }
+            }
         }
     }
 }
