@@ -1,5 +1,6 @@
 //! The one interface every format handler implements, builtin or WebAssembly:
-//! the HTTP layer and the registry cannot tell them apart.
+//! the HTTP layer and the registry cannot tell them apart, except in how a
+//! call may run (see [`FormatHandler::cooperative`]).
 
 use std::sync::Arc;
 
@@ -52,8 +53,9 @@ pub enum HandlerError {
     Failed(#[from] CallError),
 }
 
-/// A format handler. Calls are blocking and CPU-bound; run them off the async
-/// executor.
+/// A format handler. These calls are blocking and CPU-bound; run them off the
+/// async executor, or, for a handler that is [`FormatHandler::cooperative`],
+/// await its plugin's [`LoadedPlugin::answer`] instead.
 pub trait FormatHandler: Send + Sync + std::fmt::Debug {
     fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, HandlerError>;
     fn validate(&self, path: &str, data: &[u8]) -> Result<(), HandlerError>;
