@@ -128,28 +128,22 @@ impl LoadedPlugin {
             _ => None,
         };
         let mut store = self.store()?;
-        let run = instantiate_and(&self.pre, &mut store, async |store, instance| match call {
-            Call::Metadata { path, data } => {
-                let guest = self.handler.load(&mut *store, instance)?;
-                Ok(guest.call_parse_metadata(store, path, data).await?.map(Answer::Metadata))
-            }
-            Call::Validate { path, data } => {
-                let guest = self.handler.load(&mut *store, instance)?;
-                Ok(guest.call_validate(store, path, data).await?.map(|()| Answer::Valid))
-            }
-            Call::Accept { path, data } => {
-                let guest = self.handler.load(&mut *store, instance)?;
-                Ok(accept(&guest, store, path, data).await?.map(Answer::Metadata))
-            }
-            Call::Index(artifacts) => {
-                let guest = self.handler.load(&mut *store, instance)?;
-                Ok(guest.call_generate_index(store, artifacts).await?.map(Answer::Index))
-            }
-            Call::Request { request, context, artifacts } => {
-                let indices = request_handler.ok_or_else(|| wasmtime::Error::msg("checked above: a v2 plugin"))?;
-                let guest = indices.load(&mut *store, instance)?;
-                Ok(guest.call_handle_request(store, request, context, artifacts).await?.map(Answer::Response))
-            }
+        let run = instantiate_and(&self.pre, &mut store, async |store, instance| {
+            // Every world exports the handler interface.
+            let guest = self.handler.load(&mut *store, instance)?;
+            Ok(match call {
+                Call::Metadata { path, data } => {
+                    guest.call_parse_metadata(store, path, data).await?.map(Answer::Metadata)
+                }
+                Call::Validate { path, data } => guest.call_validate(store, path, data).await?.map(|()| Answer::Valid),
+                Call::Accept { path, data } => accept(&guest, store, path, data).await?.map(Answer::Metadata),
+                Call::Index(artifacts) => guest.call_generate_index(store, artifacts).await?.map(Answer::Index),
+                Call::Request { request, context, artifacts } => {
+                    let indices = request_handler.ok_or_else(|| wasmtime::Error::msg("checked above: a v2 plugin"))?;
+                    let guest = indices.load(&mut *store, instance)?;
+                    guest.call_handle_request(store, request, context, artifacts).await?.map(Answer::Response)
+                }
+            })
         });
         let outcome = within(self.limits.timeout, run).await;
         self.finish(&store, outcome)

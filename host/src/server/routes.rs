@@ -118,7 +118,7 @@ where
         Some(plugin) => {
             let _held = (slot, body_room);
             match plugin.answer(input.call()).await {
-                Ok(Ok(answer)) if input.artifact().is_some_and(|data| data.len() > HASH_HERE) => {
+                Ok(Ok(answer @ Answer::Metadata(_))) if input.artifact().is_some_and(|data| data.len() > HASH_HERE) => {
                     // Hashing a large artifact takes milliseconds: not on a worker.
                     tokio::task::spawn_blocking(move || Ok(input.with_checksum(answer))).await.unwrap_or_else(|e| {
                         Err(CallError::Crashed { message: format!("hashing panicked: {e}") }.into())
