@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use support::{apply, format_plugin, store_contents, wait_condition, wait_ready};
 use wasmplug_crds::FormatPlugin;
-use wasmplug_e2e::{FileServer, GitServer, Served, Stack, control_plane, example_files, zip};
+use wasmplug_e2e::{FileServer, GitServer, Served, Stack, control_plane, eventually, example_files, zip};
 
 #[tokio::test]
 async fn each_bad_source_is_reported_and_leaves_nothing_behind() {
@@ -107,9 +107,15 @@ async fn each_bad_source_is_reported_and_leaves_nothing_behind() {
     let (published, staging) = store_contents(&stack.store());
     assert_eq!(published.len(), 1, "only the good plugin is published: {published:?}");
     assert!(staging.is_empty(), "nothing left in staging: {staging:?}");
-    let scratch: Vec<_> =
-        std::fs::read_dir(stack.scratch().join("wasmplug-fetch")).expect("scratch").flatten().collect();
-    assert!(scratch.is_empty(), "fetches leave nothing in scratch: {scratch:?}");
+    // The failed sources are retried with backoff, so a retry may be writing to
+    // scratch right now; a fetch that leaked its directory would leave it there
+    // between retries too.
+    let scratch = stack.scratch().join("wasmplug-fetch");
+    eventually("fetches to leave nothing in scratch", Duration::from_secs(30), || async {
+        let entries: Vec<_> = std::fs::read_dir(&scratch).expect("scratch").flatten().map(|e| e.path()).collect();
+        if entries.is_empty() { Ok(()) } else { Err(format!("{entries:?}")) }
+    })
+    .await;
 
     let events = control_plane()
         .kubectl()
