@@ -15,7 +15,9 @@ use crate::corpus::{self, Package, SIZES};
 use crate::stats::{Summary, measure_pair};
 use crate::{Report, read, summary};
 
-pub fn run(report: &mut Report, runtime: &Arc<Runtime>) -> anyhow::Result<()> {
+/// `only`, if given, keeps the packages whose description (`npm tarball, 1.0
+/// KiB`) contains it, for profiling one kind.
+pub fn run(report: &mut Report, runtime: &Arc<Runtime>, only: Option<&str>) -> anyhow::Result<()> {
     let plugin: SharedHandler = Arc::new(runtime.load(&read("builtin-formats")?, CallLimits::DEFAULT)?);
     let unity: SharedHandler = Arc::new(runtime.load(&read("unity-format")?, CallLimits::DEFAULT)?);
     let mut worst_large: Option<(f64, String)> = None;
@@ -26,6 +28,9 @@ pub fn run(report: &mut Report, runtime: &Arc<Runtime>) -> anyhow::Result<()> {
         }
         for package in &packages {
             let what = format!("{} {}, {}", package.format, package.kind, size_label(package.data.len()));
+            if only.is_some_and(|only| !what.contains(only)) {
+                continue;
+            }
             let runs = runs_for(package.data.len());
             let routed = format!("{}/{}", package.format, package.path);
             if let Some(native) = builtin::handler(package.format, &CallLimits::DEFAULT) {

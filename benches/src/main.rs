@@ -3,7 +3,7 @@
 //! in-process), never checked against a fixed time. Run in release:
 //!
 //!     cargo run --release -p wasmplug-benches               # the host
-//!     cargo run --release -p wasmplug-benches -- calls      # per-call cost on real packages
+//!     cargo run --release -p wasmplug-benches -- calls [KIND] # per-call cost on real packages (KIND: e.g. "npm tarball, 1.0")
 //!     cargo build --release --bins && \
 //!       cargo run --release -p wasmplug-benches -- reconcile  # the operator, on a real API server
 //!     cargo run --release -p wasmplug-benches -- sources      # the operator against hostile sources
@@ -69,7 +69,7 @@ fn main() -> anyhow::Result<()> {
         Some("serving") => serving::run(&mut report)?,
         Some("calls") => {
             per_call(&mut report, &runtime)?;
-            calls::run(&mut report, &runtime)?;
+            calls::run(&mut report, &runtime, std::env::args().nth(2).as_deref())?;
         }
         Some("hardening") => {
             hardening::run(&mut report)?;
@@ -107,7 +107,7 @@ fn host(report: &mut Report, runtime: &Arc<Runtime>) -> anyhow::Result<()> {
     );
 
     per_call(report, runtime)?;
-    calls::run(report, runtime)?;
+    calls::run(report, runtime, None)?;
     let misbehaving = read("misbehaving")?;
 
     // Loading: compiling plugin.wasm vs loading the precompiled artifact.
