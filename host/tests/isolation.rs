@@ -109,15 +109,25 @@ fn fuel_metering_stops_a_loop_at_its_fuel_limit() {
 /// slot, zeroed in place; no byte of it may reach that call.
 #[test]
 fn no_byte_a_call_left_in_memory_reaches_the_next_call() {
-    let plugin = load(&runtime(), "misbehaving", CallLimits::DEFAULT);
-    let found = plugin.validate("leave-and-find-secret", b"").expect("the call runs");
-    assert!(
-        found.as_ref().is_err_and(|e| e.contains("found a previous call's secret")),
-        "the scan finds it: {found:?}"
-    );
-    for _ in 0..20 {
-        assert_eq!(plugin.validate("leave-secret", b""), Ok(Ok(())));
-        assert_eq!(plugin.validate("find-secret", b""), Ok(Ok(())), "the next call's memory is zero");
+    // The secret is 2 MiB: partly past 1 MiB kept resident (zeroed in place,
+    // the rest unmapped), wholly within the default and 16 MiB.
+    for keep_resident_bytes in [1 << 20, EngineSettings::default().keep_resident_bytes, 16 << 20] {
+        let runtime =
+            Runtime::new(EngineSettings { keep_resident_bytes, ..EngineSettings::default() }).expect("engine");
+        let plugin = load(&runtime, "misbehaving", CallLimits::DEFAULT);
+        let found = plugin.validate("leave-and-find-secret", b"").expect("the call runs");
+        assert!(
+            found.as_ref().is_err_and(|e| e.contains("found a previous call's secret")),
+            "the scan finds it: {found:?}"
+        );
+        for _ in 0..20 {
+            assert_eq!(plugin.validate("leave-secret", b""), Ok(Ok(())));
+            assert_eq!(
+                plugin.validate("find-secret", b""),
+                Ok(Ok(())),
+                "the next call's memory is zero, keeping {keep_resident_bytes} bytes resident"
+            );
+        }
     }
 }
 

@@ -15,14 +15,18 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 /// host's watcher, the operator's validation) must not run more at once.
 pub const MAX_CONCURRENT_LOADS: u32 = 4;
 
-/// How much of each linear memory and table a call leaves resident for the
-/// next call on its slot (zeroed in place rather than unmapped).
-pub const KEEP_RESIDENT: usize = 1 << 20;
+/// How much of each linear memory a call leaves resident for the next call on
+/// its slot by default (zeroed in place rather than unmapped).
+const KEEP_RESIDENT: u64 = 4 << 20;
+
+/// How much of each table a call leaves resident (tables are a few KiB).
+const TABLE_KEEP_RESIDENT: usize = 1 << 20;
 
 /// How often the epoch advances; timeouts are measured in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// Engine settings that must be equal for a precompiled plugin to be usable.
+/// Engine settings. All but `keep_resident_bytes` must be equal for a
+/// precompiled plugin to be usable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EngineSettings {
     /// The largest linear memory any plugin may have (the cluster maximum).
@@ -31,11 +35,21 @@ pub struct EngineSettings {
     pub max_concurrent_calls: u32,
     /// Whether calls are fuel-metered (needed for any fuel limit; costs speed).
     pub fuel_metering: bool,
+    /// How much of a linear memory a call dirtied stays resident, zeroed, for
+    /// the next call on its slot (where the kernel can tell which pages were
+    /// dirtied); calls on artifacts that fit in it fault in no fresh pages.
+    /// Costs up to this much memory per warm slot; does not change compiled code.
+    pub keep_resident_bytes: u64,
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        EngineSettings { max_memory_bytes: 64 << 20, max_concurrent_calls: 64, fuel_metering: false }
+        EngineSettings {
+            max_memory_bytes: 64 << 20,
+            max_concurrent_calls: 64,
+            fuel_metering: false,
+            keep_resident_bytes: KEEP_RESIDENT,
+        }
     }
 }
 
@@ -43,6 +57,7 @@ impl Default for EngineSettings {
 /// equal settings.
 pub fn build(settings: &EngineSettings) -> anyhow::Result<Engine> {
     let max_memory = usize::try_from(settings.max_memory_bytes)?;
+    let keep_resident = usize::try_from(settings.keep_resident_bytes)?.min(max_memory);
     let calls = settings.max_concurrent_calls.max(1) + MAX_CONCURRENT_LOADS;
     // A Rust wasm32-wasip2 component has a handful of core instances (the
     // program and the WASI adapter's shims); leave room for more.
@@ -62,14 +77,16 @@ pub fn build(settings: &EngineSettings) -> anyhow::Result<Engine> {
         .max_unused_warm_slots(calls);
     // A fresh instance per call, made cheap: where the kernel can say which
     // pages a call dirtied (PAGEMAP_SCAN, Linux 6.7+), those of the first
-    // KEEP_RESIDENT bytes of each memory and table are zeroed in place instead
-    // of unmapped and faulted in again by the next call. Elsewhere all of
-    // KEEP_RESIDENT would be zeroed after every call, which costs more than it
-    // saves. At most as many slots as instances may be live at once stay warm
-    // between calls, so an idle host keeps at most that many times
-    // KEEP_RESIDENT of plugin memory (docs/performance.md has the numbers).
+    // keep_resident bytes of each memory (and 1 MiB of each table) are zeroed
+    // in place instead of unmapped and faulted in again by the next call.
+    // Elsewhere all of it would be zeroed after every call, which costs more
+    // than it saves. At most as many slots as instances may be live at once
+    // stay warm between calls, so an idle host keeps at most that many times
+    // keep_resident of plugin memory (docs/performance.md has the numbers).
     if PoolingAllocationConfig::is_pagemap_scan_available() {
-        pool.pagemap_scan(Enabled::Yes).linear_memory_keep_resident(KEEP_RESIDENT).table_keep_resident(KEEP_RESIDENT);
+        pool.pagemap_scan(Enabled::Yes)
+            .linear_memory_keep_resident(keep_resident)
+            .table_keep_resident(TABLE_KEEP_RESIDENT);
     }
 
     let mut config = Config::new();
