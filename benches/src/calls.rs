@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use wasmplug_host::builtin;
 use wasmplug_host::handler::{FormatHandler, SharedHandler, with_checksum};
-use wasmplug_host::runtime::{CallLimits, Runtime};
+use wasmplug_host::runtime::{CallLimits, EngineSettings, Runtime};
 
 use crate::corpus::{self, Package, SIZES};
 use crate::stats::{Summary, measure_pair};
@@ -20,7 +20,12 @@ use crate::{Report, read, summary};
 pub fn run(report: &mut Report, runtime: &Arc<Runtime>, only: Option<&str>) -> anyhow::Result<()> {
     let plugin: SharedHandler = Arc::new(runtime.load(&read("builtin-formats")?, CallLimits::DEFAULT)?);
     let unity: SharedHandler = Arc::new(runtime.load(&read("unity-format")?, CallLimits::DEFAULT)?);
-    let mut worst_large: Option<(f64, String)> = None;
+    // Large packages again on a host that keeps 16 MiB resident
+    // (`host.keepResident: 16Mi`).
+    let resident = EngineSettings { keep_resident_bytes: 16 << 20, ..*runtime.settings() };
+    let resident_plugin: SharedHandler =
+        Arc::new(Runtime::new(resident)?.load(&read("builtin-formats")?, CallLimits::DEFAULT)?);
+    let (mut worst_large, mut worst_resident) = (Worst::default(), Worst::default());
     for size in SIZES {
         let mut packages = corpus::packages(size);
         if size == SIZES[0] {
@@ -47,8 +52,22 @@ pub fn run(report: &mut Report, runtime: &Arc<Runtime>, only: Option<&str>) -> a
                     summary(&native_time),
                     format!("{ratio:.2}×"),
                 );
-                if size >= 100 << 10 && worst_large.as_ref().is_none_or(|(worst, _)| ratio > *worst) {
-                    worst_large = Some((ratio, what.clone()));
+                if size >= LARGE {
+                    worst_large.note(ratio, &what);
+                    let (wasm_time, native_time) = measure_pair(
+                        runs / 10,
+                        runs,
+                        || metadata_answer(&resident_plugin, &routed, &package.data),
+                        || metadata_answer(&native, &package.path, &package.data),
+                    );
+                    let ratio = wasm_time.ratio_to(&native_time);
+                    report.row(
+                        &format!("{what}: metadata answer, plugin vs native, 16 MiB kept resident"),
+                        summary(&wasm_time),
+                        summary(&native_time),
+                        format!("{ratio:.2}×"),
+                    );
+                    worst_resident.note(ratio, &what);
                 }
             }
             let (handler, path) = if package.format == "unity" { (&unity, &package.path) } else { (&plugin, &routed) };
@@ -61,15 +80,32 @@ pub fn run(report: &mut Report, runtime: &Arc<Runtime>, only: Option<&str>) -> a
             );
         }
     }
-    if let Some((ratio, what)) = worst_large {
-        report.row(
-            "plugin vs native, worst of the packages of 100 KiB and more (target ≤ 1.5×)",
-            format!("{ratio:.2}×"),
-            what,
-            crate::met(ratio <= 1.5).to_owned(),
-        );
+    for (worst, settings) in [(worst_large, "default settings"), (worst_resident, "16 MiB kept resident")] {
+        if let Some((ratio, what)) = worst.0 {
+            report.row(
+                &format!("plugin vs native, worst of the packages of 100 KiB and more, {settings} (target ≤ 1.5×)"),
+                format!("{ratio:.2}×"),
+                what,
+                crate::met(ratio <= 1.5).to_owned(),
+            );
+        }
     }
     Ok(())
+}
+
+/// Packages this large or larger have the target of 1.5× the native builtin.
+const LARGE: usize = 100 << 10;
+
+/// The highest ratio seen, and what it was measured on.
+#[derive(Default)]
+struct Worst(Option<(f64, String)>);
+
+impl Worst {
+    fn note(&mut self, ratio: f64, what: &str) {
+        if self.0.as_ref().is_none_or(|(worst, _)| ratio > *worst) {
+            self.0 = Some((ratio, what.to_owned()));
+        }
+    }
 }
 
 /// What the host answers to `POST …/metadata`, without the HTTP around it.

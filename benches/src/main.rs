@@ -3,6 +3,7 @@
 //! in-process), never checked against a fixed time. Run in release:
 //!
 //!     cargo run --release -p wasmplug-benches               # the host
+//!     cargo run --release -p wasmplug-benches -- http         # HTTP calls/s only
 //!     cargo run --release -p wasmplug-benches -- calls [KIND] # per-call cost on real packages (KIND: e.g. "npm tarball, 1.0")
 //!     cargo build --release --bins && \
 //!       cargo run --release -p wasmplug-benches -- reconcile  # the operator, on a real API server
@@ -67,6 +68,11 @@ fn main() -> anyhow::Result<()> {
         Some("sources") => hostile_sources::run(&mut report)?,
         Some("distribution") => distribution::run(&mut report)?,
         Some("serving") => serving::run(&mut report)?,
+        Some("http") => {
+            let (npm_path, tarball) = npm_package(4096);
+            let wasm: SharedHandler = Arc::new(runtime.load(&read("npm-format")?, CallLimits::DEFAULT)?);
+            http_throughput(&mut report, &wasm, &npm_path, &tarball)?;
+        }
         Some("calls") => {
             per_call(&mut report, &runtime)?;
             calls::run(&mut report, &runtime, std::env::args().nth(2).as_deref())?;
@@ -138,27 +144,7 @@ fn host(report: &mut Report, runtime: &Arc<Runtime>) -> anyhow::Result<()> {
         "zero failed calls: see host/tests/http.rs".into(),
     );
 
-    // HTTP throughput with the load generator on the same machine.
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let default = ServerConfig::default();
-    let both_cores = ServerConfig { max_calls_per_format: 2, ..ServerConfig::default() };
-    for (config, which) in [
-        (default, format!("the default config: {} call(s) per format on this machine", default.max_calls_per_format)),
-        (both_cores, "2 calls per format (every core)".to_owned()),
-    ] {
-        let (native_rate, wasm_rate, failures) =
-            tokio.block_on(http_rates(wasm.clone(), &npm_path, &tarball, config))?;
-        report.row(
-            &format!("HTTP metadata calls/s, {} B npm tarball, 16 connections, same machine, {which}", tarball.len()),
-            format!("plugin: {wasm_rate:.0}/s"),
-            format!("builtin: {native_rate:.0}/s"),
-            format!(
-                "{:.2}× ({failures} failed; target ≥ 15000/s: {})",
-                wasm_rate / native_rate,
-                met(wasm_rate >= 15_000.0 && failures == 0)
-            ),
-        );
-    }
+    http_throughput(report, &wasm, &npm_path, &tarball)?;
 
     // Memory of an idle host with 50 plugins loaded.
     let before = rss_mib()?;
@@ -174,6 +160,32 @@ fn host(report: &mut Report, runtime: &Arc<Runtime>) -> anyhow::Result<()> {
         format!("{:.1} MiB per plugin", (after - before) / 50.0),
     );
     drop(many);
+
+    Ok(())
+}
+
+/// HTTP metadata calls per second, plugin and builtin, with the load generator
+/// on the same machine: with the default config and with 2 calls per format.
+fn http_throughput(report: &mut Report, wasm: &SharedHandler, npm_path: &str, tarball: &[u8]) -> anyhow::Result<()> {
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let default = ServerConfig::default();
+    let both_cores = ServerConfig { max_calls_per_format: 2, ..ServerConfig::default() };
+    for (config, which) in [
+        (default, format!("the default config: {} call(s) per format on this machine", default.max_calls_per_format)),
+        (both_cores, "2 calls per format (every core)".to_owned()),
+    ] {
+        let (native_rate, wasm_rate, failures) = tokio.block_on(http_rates(wasm.clone(), npm_path, tarball, config))?;
+        report.row(
+            &format!("HTTP metadata calls/s, {} B npm tarball, 16 connections, same machine, {which}", tarball.len()),
+            format!("plugin: {wasm_rate:.0}/s"),
+            format!("builtin: {native_rate:.0}/s"),
+            format!(
+                "{:.2}× ({failures} failed; target ≥ 15000/s: {})",
+                wasm_rate / native_rate,
+                met(wasm_rate >= 15_000.0 && failures == 0)
+            ),
+        );
+    }
 
     Ok(())
 }
