@@ -80,29 +80,29 @@ async fn a_host_memory_limit_below_what_its_calls_may_use_is_refused() {
     let error = helm
         .template("wasmplug", "wasmplug", &[show, "--set=limits.maxConcurrentCalls=64"])
         .await
-        .expect_err("64 calls of 64Mi do not fit in 1Gi");
+        .expect_err("64 calls of 64Mi do not fit in 1280Mi");
     let error = format!("{error:#}");
-    assert!(error.contains("host.resources.limits.memory (1Gi) is below what a host may use"), "{error}");
-    assert!(error.contains("= 6608Mi"), "{error}");
-    let raised = [show, "--set=limits.maxConcurrentCalls=64", "--set=host.resources.limits.memory=6608Mi"];
+    assert!(error.contains("host.resources.limits.memory (1280Mi) is below what a host may use"), "{error}");
+    assert!(error.contains("= 7424Mi"), "{error}");
+    let raised = [show, "--set=limits.maxConcurrentCalls=64", "--set=host.resources.limits.memory=7424Mi"];
     helm.template("wasmplug", "wasmplug", &raised).await.expect("a limit that fits renders");
 
-    // Warm slots keep host.keepResident each: 12 × 16Mi more than 1Gi holds.
+    // Warm slots keep host.keepResident each: 12 × 32Mi more than 1280Mi holds.
     let error = helm
-        .template("wasmplug", "wasmplug", &[show, "--set=host.keepResident=16Mi"])
+        .template("wasmplug", "wasmplug", &[show, "--set=host.keepResident=32Mi"])
         .await
-        .expect_err("12 warm slots of 16Mi do not fit next to the calls");
+        .expect_err("12 warm slots of 32Mi do not fit next to the calls");
     let error = format!("{error:#}");
-    assert!(error.contains("(8 + 4) × host.keepResident (16Mi) = 1152Mi"), "{error}");
+    assert!(error.contains("(8 + 4) × host.keepResident (32Mi) = 1344Mi"), "{error}");
     let rendered = helm
         .template(
             "wasmplug",
             "wasmplug",
-            &[show, "--set=host.keepResident=16Mi", "--set=host.resources.limits.memory=1152Mi"],
+            &[show, "--set=host.keepResident=32Mi", "--set=host.resources.limits.memory=1344Mi"],
         )
         .await
         .expect("a limit that fits renders");
-    assert!(rendered.contains("name: WASMPLUG_KEEP_RESIDENT\n              value: \"16Mi\""), "{rendered}");
+    assert!(rendered.contains("name: WASMPLUG_KEEP_RESIDENT\n              value: \"32Mi\""), "{rendered}");
 }
 
 /// Finding 12 of issue 11: the operator's limit could not hold one maximum

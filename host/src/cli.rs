@@ -34,9 +34,9 @@ pub struct EngineArgs {
     /// How much of a call's memory stays resident, zeroed, for the next call on
     /// its instance slot (Ki, Mi or Gi suffix); calls on artifacts that fit in
     /// it fault in no fresh pages. Idle hosts keep up to
-    /// (max-concurrent-calls + 4) times this. Raise it to the usual size of
-    /// large artifacts when they are common (needs Linux 6.7+ to take effect).
-    #[arg(long, env = "WASMPLUG_KEEP_RESIDENT", default_value = "4Mi", value_parser = parse_size)]
+    /// (max-concurrent-calls + 4) times this, of pages calls used (needs Linux
+    /// 6.7+ to take effect).
+    #[arg(long, env = "WASMPLUG_KEEP_RESIDENT", default_value = "16Mi", value_parser = parse_size)]
     pub keep_resident: u64,
 }
 

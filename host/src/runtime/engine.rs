@@ -17,7 +17,7 @@ pub const MAX_CONCURRENT_LOADS: u32 = 4;
 
 /// How much of each linear memory a call leaves resident for the next call on
 /// its slot by default (zeroed in place rather than unmapped).
-const KEEP_RESIDENT: u64 = 4 << 20;
+const KEEP_RESIDENT: u64 = 16 << 20;
 
 /// How much of each table a call leaves resident (tables are a few KiB).
 const TABLE_KEEP_RESIDENT: usize = 1 << 20;
