@@ -35,7 +35,8 @@ pub struct EngineArgs {
     /// its instance slot (Ki, Mi or Gi suffix); calls on artifacts that fit in
     /// it fault in no fresh pages. Idle hosts keep up to
     /// (max-concurrent-calls + 4) times this, of pages calls used (needs Linux
-    /// 6.7+ to take effect).
+    /// 6.7+ to take effect). Changes no compiled code: it need not match the
+    /// operator's.
     #[arg(long, env = "WASMPLUG_KEEP_RESIDENT", default_value = "16Mi", value_parser = parse_size)]
     pub keep_resident: u64,
 }
