@@ -17,6 +17,7 @@ mod kubectl;
 pub mod memory;
 mod namespace;
 mod node;
+mod oci;
 mod pods;
 mod stall;
 mod wasmplug;
@@ -33,6 +34,7 @@ pub use helm::{HELM_BIN_DIR_ENV, Helm};
 pub use kubectl::{Kubectl, KubectlOutput};
 pub use namespace::TestNamespace;
 pub use node::{ARTIFACTS_CLUSTER_IP, BRIDGE_ADDRESS, Cluster, Footprint, IMAGE, STORE_CLASS, TOOLBOX_IMAGE, cluster};
+pub use oci::{OCI_TOOLS_DIR_ENV, OciRegistry, RegistryOptions};
 pub use pods::{Kubelet, Pod, pod_bound_token};
 pub use stall::StallingProxy;
 pub use wasmplug::{
