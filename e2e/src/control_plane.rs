@@ -338,6 +338,25 @@ fn spawn_logged(command: &mut Command, log: &Path) -> anyhow::Result<Child> {
         .with_context(|| format!("failed to start {}", command.get_program().to_string_lossy()))
 }
 
+/// Waits up to 10 s until something accepts connections at `address`, for a
+/// server `what` just started; `check` runs between attempts and ends the wait
+/// with its error (say, when the server has exited).
+pub(crate) fn wait_until_listening(
+    what: &str,
+    address: std::net::SocketAddr,
+    mut check: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(address).is_err() {
+        check()?;
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("{what} did not listen on {address} within 10 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 /// Distinct free ports on 127.0.0.1; see [`free_ports_on`].
 pub fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
     free_ports_on(IpAddr::V4(Ipv4Addr::LOCALHOST))

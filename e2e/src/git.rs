@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, bail};
 
-use crate::control_plane::{control_plane, free_ports_on};
+use crate::control_plane::{control_plane, free_ports_on, wait_until_listening};
 
 /// A `git daemon` exporting every repository under its base directory.
 #[derive(Debug)]
@@ -65,13 +65,7 @@ impl GitServer {
             .stderr(Stdio::null())
             .spawn()
             .context("failed to start git daemon (is git installed?)")?;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect((address, port)).is_err() {
-            if std::time::Instant::now() > deadline {
-                bail!("git daemon did not listen on {address}:{port} within 10 s");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        wait_until_listening("git daemon", SocketAddr::new(address, port), || Ok(()))?;
         Ok(GitServer { base, address, port, daemon })
     }
 

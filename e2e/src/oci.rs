@@ -5,14 +5,14 @@
 //! do. Both are built by `e2e/scripts/oci-tools.sh` (cached outside the
 //! repository).
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::control_plane::{control_plane, free_ports};
+use crate::control_plane::{control_plane, free_ports, wait_until_listening};
 
 /// Environment variable naming a directory that holds `registry` and `oras`;
 /// when unset, the build script is run (it reuses its cache).
@@ -98,7 +98,7 @@ impl OciRegistry {
         for (name, bytes, _) in files {
             std::fs::write(work.path().join(name), bytes)?;
         }
-        let mut args = vec!["push".to_owned(), format!("{}/{repository}:{tag}", self.address())];
+        let mut args = vec!["push".to_owned(), self.reference(repository, tag)];
         args.extend(["--artifact-type".to_owned(), artifact_type.to_owned()]);
         args.extend(files.iter().map(|(name, _, media_type)| format!("{name}:{media_type}")));
         let output = self.oras(work.path(), &args)?;
@@ -111,16 +111,22 @@ impl OciRegistry {
 
     /// Adds `tag` to the manifest at `reference` (a tag or digest), as `oras tag`.
     pub fn tag(&self, repository: &str, reference: &str, tag: &str) -> anyhow::Result<()> {
-        let separator = if reference.starts_with("sha256:") { '@' } else { ':' };
-        let target = format!("{}/{repository}{separator}{reference}", self.address());
+        let target = self.reference(repository, reference);
         self.oras(self.dir.path(), &["tag".to_owned(), target, tag.to_owned()]).map(drop)
     }
 
-    /// The manifest at `<repository>:<reference>`, as `oras manifest fetch` prints it.
+    /// The manifest at `reference` (a tag or digest) in `repository`, as
+    /// `oras manifest fetch` prints it.
     pub fn manifest(&self, repository: &str, reference: &str) -> anyhow::Result<serde_json::Value> {
-        let target = format!("{}/{repository}:{reference}", self.address());
+        let target = self.reference(repository, reference);
         let output = self.oras(self.dir.path(), &["manifest".to_owned(), "fetch".to_owned(), target])?;
         serde_json::from_str(&output).with_context(|| format!("oras printed no manifest:\n{output}"))
+    }
+
+    /// `<registry>/<repository>:<tag>`, or `…@<digest>` for a digest.
+    fn reference(&self, repository: &str, reference: &str) -> String {
+        let separator = if reference.starts_with("sha256:") { '@' } else { ':' };
+        format!("{}/{repository}{separator}{reference}", self.address())
     }
 
     /// Runs oras in `cwd` with the flags this registry needs (plain HTTP or
@@ -182,18 +188,16 @@ impl OciRegistry {
             .context("failed to start the registry")?;
         control_plane().guard(process.id());
         self.process = Some(process);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Some(status) = self.process.as_mut().and_then(|p| p.try_wait().ok().flatten()) {
-                let log = std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
-                bail!("the registry exited ({status}):\n{log}");
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        wait_until_listening("the registry", address, || {
+            match self.process.as_mut().and_then(|p| p.try_wait().ok().flatten()) {
+                Some(status) => {
+                    let log = std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
+                    bail!("the registry exited ({status}):\n{log}")
+                }
+                None => Ok(()),
             }
-            if Instant::now() > deadline {
-                bail!("the registry did not listen on {} within 10 s", self.address());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
+        })
     }
 }
 
