@@ -17,8 +17,8 @@ mod status;
 pub use duration::{Duration, DurationError};
 pub use host::{FormatHost, FormatHostSpec, HostFormat, MAX_HOST_FORMATS, MAX_HOST_MESSAGE, PodReference};
 pub use spec::{
-    BuiltinSource, FormatPlugin, FormatPluginSpec, GitRef, GitSource, Limits, LocalSource, SecretReference, Source,
-    SourceKind, UrlSource, parse_memory,
+    BuiltinSource, FormatPlugin, FormatPluginSpec, GitRef, GitSource, Limits, LocalSource, OciRef, OciSource,
+    SecretReference, Source, SourceKind, UrlSource, parse_memory,
 };
 pub use status::{
     Artifact, Capabilities, FileDigest, FormatPluginStatus, HostReport, HostsStatus, PluginInfo, Precompiled,

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::status::FormatPluginStatus;
 
 /// A format handler for the artifact registry, provided by a sandboxed WebAssembly
-/// plugin (from Git, a URL or a local path) or by a format compiled into the host.
+/// plugin (from Git, a URL, an OCI registry or a local path) or by a format compiled
+/// into the host.
 // clippy reads the repeated `type_ = "string"` of the printer columns as duplicates.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -89,7 +90,7 @@ use crate::status::FormatPluginStatus;
     .message("formatKey must equal source.builtin.format for a builtin source (or be left out)"))]
 #[serde(rename_all = "camelCase")]
 pub struct FormatPluginSpec {
-    /// Where the plugin comes from. Set exactly one of git, url, local or builtin.
+    /// Where the plugin comes from. Set exactly one of git, url, oci, local or builtin.
     pub source: Source,
 
     /// Whether hosts serve this format. Setting it to false stops new calls within
@@ -124,9 +125,10 @@ pub struct FormatPluginSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
 
-    /// How often a mutable source (a Git branch, or a URL) is checked for a new
-    /// version, as a duration such as 5m or 1h. Defaults to 10m. Tags, commits, local
-    /// paths and builtins change only when this object changes.
+    /// How often a mutable source (a Git branch, a URL, an OCI tag or semver range)
+    /// is checked for a new version, as a duration such as 5m or 1h. Defaults to
+    /// 10m. Git tags and commits, OCI digests, local paths and builtins change only
+    /// when this object changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = duration_rule("interval"))]
     #[schemars(length(max = 32))]
@@ -148,8 +150,8 @@ pub struct FormatPluginSpec {
 /// Where the plugin package comes from. Exactly one field is set.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[x_kube(validation = Rule::new(
-    "[has(self.git), has(self.url), has(self.local), has(self.builtin)].filter(set, set).size() == 1"
-).message("exactly one source must be set: git, url, local or builtin"))]
+    "[has(self.git), has(self.url), has(self.oci), has(self.local), has(self.builtin)].filter(set, set).size() == 1"
+).message("exactly one source must be set: git, url, oci, local or builtin"))]
 #[serde(rename_all = "camelCase")]
 pub struct Source {
     /// A Git repository at a branch, tag or commit; the package is a directory
@@ -160,6 +162,12 @@ pub struct Source {
     /// A ZIP package (plugin.toml and plugin.wasm at its root) served over HTTP(S).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<UrlSource>,
+
+    /// An artifact in an OCI registry (as oras or wkg push it): a WebAssembly
+    /// component layer with a plugin.toml layer, or a layer holding the same ZIP
+    /// package a URL source takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<OciSource>,
 
     /// A directory or ZIP package on the operator's own filesystem. Meant for plugin
     /// development with a locally running operator.
@@ -188,6 +196,7 @@ impl FormatPluginSpec {
 pub enum SourceKind<'a> {
     Git(&'a GitSource),
     Url(&'a UrlSource),
+    Oci(&'a OciSource),
     Local(&'a LocalSource),
     Builtin(&'a BuiltinSource),
 }
@@ -198,6 +207,7 @@ impl SourceKind<'_> {
         match self {
             SourceKind::Git(_) => "git",
             SourceKind::Url(_) => "url",
+            SourceKind::Oci(_) => "oci",
             SourceKind::Local(_) => "local",
             SourceKind::Builtin(_) => "builtin",
         }
@@ -211,6 +221,7 @@ impl Source {
         let kinds = [
             self.git.as_ref().map(SourceKind::Git),
             self.url.as_ref().map(SourceKind::Url),
+            self.oci.as_ref().map(SourceKind::Oci),
             self.local.as_ref().map(SourceKind::Local),
             self.builtin.as_ref().map(SourceKind::Builtin),
         ];
@@ -302,6 +313,76 @@ pub struct UrlSource {
     /// and password (basic authentication), or token (a bearer token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretReference>,
+}
+
+/// A plugin artifact in an OCI registry.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OciSource {
+    /// The repository, as oci://registry[:port]/repository, e.g.
+    /// oci://registry.example.com/wasmplug/unity. Without a tag or digest (those
+    /// go in ref); credentials belong in secretRef.
+    #[x_kube(validation = Rule::new(
+        r"self.matches(r'^oci://([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)+$')"
+    ).message(
+        "url must be oci://registry[:port]/repository, with a lowercase repository path and no tag, \
+         digest or credentials (the tag or digest goes in ref, credentials in secretRef)"
+    ))]
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+
+    /// Which artifact of the repository to install: one of tag, digest or semver.
+    /// Defaults to the tag latest.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<OciRef>,
+
+    /// A Secret in this namespace of type kubernetes.io/dockerconfigjson (as for
+    /// image pull secrets) with credentials for the registry. They are sent only
+    /// to the registry's own origin (and a token service on that origin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretReference>,
+
+    /// A Secret in this namespace whose key ca.crt holds PEM certificates to trust
+    /// for the registry's TLS certificate, besides the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_secret_ref: Option<SecretReference>,
+
+    /// Reach the registry over plain HTTP instead of HTTPS. For local and test
+    /// registries only: anyone on the path can read and change what is fetched
+    /// (digests still pin the content). Defaults to false.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// Which artifact of an OCI repository. Exactly one field is set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new(
+    "[has(self.tag), has(self.digest), has(self.semver)].filter(set, set).size() == 1"
+).message("ref must set exactly one of tag, digest or semver"))]
+#[serde(rename_all = "camelCase")]
+pub struct OciRef {
+    /// A tag, e.g. 1.2.0 or latest. Re-checked every interval: when the tag moves
+    /// to another digest, that artifact is installed as an update. The digest it
+    /// pointed to is recorded in status.artifact.revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$')")
+        .message("tag must be 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"))]
+    #[schemars(length(min = 1, max = 128))]
+    pub tag: Option<String>,
+
+    /// A manifest digest, sha256:<64 lowercase hex digits>. Never moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^sha256:[a-f0-9]{64}$')")
+        .message("digest must be sha256: followed by 64 lowercase hex digits"))]
+    #[schemars(length(max = 71))]
+    pub digest: Option<String>,
+
+    /// A semantic version range over the repository's tags, e.g. ">=1.2.0, <2"
+    /// or "1.x" (tags may have a leading v). The highest matching version is
+    /// installed, and re-checked every interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub semver: Option<String>,
 }
 
 /// A package on the operator's filesystem.

@@ -122,7 +122,8 @@ pub struct Artifact {
     pub path: String,
 
     /// The source revision: <tag or branch>@sha1:<commit> for Git, the URL and its
-    /// digest for a URL, the path and its digest for a local package.
+    /// digest for a URL, <tag>@sha256:<manifest digest> (or the digest alone) for
+    /// OCI, the path and its digest for a local package.
     pub revision: String,
 
     /// Size of plugin.wasm in bytes.

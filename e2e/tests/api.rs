@@ -65,6 +65,11 @@ async fn accepts_each_source_kind_and_applies_defaults() {
         ),
         ("local", "source:\n  local:\n    path: /plugins/unity\nlimits: {memory: 32Mi, timeout: 2s, fuel: 1000000}"),
         ("builtin", "source:\n  builtin:\n    format: npm"),
+        (
+            "oci",
+            "source:\n  oci:\n    url: oci://registry.example.com:5000/wasmplug/unity-format\n    ref: {semver: '>=1.2.0, <2'}\n    secretRef: {name: oci-pull}\n    certSecretRef: {name: registry-ca}",
+        ),
+        ("oci-default-ref", "source:\n  oci:\n    url: oci://[::1]:5000/unity\n    insecure: true"),
     ];
     for (name, spec) in sources {
         apply(&ns, &manifest(name, spec)).await.success().unwrap_or_else(|e| panic!("{name}: {e:#}"));
@@ -89,11 +94,11 @@ async fn rejects_invalid_specs_with_messages_a_user_understands() {
     let builtin = "source:\n  builtin:\n    format: npm";
     let cases = [
         ("no-source-field", "enabled: true", "spec.source: Required value"),
-        ("empty-source", "source: {}", "exactly one source must be set: git, url, local or builtin"),
+        ("empty-source", "source: {}", "exactly one source must be set: git, url, oci, local or builtin"),
         (
             "two-sources",
             "source:\n  builtin: {format: npm}\n  local: {path: /plugins/npm}",
-            "exactly one source must be set: git, url, local or builtin",
+            "exactly one source must be set: git, url, oci, local or builtin",
         ),
         ("short-sha256", "source:\n  local: {path: /p}\nsha256: abc123", "sha256 must be 64 lowercase hex digits"),
         (
@@ -155,6 +160,31 @@ async fn rejects_invalid_specs_with_messages_a_user_understands() {
             "url must be an https://, http://, ssh:// or git:// URL naming a host without credentials",
         ),
         ("relative-local", "source:\n  local:\n    path: plugins/unity", "path must be absolute"),
+        (
+            "oci-with-tag-in-url",
+            "source:\n  oci:\n    url: oci://registry.example.com/plugins/unity:v1",
+            "url must be oci://registry[:port]/repository",
+        ),
+        (
+            "oci-https-url",
+            "source:\n  oci:\n    url: https://registry.example.com/plugins/unity",
+            "url must be oci://registry[:port]/repository",
+        ),
+        (
+            "oci-two-refs",
+            "source:\n  oci:\n    url: oci://registry.example.com/p\n    ref: {tag: v1, semver: '>=1'}",
+            "ref must set exactly one of tag, digest or semver",
+        ),
+        (
+            "oci-short-digest",
+            "source:\n  oci:\n    url: oci://registry.example.com/p\n    ref: {digest: 'sha256:abc'}",
+            "digest must be sha256: followed by 64 lowercase hex digits",
+        ),
+        (
+            "oci-bad-tag",
+            "source:\n  oci:\n    url: oci://registry.example.com/p\n    ref: {tag: '-v1'}",
+            "tag must be 1 to 128 letters, digits",
+        ),
     ];
     for (name, spec, expected) in cases {
         let stderr = apply(&ns, &manifest(name, spec)).await.failure().unwrap_or_else(|e| panic!("{name}: {e:#}"));
@@ -344,7 +374,9 @@ async fn kubectl_get_shows_the_printer_columns() {
 async fn kubectl_explain_shows_the_field_docs() {
     let kubectl = control_plane().kubectl();
     let expectations = [
-        ("fp.spec.source", "Set exactly one of git, url, local or builtin."),
+        ("fp.spec.source", "Set exactly one of git, url, oci,"),
+        ("fp.spec.source.oci.secretRef", "kubernetes.io/dockerconfigjson"),
+        ("fp.spec.source.oci.ref.semver", "The highest matching version is"),
         ("fp.spec.source.git.ref", "Which revision to check out: one of branch, tag or commit."),
         ("fp.spec.sha256", "Expected SHA-256 digest of plugin.wasm"),
         ("fp.spec.enabled", "format unavailable"),

@@ -1,4 +1,4 @@
-//! A Git or URL source's address, read once, with the parser that fetches.
+//! A Git, URL or OCI source's address, read once, with the parser that fetches.
 //!
 //! Two parsers reading one string differently is how an allowlist is bypassed:
 //! `http://other:80\@allowed/p.zip` names `allowed` to a split on `@` and
@@ -37,6 +37,10 @@ pub enum SourceKind {
     Url,
     /// `spec.source.git.url`: https://, http://, ssh://, git:// or `user@host:path`.
     Git,
+    /// `spec.source.oci.url`: oci://registry[:port]/repository, read as the
+    /// https:// URL of the registry it is fetched from (so hosts, ports and
+    /// addresses are read exactly as for the other kinds).
+    Oci,
 }
 
 /// A source address that every reader reads the same way.
@@ -76,6 +80,7 @@ impl SourceUrl {
         let example = match kind {
             SourceKind::Url => "https://host[:port]/path.zip",
             SourceKind::Git => "https://host[:port]/repo.git, ssh://user@host/repo.git or user@host:repo.git",
+            SourceKind::Oci => "oci://registry[:port]/repository",
         };
         let invalid = |reason: &str| UrlRefused::Invalid { url: raw.to_owned(), reason: reason.to_owned(), example };
         if raw.chars().any(|c| c == '\\' || c.is_whitespace() || c.is_control()) {
@@ -84,15 +89,23 @@ impl SourceUrl {
         if kind == SourceKind::Git && !raw.contains("://") {
             return Self::parse_scp(raw).ok_or_else(|| invalid("an scp-like address is user@host:path"));
         }
+        if kind == SourceKind::Oci {
+            return Self::parse_oci(raw).map_err(|reason| match reason {
+                Some(refused) => refused,
+                None => invalid("an OCI repository is oci:// then the registry and the repository path"),
+            });
+        }
         let parsed = Url::parse(raw).map_err(|e| invalid(&e.to_string()))?;
         let allowed: &[&str] = match kind {
             SourceKind::Url => &["http", "https"],
             SourceKind::Git => &["http", "https", "ssh", "git"],
+            SourceKind::Oci => &[],
         };
         if !allowed.contains(&parsed.scheme()) {
             let (field, allowed) = match kind {
                 SourceKind::Url => ("spec.source.url.url", "http:// or https://"),
                 SourceKind::Git => ("spec.source.git.url", "https://, http://, ssh:// or git://"),
+                SourceKind::Oci => ("spec.source.oci.url", "oci://"),
             };
             let scheme = parsed.scheme().to_owned();
             return Err(UrlRefused::Scheme { url: raw.to_owned(), scheme, field, allowed });
@@ -114,6 +127,46 @@ impl SourceUrl {
             });
         }
         Ok(SourceUrl { fetch: parsed.as_str().to_owned(), parsed })
+    }
+
+    /// `oci://registry/repository`, read as `https://registry/repository` under
+    /// the rules of URL sources, with a repository path and nothing else (no
+    /// query, fragment, tag or digest). `Err(None)` when it is not of that form.
+    fn parse_oci(raw: &str) -> Result<Self, Option<UrlRefused>> {
+        let Some(rest) = raw.strip_prefix("oci://") else {
+            let scheme = raw.split_once("://").map_or(raw, |(scheme, _)| scheme).to_owned();
+            return Err(Some(UrlRefused::Scheme {
+                url: raw.to_owned(),
+                scheme,
+                field: "spec.source.oci.url",
+                allowed: "oci://",
+            }));
+        };
+        let https = Self::parse(&format!("https://{rest}"), SourceKind::Url).map_err(|refused| match refused {
+            UrlRefused::Credentials { .. } => Some(UrlRefused::Credentials { url: raw.to_owned() }),
+            UrlRefused::Ambiguous { authority, canonical, .. } => Some(UrlRefused::Ambiguous {
+                url: raw.to_owned(),
+                authority,
+                canonical: canonical.replacen("https://", "oci://", 1),
+            }),
+            _ => None,
+        })?;
+        let path = https.parsed.path().trim_start_matches('/');
+        let plain = |segment: &str| {
+            !segment.is_empty()
+                && segment.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        };
+        if https.parsed.query().is_some() || https.parsed.fragment().is_some() || !path.split('/').all(plain) {
+            return Err(None);
+        }
+        Ok(SourceUrl { fetch: raw.to_owned(), parsed: https.parsed })
+    }
+
+    /// The registry (`host[:port]`, as written) and repository of an OCI source.
+    pub fn oci_repository(&self) -> Option<(String, String)> {
+        let rest = self.fetch.strip_prefix("oci://")?;
+        let (registry, repository) = rest.split_once('/')?;
+        Some((registry.to_ascii_lowercase(), repository.to_owned()))
     }
 
     /// `user@host:path`, with a plain user and host name (letters, digits, `.`,
@@ -252,5 +305,30 @@ mod tests {
         assert!(SourceUrl::parse("git://host/r.git", SourceKind::Git).is_ok());
         assert!(SourceUrl::parse("git@host@evil:r.git", SourceKind::Git).is_err());
         assert!(SourceUrl::parse("git@evil/x:r.git", SourceKind::Git).is_err());
+        assert!(matches!(SourceUrl::parse("https://host/r", SourceKind::Oci), Err(UrlRefused::Scheme { .. })));
+    }
+
+    #[test]
+    fn an_oci_repository_is_read_like_the_https_url_of_its_registry() {
+        let oci = SourceUrl::parse("oci://Registry.example.com:5000/team/unity-format", SourceKind::Oci).unwrap();
+        assert_eq!((oci.host(), oci.port()), ("registry.example.com".into(), Some(5000)));
+        assert_eq!(oci.oci_repository(), Some(("registry.example.com:5000".into(), "team/unity-format".into())));
+        assert_eq!(SourceUrl::parse("oci://127.0.0.1/p", SourceKind::Oci).unwrap().ip(), Some([127, 0, 0, 1].into()));
+        for refused in [
+            "oci://host",
+            "oci://host/",
+            "oci://host/Upper",
+            "oci://host/repo:1.0",
+            "oci://host/repo@sha256:00",
+            "oci://host/a//b",
+            "oci://host/repo?x",
+            "oci://user:pw@host/repo",
+            "oci://0x7f.1/repo",
+            "oci://other:80\\@host/repo",
+        ] {
+            assert!(SourceUrl::parse(refused, SourceKind::Oci).is_err(), "{refused} must be refused");
+        }
+        let ambiguous = SourceUrl::parse("oci://0x7f.1/repo", SourceKind::Oci).unwrap_err().to_string();
+        assert!(ambiguous.contains("write it as oci://127.0.0.1/repo"), "{ambiguous}");
     }
 }

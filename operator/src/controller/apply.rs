@@ -254,6 +254,9 @@ fn failure_of(error: &Error) -> Option<Failure> {
         |step, reason, transient| Failure { step, reason, message: error.to_string(), transient, withdraw: false };
     Some(match error {
         Error::Fetch(FetchError::NotAllowed { .. }) => failure(Step::Fetch, Reason::SourceNotAllowed, false),
+        Error::Fetch(FetchError::ManifestDigest { .. }) => failure(Step::Fetch, Reason::DigestMismatch, false),
+        // The registry holds an artifact, but not one of a shape wasmplug takes.
+        Error::Fetch(FetchError::ArtifactShape { .. }) => failure(Step::Validate, Reason::ValidationFailed, false),
         Error::Fetch(fetch) => failure(Step::Fetch, Reason::FetchFailed, fetch.is_transient()),
         Error::SourceNotAllowed(_) => failure(Step::Fetch, Reason::SourceNotAllowed, false),
         Error::Validate(ValidateError::DigestMismatch { .. }) => failure(Step::Validate, Reason::DigestMismatch, false),
@@ -311,13 +314,14 @@ fn freshness(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Context) -> Fres
 }
 
 /// Whether the source can change without the object changing: a branch (or the
-/// default branch), or a URL without a sha256 pin.
+/// default branch), a URL without a sha256 pin, or an OCI tag or semver range.
 fn moves(plugin: &FormatPlugin, kind: SourceKind<'_>) -> bool {
     match kind {
         SourceKind::Git(git) => {
             !matches!(git.reference, Some(GitRef { tag: Some(_), .. } | GitRef { commit: Some(_), .. }))
         }
         SourceKind::Url(_) => plugin.spec.sha256.is_none(),
+        SourceKind::Oci(oci) => oci.reference.as_ref().is_none_or(|r| r.digest.is_none()),
         SourceKind::Local(_) | SourceKind::Builtin(_) => false,
     }
 }

@@ -137,7 +137,7 @@ pub enum Error {
     Conflict { key: String, owner: String },
     #[error("{0}; builtin formats are: {builtins}", builtins = wasmplug_host::builtin::KEYS.join(", "))]
     UnknownBuiltin(String),
-    #[error("exactly one source must be set: git, url, local or builtin")]
+    #[error("exactly one source must be set: git, url, oci, local or builtin")]
     NoSource,
     #[error("failed to {action}: {source}")]
     Kube { action: &'static str, source: kube::Error },

@@ -3,15 +3,17 @@
 //! reads the referenced Secret, then runs the fetch for the source's kind under
 //! its limits.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
-use wasmplug_crds::{FormatPlugin, SecretReference, SourceKind};
+use wasmplug_crds::{FormatPlugin, OciRef, SecretReference, SourceKind};
 
 use super::{Context, Error};
-use crate::fetch::{self, Credentials, FetchError, FetchLimits, Fetched};
+use crate::fetch::{self, Credentials, FetchError, FetchLimits, Fetched, OciRequest, OciTarget, RegistryLogin};
 use crate::policy::SourceDenied;
 use crate::source_url;
 
@@ -41,6 +43,30 @@ pub async fn fetch(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Arc<Contex
             let credentials = credentials(ctx, &namespace, source.secret_ref.as_ref()).await?;
             Ok(fetch::url(&ctx.http, &url, credentials.as_ref(), &limits).await?)
         }
+        SourceKind::Oci(oci) => {
+            let url = ctx.config.sources.url(&oci.url, source_url::SourceKind::Oci)?;
+            let registry = url.oci_repository().map(|(registry, _)| registry).unwrap_or_default();
+            let login = match &oci.secret_ref {
+                Some(reference) => {
+                    let data = secret_data(ctx, &namespace, reference).await?;
+                    Some(RegistryLogin::from_docker_config(&reference.name, &data, &registry)?)
+                }
+                None => None,
+            };
+            let ca = match &oci.cert_secret_ref {
+                Some(reference) => Some(certificates(&secret_data(ctx, &namespace, reference).await?, reference)?),
+                None => None,
+            };
+            let target = match &oci.reference {
+                Some(OciRef { digest: Some(digest), .. }) => OciTarget::Digest(digest),
+                Some(OciRef { semver: Some(range), .. }) => OciTarget::Semver(range),
+                Some(OciRef { tag: Some(tag), .. }) => OciTarget::Tag(tag),
+                _ => OciTarget::Tag("latest"),
+            };
+            let request =
+                OciRequest { url: &url, target, login: login.as_ref(), ca: ca.as_deref(), insecure: oci.insecure };
+            Ok(fetch::oci(Arc::new(ctx.config.sources.clone()), &request, &limits).await?)
+        }
         SourceKind::Local(local) => {
             let path = ctx.config.sources.local_roots.resolve(&local.path).map_err(SourceDenied::from)?;
             blocking(&local.path, limits.timeout, move || fetch::local(&path, &limits)).await
@@ -55,6 +81,31 @@ async fn credentials(
     reference: Option<&SecretReference>,
 ) -> Result<Option<Credentials>, Error> {
     let Some(reference) = reference else { return Ok(None) };
+    let data = secret_data(ctx, namespace, reference).await?;
+    Ok(Some(Credentials::from_secret(&reference.name, &data)?))
+}
+
+/// The key of a CA Secret that holds PEM certificates, as cert-manager writes it.
+const CA_KEY: &str = "ca.crt";
+
+/// The PEM certificates in a CA Secret's `ca.crt`.
+fn certificates(data: &BTreeMap<String, ByteString>, reference: &SecretReference) -> Result<Vec<u8>, Error> {
+    match data.get(CA_KEY) {
+        Some(pem) if !pem.0.is_empty() => Ok(pem.0.clone()),
+        _ => Err(FetchError::Credentials {
+            secret: reference.name.clone(),
+            reason: format!("it has no key {CA_KEY} with PEM certificates (spec.source.oci.certSecretRef)"),
+        }
+        .into()),
+    }
+}
+
+/// The data of Secret `reference` in `namespace`.
+async fn secret_data(
+    ctx: &Context,
+    namespace: &str,
+    reference: &SecretReference,
+) -> Result<BTreeMap<String, ByteString>, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let secret = match secrets.get_opt(&reference.name).await {
         Ok(Some(secret)) => secret,
@@ -71,8 +122,7 @@ async fn credentials(
         }
         Err(error) => return Err(Error::Kube { action: "read the source Secret", source: error }),
     };
-    let data = secret.data.unwrap_or_default();
-    Ok(Some(Credentials::from_secret(&reference.name, &data)?))
+    Ok(secret.data.unwrap_or_default())
 }
 
 /// Runs a blocking fetch of `url` on its own thread, and gives up on it after

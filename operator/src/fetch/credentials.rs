@@ -59,3 +59,123 @@ impl Credentials {
         Ok(credentials)
     }
 }
+
+/// A registry login from a `kubernetes.io/dockerconfigjson` Secret: the entry of
+/// its `auths` for one registry.
+#[derive(Clone)]
+pub struct RegistryLogin {
+    /// The Secret it came from, for messages.
+    pub secret: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryLogin").field("secret", &self.secret).field("username", &self.username).finish()
+    }
+}
+
+/// The key of a dockerconfigjson Secret, as image pull secrets have it.
+pub const DOCKER_CONFIG_KEY: &str = ".dockerconfigjson";
+
+#[derive(serde::Deserialize)]
+struct DockerConfig {
+    #[serde(default)]
+    auths: BTreeMap<String, DockerLogin>,
+}
+
+#[derive(serde::Deserialize)]
+struct DockerLogin {
+    username: Option<String>,
+    password: Option<String>,
+    /// base64 of `username:password`.
+    auth: Option<String>,
+}
+
+impl RegistryLogin {
+    /// The login for `registry` (`host[:port]`) in Secret `name`'s data. An
+    /// `auths` key matches when it names the same host and port, with or
+    /// without a scheme and path (`https://host:5000/v1/`), ignoring case.
+    pub fn from_docker_config(
+        name: &str,
+        data: &BTreeMap<String, ByteString>,
+        registry: &str,
+    ) -> Result<Self, FetchError> {
+        let refused = |reason: String| FetchError::Credentials { secret: name.to_owned(), reason };
+        let Some(json) = data.get(DOCKER_CONFIG_KEY) else {
+            return Err(refused(format!(
+                "it has no key {DOCKER_CONFIG_KEY}; an OCI source takes a Secret of type \
+                 kubernetes.io/dockerconfigjson (kubectl create secret docker-registry)"
+            )));
+        };
+        let config: DockerConfig = serde_json::from_slice(&json.0)
+            .map_err(|error| refused(format!("its {DOCKER_CONFIG_KEY} is not a Docker config: {error}")))?;
+        let registry = registry.to_ascii_lowercase();
+        let Some(login) = config.auths.iter().find(|(key, _)| auths_key_registry(key) == registry).map(|(_, l)| l)
+        else {
+            let names: Vec<&str> = config.auths.keys().map(String::as_str).collect();
+            return Err(refused(format!(
+                "its auths have no entry for registry {registry} (entries: {}); add one for it",
+                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+            )));
+        };
+        let (username, password) = match (&login.username, &login.password, &login.auth) {
+            (Some(username), Some(password), _) => (username.clone(), password.clone()),
+            (_, _, Some(auth)) => {
+                use base64::Engine;
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(auth.trim())
+                    .ok()
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .ok_or_else(|| refused(format!("the auth of registry {registry} is not base64 text")))?;
+                let (username, password) = decoded
+                    .split_once(':')
+                    .ok_or_else(|| refused(format!("the auth of registry {registry} is not username:password")))?;
+                (username.to_owned(), password.to_owned())
+            }
+            _ => {
+                return Err(refused(format!("the entry for registry {registry} has no username and password or auth")));
+            }
+        };
+        Ok(RegistryLogin { secret: name.to_owned(), username, password })
+    }
+}
+
+/// `host[:port]` of a dockerconfigjson `auths` key, lowercased.
+fn auths_key_registry(key: &str) -> String {
+    let without_scheme = key.split_once("://").map_or(key, |(_, rest)| rest);
+    without_scheme.split('/').next().unwrap_or_default().to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn docker_config(json: &str) -> BTreeMap<String, ByteString> {
+        BTreeMap::from([(DOCKER_CONFIG_KEY.to_owned(), ByteString(json.as_bytes().to_vec()))])
+    }
+
+    #[test]
+    fn a_docker_config_login_is_found_by_its_registry() {
+        let data = docker_config(
+            r#"{"auths":{"https://Registry.example.com:5000/v1/":{"auth":"YWxpY2U6czNjcmV0"},"other.example.com":{"username":"bob","password":"pw"}}}"#,
+        );
+        let login = RegistryLogin::from_docker_config("pull", &data, "registry.example.com:5000").unwrap();
+        assert_eq!((login.username.as_str(), login.password.as_str()), ("alice", "s3cret"));
+        let other = RegistryLogin::from_docker_config("pull", &data, "other.example.com").unwrap();
+        assert_eq!(other.username, "bob");
+        let missing = RegistryLogin::from_docker_config("pull", &data, "registry.example.com").unwrap_err().to_string();
+        assert!(
+            missing.contains("Secret pull") && missing.contains("no entry for registry registry.example.com"),
+            "{missing}"
+        );
+        assert!(!format!("{login:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_secret_that_is_not_a_docker_config_says_so() {
+        let error = RegistryLogin::from_docker_config("pull", &BTreeMap::new(), "r").unwrap_err().to_string();
+        assert!(error.contains(".dockerconfigjson") && error.contains("docker-registry"), "{error}");
+    }
+}

@@ -1,5 +1,5 @@
 //! Fetching plugin packages from where a FormatPlugin says they are: Git, an HTTP(S)
-//! URL or the operator's filesystem. (Builtin sources have nothing to fetch.)
+//! URL, an OCI registry or the operator's filesystem. (Builtin sources have nothing to fetch.)
 //!
 //! A fetch yields the package's two files as bytes, where they came from and the
 //! source revision; it decides nothing about whether they make a valid plugin (that
@@ -9,16 +9,20 @@
 
 mod archive;
 mod credentials;
+mod egress;
 mod git;
 mod local;
+mod oci;
 mod url;
 
 use std::time::Duration;
 
 pub use archive::ArchiveLimits;
-pub use credentials::Credentials;
+pub use credentials::{Credentials, DOCKER_CONFIG_KEY, RegistryLogin};
+pub use egress::EgressGate;
 pub use git::{GitRequest, fetch as git};
 pub use local::fetch as local;
+pub use oci::{OciRequest, OciTarget, fetch as oci};
 pub use url::{client as http_client, fetch as url};
 
 use wasmplug_host::plugin::{MANIFEST_FILE, WASM_FILE};
@@ -84,6 +88,15 @@ pub enum FetchError {
     TimedOut { url: String, timeout: Duration },
     #[error("failed to fetch {url}: the download exceeds {max} bytes; a plugin package must be smaller")]
     TooLarge { url: String, max: u64 },
+    #[error("failed to fetch {url}: {reason}")]
+    Oci { url: String, reason: String, transient: bool },
+    #[error(
+        "failed to fetch {url}: its manifest has digest {actual}, not {expected}; the registry does not hold \
+         the artifact spec.source.oci.ref.digest names"
+    )]
+    ManifestDigest { url: String, expected: String, actual: String },
+    #[error("{at} is not a wasmplug plugin artifact: {problem}")]
+    ArtifactShape { at: String, problem: String },
     #[error("failed to find {what} in {url}; check spec.source.git.ref")]
     RefNotFound { url: String, what: String },
     #[error("failed to find {path:?} in {url} at {revision}; check spec.source.git.path")]
@@ -112,7 +125,7 @@ impl FetchError {
             // Fixed outside the object (RBAC), so worth retrying.
             FetchError::Unreachable { .. } | FetchError::TimedOut { .. } | FetchError::SecretForbidden { .. } => true,
             FetchError::Status { status, .. } => *status >= 500 || *status == 429,
-            FetchError::Git { transient, .. } => *transient,
+            FetchError::Git { transient, .. } | FetchError::Oci { transient, .. } => *transient,
             _ => false,
         }
     }

@@ -151,9 +151,9 @@ fn cause<E: std::error::Error + 'static>(error: &reqwest::Error) -> Option<&E> {
 
 /// The error and its causes on one line: reqwest's own message alone rarely says
 /// what went wrong ("error sending request").
-fn describe(error: &reqwest::Error) -> String {
+pub(super) fn describe(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = error.source();
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());

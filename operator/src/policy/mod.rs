@@ -84,6 +84,7 @@ impl SourcePolicy {
         match plugin.spec.source.kind() {
             Some(SourceKind::Git(git)) => self.url(&git.url, source_url::SourceKind::Git).map(drop),
             Some(SourceKind::Url(url)) => self.url(&url.url, source_url::SourceKind::Url).map(drop),
+            Some(SourceKind::Oci(oci)) => self.url(&oci.url, source_url::SourceKind::Oci).map(drop),
             Some(SourceKind::Local(local)) => self.local_roots.resolve(&local.path).map(drop).map_err(Into::into),
             Some(SourceKind::Builtin(_)) | None => Ok(()),
         }

@@ -1,0 +1,429 @@
+//! OCI sources: a plugin artifact pulled from an OCI registry with oci-client,
+//! whose every connection goes through the fetch's [`EgressGate`].
+//!
+//! Two artifact shapes are taken, told apart by their layers' media types:
+//! - a WebAssembly component (`application/wasm`, as wkg and oras push it, or
+//!   the older `application/vnd.wasm.content.layer.v1+wasm`) with the plugin
+//!   manifest as a second layer (`application/toml`);
+//! - one layer holding the same ZIP package a URL source takes (`application/zip`).
+//!
+//! The config blob is not read (wkg writes a Wasm config, oras an empty one), and
+//! any other layer is refused by name. Blobs are verified against their digests
+//! by the client; a digest reference is checked against the manifest's own
+//! digest here.
+//!
+//! Credentials (a dockerconfigjson login) go only to the registry's origin:
+//! before the client is given them, the registry's challenge is read, and a
+//! token service on another origin is refused.
+
+use std::sync::Arc;
+
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::manifest::{IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE, OciDescriptor, OciImageManifest};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use wasmplug_host::plugin::{Digest, MANIFEST_FILE, WASM_FILE};
+
+use super::{EgressGate, FetchError, FetchLimits, Fetched, RegistryLogin, archive};
+use crate::policy::SourcePolicy;
+use crate::source_url::SourceUrl;
+
+/// The component layer, as wkg and oras push it.
+pub const WASM_LAYER: &str = "application/wasm";
+/// The component layer of the older Wasm OCI convention.
+pub const WASM_LAYER_V1: &str = "application/vnd.wasm.content.layer.v1+wasm";
+/// The plugin manifest layer, beside a component layer.
+pub const MANIFEST_LAYER: &str = "application/toml";
+/// A layer holding a package ZIP.
+pub const ZIP_LAYER: &str = "application/zip";
+
+/// What a fetch may receive beyond its download limit: manifests, tag lists,
+/// tokens and TLS handshakes.
+const PROTOCOL_ALLOWANCE: u64 = 1 << 20;
+
+/// Which artifact of the repository to fetch.
+#[derive(Clone, Copy, Debug)]
+pub enum OciTarget<'a> {
+    Tag(&'a str),
+    Digest(&'a str),
+    /// The highest tag that is a version in this range.
+    Semver(&'a str),
+}
+
+/// One OCI fetch.
+#[derive(Debug)]
+pub struct OciRequest<'a> {
+    pub url: &'a SourceUrl,
+    pub target: OciTarget<'a>,
+    pub login: Option<&'a RegistryLogin>,
+    /// PEM certificates to trust besides the system's roots.
+    pub ca: Option<&'a [u8]>,
+    /// Plain HTTP instead of HTTPS.
+    pub insecure: bool,
+}
+
+/// Pulls the artifact `request` names, under `limits`, through a gate that
+/// holds every connection to `policy`.
+pub async fn fetch(
+    policy: Arc<SourcePolicy>,
+    request: &OciRequest<'_>,
+    limits: &FetchLimits,
+) -> Result<Fetched, FetchError> {
+    let at = request.url.as_fetched().to_owned();
+    let gate = EgressGate::open(policy, limits.max_download_bytes.saturating_add(PROTOCOL_ALLOWANCE)).await.map_err(
+        |error| FetchError::Unreachable { url: at.clone(), reason: format!("cannot open the egress gate: {error}") },
+    )?;
+    let pull = pull(&gate, request, limits);
+    let outcome = tokio::time::timeout(limits.timeout, pull).await;
+    // What the gate saw explains a failure better than the client's view of it.
+    if let Some(reason) = gate.denied() {
+        return Err(FetchError::NotAllowed { url: at, reason });
+    }
+    if gate.exceeded() {
+        return Err(FetchError::TooLarge { url: at, max: limits.max_download_bytes });
+    }
+    outcome.map_err(|_| FetchError::TimedOut { url: at, timeout: limits.timeout })?
+}
+
+async fn pull(gate: &EgressGate, request: &OciRequest<'_>, limits: &FetchLimits) -> Result<Fetched, FetchError> {
+    let at = request.url.as_fetched();
+    let (registry, repository) = request.url.oci_repository().ok_or_else(|| FetchError::NotAllowed {
+        url: at.to_owned(),
+        reason: "it does not name a registry and a repository".into(),
+    })?;
+    let scheme = if request.insecure { "http" } else { "https" };
+    let certificates: Vec<Certificate> = request
+        .ca
+        .map(|pem| Certificate { encoding: CertificateEncoding::Pem, data: pem.to_vec() })
+        .into_iter()
+        .collect();
+    let auth = match request.login {
+        Some(login) => {
+            check_token_service(gate, scheme, &registry, request.ca, login).await?;
+            RegistryAuth::Basic(login.username.clone(), login.password.clone())
+        }
+        None => RegistryAuth::Anonymous,
+    };
+    ensure_crypto_provider();
+    let config = ClientConfig {
+        protocol: if request.insecure { ClientProtocol::Http } else { ClientProtocol::Https },
+        extra_root_certificates: certificates,
+        platform_resolver: None,
+        max_concurrent_download: 1,
+        connect_timeout: Some(limits.timeout),
+        read_timeout: Some(limits.timeout),
+        user_agent: concat!("wasmplug-operator/", env!("CARGO_PKG_VERSION")),
+        https_proxy: Some(gate.proxy_url()),
+        http_proxy: Some(gate.proxy_url()),
+        ..ClientConfig::default()
+    };
+    let client = Client::try_from(config).map_err(|error| FetchError::Oci {
+        url: at.to_owned(),
+        reason: error.to_string(),
+        transient: false,
+    })?;
+    let fail = |error: OciDistributionError| registry_error(at, request.login, error);
+
+    let (reference, tag) = match request.target {
+        OciTarget::Tag(tag) => {
+            (Reference::with_tag(registry.clone(), repository.clone(), tag.into()), Some(tag.to_owned()))
+        }
+        OciTarget::Digest(digest) => {
+            (Reference::with_digest(registry.clone(), repository.clone(), digest.into()), None)
+        }
+        OciTarget::Semver(range) => {
+            let listing = Reference::with_tag(registry.clone(), repository.clone(), "latest".into());
+            let tags = client.list_tags(&listing, &auth, None, None).await.map_err(fail)?;
+            let tag = highest_in_range(at, range, &tags.tags)?;
+            (Reference::with_tag(registry.clone(), repository.clone(), tag.clone()), Some(tag))
+        }
+    };
+    let accepted = [OCI_IMAGE_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE];
+    let (raw, digest) = client.pull_manifest_raw(&reference, &auth, &accepted).await.map_err(fail)?;
+    if let OciTarget::Digest(expected) = request.target
+        && Digest::of(&raw).to_string() != expected
+    {
+        return Err(FetchError::ManifestDigest {
+            url: at.to_owned(),
+            expected: expected.to_owned(),
+            actual: Digest::of(&raw).to_string(),
+        });
+    }
+    let manifest: OciImageManifest = serde_json::from_slice(&raw).map_err(|error| FetchError::Oci {
+        url: at.to_owned(),
+        reason: format!(
+            "its manifest is not an OCI image manifest ({error}); push the plugin as an artifact with oras or wkg"
+        ),
+        transient: false,
+    })?;
+    let (revision, at) = match tag {
+        Some(tag) => (format!("{tag}@{digest}"), format!("{at}:{tag}@{digest}")),
+        None => (digest.clone(), format!("{at}@{digest}")),
+    };
+    let layers = Layers::of(&at, &manifest)?;
+    let total: u64 = layers.all().map(|layer| u64::try_from(layer.size).unwrap_or(u64::MAX)).sum();
+    if total > limits.max_download_bytes {
+        return Err(FetchError::TooLarge { url: at, max: limits.max_download_bytes });
+    }
+    let blob = |layer| pull_layer(&client, &reference, layer, &at, request.login);
+    match layers {
+        Layers::Component { wasm, manifest } => {
+            let files = [(WASM_FILE.to_owned(), blob(wasm).await?), (MANIFEST_FILE.to_owned(), blob(manifest).await?)];
+            Ok(Fetched::from_files(at, revision, files))
+        }
+        Layers::Zip(zip) => {
+            let bytes = blob(zip).await?;
+            archive::unpack(&at, revision, &bytes, &limits.archive)
+        }
+    }
+}
+
+/// The bytes of `layer`, checked against its digest by the client.
+async fn pull_layer(
+    client: &Client,
+    reference: &Reference,
+    layer: &OciDescriptor,
+    at: &str,
+    login: Option<&RegistryLogin>,
+) -> Result<Vec<u8>, FetchError> {
+    let mut bytes = Vec::with_capacity(usize::try_from(layer.size).unwrap_or(0));
+    client.pull_blob(reference, layer, &mut bytes).await.map_err(|error| registry_error(at, login, error))?;
+    Ok(bytes)
+}
+
+/// The layers of an artifact of a shape wasmplug takes.
+enum Layers<'a> {
+    Component { wasm: &'a OciDescriptor, manifest: &'a OciDescriptor },
+    Zip(&'a OciDescriptor),
+}
+
+impl<'a> Layers<'a> {
+    fn of(at: &str, manifest: &'a OciImageManifest) -> Result<Self, FetchError> {
+        let of_type = |types: &[&str]| {
+            manifest.layers.iter().filter(|l| types.contains(&l.media_type.as_str())).collect::<Vec<_>>()
+        };
+        let unknown: Vec<&str> = manifest
+            .layers
+            .iter()
+            .map(|layer| layer.media_type.as_str())
+            .filter(|media_type| ![WASM_LAYER, WASM_LAYER_V1, MANIFEST_LAYER, ZIP_LAYER].contains(media_type))
+            .collect();
+        let shape_error = |problem: String| FetchError::ArtifactShape { at: at.to_owned(), problem };
+        if !unknown.is_empty() {
+            return Err(shape_error(format!(
+                "it has layers of media types wasmplug does not take: {}",
+                unknown.join(", ")
+            )));
+        }
+        match (
+            of_type(&[WASM_LAYER, WASM_LAYER_V1]).as_slice(),
+            of_type(&[MANIFEST_LAYER]).as_slice(),
+            of_type(&[ZIP_LAYER]).as_slice(),
+        ) {
+            ([wasm], [manifest], []) => Ok(Layers::Component { wasm, manifest }),
+            ([_], [], []) => Err(shape_error(format!(
+                "it has a component layer but no {MANIFEST_FILE} layer ({MANIFEST_LAYER}); push {MANIFEST_FILE} beside {WASM_FILE}"
+            ))),
+            ([], [], [zip]) => Ok(Layers::Zip(zip)),
+            ([], [], []) => Err(shape_error("it has no layers".into())),
+            _ => Err(shape_error(format!(
+                "it has {} component, {} manifest and {} ZIP layers; an artifact holds one component ({WASM_LAYER}) \
+                 with one {MANIFEST_FILE} ({MANIFEST_LAYER}), or one package ZIP ({ZIP_LAYER})",
+                of_type(&[WASM_LAYER, WASM_LAYER_V1]).len(),
+                of_type(&[MANIFEST_LAYER]).len(),
+                of_type(&[ZIP_LAYER]).len()
+            ))),
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &'a OciDescriptor> {
+        match *self {
+            Layers::Component { wasm, manifest } => vec![wasm, manifest].into_iter(),
+            Layers::Zip(zip) => vec![zip].into_iter(),
+        }
+    }
+}
+
+/// The highest of `tags` that is a version (a leading `v` allowed) in `range`.
+fn highest_in_range(at: &str, range: &str, tags: &[String]) -> Result<String, FetchError> {
+    let requirement = semver::VersionReq::parse(range).map_err(|error| FetchError::Oci {
+        url: at.to_owned(),
+        reason: format!(
+            "spec.source.oci.ref.semver {range:?} is not a version range ({error}); write e.g. \">=1.2.0, <2\""
+        ),
+        transient: false,
+    })?;
+    tags.iter()
+        .filter_map(|tag| semver::Version::parse(tag.strip_prefix('v').unwrap_or(tag)).ok().map(|version| (version, tag)))
+        .filter(|(version, _)| requirement.matches(version))
+        .max_by(|(a, _), (b, _)| a.cmp(b))
+        .map(|(_, tag)| tag.clone())
+        .ok_or_else(|| FetchError::Oci {
+            url: at.to_owned(),
+            reason: format!("no tag is a version in the range {range:?} (of {} tags); push one, or widen spec.source.oci.ref.semver", tags.len()),
+            transient: true,
+        })
+}
+
+/// Reads the registry's challenge (through the gate, following no redirect) and
+/// refuses a token service on another origin than the registry's: the client
+/// would send it the login.
+async fn check_token_service(
+    gate: &EgressGate,
+    scheme: &str,
+    registry: &str,
+    ca: Option<&[u8]>,
+    login: &RegistryLogin,
+) -> Result<(), FetchError> {
+    let origin = format!("{scheme}://{registry}");
+    let ping = format!("{origin}/v2/");
+    let unreachable = |error: reqwest::Error| unreachable(&ping, &error);
+    let proxy = reqwest::Proxy::all(gate.proxy_url()).map_err(unreachable)?;
+    let mut builder = reqwest::Client::builder().proxy(proxy).redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = ca {
+        for certificate in reqwest::Certificate::from_pem_bundle(pem).map_err(unreachable)? {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    let response = builder.build().map_err(unreachable)?.get(&ping).send().await.map_err(unreachable)?;
+    let challenges = response.headers().get_all(reqwest::header::WWW_AUTHENTICATE);
+    for value in challenges {
+        let Ok(text) = value.to_str() else { continue };
+        for challenge in http_auth::parser::ChallengeParser::new(text).flatten() {
+            if !challenge.scheme.eq_ignore_ascii_case("bearer") {
+                continue;
+            }
+            let realm = challenge.params.iter().find(|(key, _)| key.eq_ignore_ascii_case("realm"));
+            let Some(realm) = realm.map(|(_, value)| value.to_unescaped()) else { continue };
+            if !same_origin(&realm, &origin) {
+                return Err(FetchError::NotAllowed {
+                    url: ping,
+                    reason: format!(
+                        "the registry asks for the login in Secret {} to be sent to a token service at {realm}, \
+                         another origin than {origin}; wasmplug sends credentials only to the registry's own origin",
+                        login.secret
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether URL `a` is on origin `origin` (scheme://host[:port], default ports implied).
+fn same_origin(a: &str, origin: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(origin)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
+}
+
+/// oci-client's error as a fetch error that says what to check.
+fn registry_error(at: &str, login: Option<&RegistryLogin>, error: OciDistributionError) -> FetchError {
+    let url = at.to_owned();
+    let credentials = || match login {
+        Some(login) => {
+            format!("; check the login for this registry in Secret {} (spec.source.oci.secretRef)", login.secret)
+        }
+        None => "; a private repository needs spec.source.oci.secretRef".to_owned(),
+    };
+    let denied = |what: String| FetchError::Oci {
+        url: url.clone(),
+        reason: format!("{what}{}", credentials()),
+        transient: false,
+    };
+    match error {
+        OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => {
+            denied("the registry refused the credentials".into())
+        }
+        OciDistributionError::RegistryError { envelope, .. } => {
+            let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
+            let messages: Vec<String> =
+                envelope.errors.iter().map(|e| format!("{:?}: {}", e.code, e.message)).collect();
+            let unknown = codes.iter().any(|code| {
+                matches!(code, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound)
+            });
+            let refused = codes.iter().any(|code| matches!(code, OciErrorCode::Unauthorized | OciErrorCode::Denied));
+            match (unknown, refused) {
+                (true, _) => FetchError::Oci {
+                    url,
+                    reason: format!(
+                        "the registry has no such artifact ({}); check spec.source.oci.url and ref",
+                        messages.join("; ")
+                    ),
+                    transient: false,
+                },
+                (_, true) => denied(format!("the registry refused access ({})", messages.join("; "))),
+                _ => FetchError::Oci {
+                    url,
+                    reason: format!("the registry answered {}", messages.join("; ")),
+                    transient: false,
+                },
+            }
+        }
+        OciDistributionError::ServerError { code, message, .. } => {
+            let message: String = message.chars().take(200).collect();
+            match code {
+                401 | 403 => denied(format!("the registry answered {code}")),
+                404 => FetchError::Oci {
+                    url,
+                    reason: "the registry has no such artifact (404); check spec.source.oci.url and ref".into(),
+                    transient: false,
+                },
+                _ => FetchError::Oci {
+                    url,
+                    reason: format!("the registry answered {code}: {message}"),
+                    transient: code >= 500 || code == 429,
+                },
+            }
+        }
+        OciDistributionError::RequestError(error) => unreachable(&url, &error),
+        OciDistributionError::IoError(error) => FetchError::Unreachable { url, reason: error.to_string() },
+        other => FetchError::Oci { url, reason: other.to_string(), transient: false },
+    }
+}
+
+/// A registry that could not be reached; an untrusted certificate says where
+/// to configure trust.
+fn unreachable(url: &str, error: &dyn std::error::Error) -> FetchError {
+    let mut reason = super::url::describe(error);
+    if reason.contains("certificate") {
+        reason.push_str(" (trust the registry's CA with spec.source.oci.certSecretRef)");
+    }
+    FetchError::Unreachable { url: url.to_owned(), reason }
+}
+
+/// oci-client's TLS (rustls without a bundled provider) uses the process's
+/// default provider: the same ring provider as the rest of the operator.
+fn ensure_crypto_provider() {
+    // Fails only when one is installed already, which is what is wanted.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_highest_version_in_range_wins() {
+        let tags: Vec<String> =
+            ["latest", "v1.0.0", "1.2.0", "1.10.0", "2.0.0", "1.11.0-rc.1"].map(String::from).to_vec();
+        assert_eq!(highest_in_range("r", ">=1.0, <2", &tags).unwrap(), "1.10.0");
+        assert_eq!(highest_in_range("r", "1.0.x", &tags).unwrap(), "v1.0.0");
+        let none = highest_in_range("r", ">=3", &tags).unwrap_err().to_string();
+        assert!(none.contains("no tag is a version in the range") && none.contains("6 tags"), "{none}");
+        assert!(
+            highest_in_range("r", "not a range", &tags).unwrap_err().to_string().contains("is not a version range")
+        );
+    }
+
+    #[test]
+    fn a_token_service_must_share_the_registry_origin() {
+        assert!(same_origin("https://r.example.com/token?x=1", "https://r.example.com"));
+        assert!(same_origin("https://r.example.com:443/token", "https://r.example.com"));
+        assert!(!same_origin("https://auth.example.com/token", "https://r.example.com"));
+        assert!(!same_origin("http://r.example.com/token", "https://r.example.com"));
+        assert!(!same_origin("https://r.example.com:8443/token", "https://r.example.com"));
+    }
+}
