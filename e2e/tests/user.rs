@@ -12,8 +12,8 @@ use std::time::Duration;
 use support::{event_reasons, refused, sha256_hex, wait_condition};
 use wasmplug_crds::FormatPlugin;
 use wasmplug_e2e::{
-    FileServer, GitServer, Repo, Served, Webhooked, control_plane, eventually, example_files, example_package,
-    repository_root, with_custom_section, with_version, zip,
+    FileServer, GitServer, OciRegistry, RegistryOptions, Repo, Served, Webhooked, control_plane, eventually,
+    example_files, example_package, repository_root, with_custom_section, with_version, zip,
 };
 
 const SOON: Duration = Duration::from_secs(60);
@@ -30,6 +30,14 @@ fn example(file: &str, edits: &[(&str, &str)]) -> String {
 }
 
 const EXAMPLE_GIT_URL: &str = "https://github.com/acme/unity-format.git";
+const EXAMPLE_OCI_URL: &str = "oci://registry.example.com/wasmplug/unity-format";
+const EXAMPLE_OCI_ZIP_URL: &str = "oci://registry.example.com/wasmplug/unity-format-package";
+const EXAMPLE_OCI_DIGEST: &str = "sha256:4c1f9e3a7b2d6e8f0a1b3c5d7e9f1a2b4c6d8e0f2a4b6c8d0e2f4a6b8c0d2e4f";
+/// Where the OCI example names its pull secret; a private CA goes beside it.
+const SECRET_LINE: &str = "secretRef:";
+/// The public ZIP example, pulled from a private registry with a private CA.
+const LOGGED_IN_REF: &str =
+    "      secretRef: {name: registry-credentials}\n      certSecretRef: {name: registry-ca}\n      ref:";
 
 /// A repository like the one the Git examples name: the unity-format package in
 /// `package/` at tags v0.1.0, v0.2.0 (a new build) and v0.3.0 (a broken build).
@@ -182,6 +190,33 @@ async fn every_example_source_installs_as_written_apart_from_its_addresses() {
     let example_digest = "sha256:9f2c4e1b7a0d3c5e8f6a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5a6";
     let digest = format!("sha256:{}", sha256_hex(&wasm));
 
+    // A private registry over TLS with its own CA, holding both OCI shapes as
+    // the publishing doc pushes them.
+    let login = ("publisher".to_owned(), "s3cret".to_owned());
+    let registry = OciRegistry::start(RegistryOptions { basic_auth: Some(login), tls: true }).expect("the registry");
+    let component = [
+        ("plugin.wasm", wasm.as_slice(), "application/wasm"),
+        ("plugin.toml", manifest.as_slice(), "application/toml"),
+    ];
+    registry
+        .push("wasmplug/unity-format", "1.0.0", "application/vnd.wasmplug.plugin.v1", &component)
+        .expect("oras push");
+    let package = zip(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)]);
+    let zip_layer = [("unity-format.zip", package.as_slice(), "application/zip")];
+    let oci_zip_digest = registry
+        .push("wasmplug/unity-format-package", "1.0.0", "application/vnd.wasmplug.plugin.v1", &zip_layer)
+        .expect("oras push");
+    let (oci_url, oci_zip_url) = (registry.url("wasmplug/unity-format"), registry.url("wasmplug/unity-format-package"));
+    let server = format!("--docker-server={}", registry.address());
+    let pull_secret = ["create", "secret", "docker-registry", "registry-credentials", "-n", ns.name(), &server];
+    let pull_secret: Vec<&str> =
+        pull_secret.into_iter().chain(["--docker-username=publisher", "--docker-password=s3cret"]).collect();
+    control_plane().kubectl().succeed(&pull_secret).await;
+    let ca = format!("--from-file=ca.crt={}", registry.ca_cert().expect("a CA").display());
+    control_plane().kubectl().succeed(&["create", "secret", "generic", "registry-ca", "-n", ns.name(), &ca]).await;
+    // What a user adds for a registry whose certificate a private CA signed.
+    let trusting_ca = format!("certSecretRef: {{name: registry-ca}}\n      {SECRET_LINE}");
+
     let examples = [
         (
             "unity-zip",
@@ -193,6 +228,19 @@ async fn every_example_source_installs_as_written_apart_from_its_addresses() {
         ),
         ("unity-dev", example("unity-local.yaml", &[("/work/unity-format/package", &package_dir)]), true),
         ("unity-edge", example("unity-git-branch.yaml", &[(EXAMPLE_GIT_URL, &http.url("unity-format"))]), false),
+        ("unity-oci", example("unity-oci.yaml", &[(EXAMPLE_OCI_URL, &oci_url), (SECRET_LINE, &trusting_ca)]), true),
+        (
+            "unity-oci-zip",
+            example(
+                "unity-oci-zip.yaml",
+                &[
+                    (EXAMPLE_OCI_ZIP_URL, &oci_zip_url),
+                    (EXAMPLE_OCI_DIGEST, &oci_zip_digest),
+                    ("      ref:", LOGGED_IN_REF),
+                ],
+            ),
+            true,
+        ),
     ];
     for (name, manifest, enabled) in examples {
         kubectl_apply(ns.name(), &manifest).await;
