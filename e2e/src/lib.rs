@@ -18,6 +18,7 @@ pub mod memory;
 mod namespace;
 mod node;
 mod oci;
+mod oci_token;
 mod pods;
 mod stall;
 mod wasmplug;
@@ -35,6 +36,7 @@ pub use kubectl::{Kubectl, KubectlOutput};
 pub use namespace::TestNamespace;
 pub use node::{ARTIFACTS_CLUSTER_IP, BRIDGE_ADDRESS, Cluster, Footprint, IMAGE, STORE_CLASS, TOOLBOX_IMAGE, cluster};
 pub use oci::{OCI_TOOLS_DIR_ENV, OciRegistry, RegistryOptions};
+pub use oci_token::{TokenAuth, TokenService};
 pub use pods::{Kubelet, Pod, pod_bound_token};
 pub use stall::StallingProxy;
 pub use wasmplug::{

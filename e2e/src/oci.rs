@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{Context, bail};
 
 use crate::control_plane::{control_plane, free_ports, wait_until_listening};
+use crate::oci_token::TokenAuth;
 
 /// Environment variable naming a directory that holds `registry` and `oras`;
 /// when unset, the build script is run (it reuses its cache).
@@ -21,8 +22,11 @@ pub const OCI_TOOLS_DIR_ENV: &str = "WASMPLUG_OCI_TOOLS_DIR";
 /// How a registry is reached.
 #[derive(Clone, Debug, Default)]
 pub struct RegistryOptions {
-    /// A user and password the registry requires (htpasswd, bcrypt).
+    /// A user and password the registry requires: checked by the registry
+    /// (htpasswd, bcrypt), or with `token`, by the token service.
     pub basic_auth: Option<(String, String)>,
+    /// Send clients to this token service and accept its tokens.
+    pub token: Option<TokenAuth>,
     /// HTTPS with a certificate for 127.0.0.1 from the control plane's CA.
     pub tls: bool,
 }
@@ -162,7 +166,9 @@ impl OciRegistry {
             config +=
                 &format!("  tls:\n    certificate: {}\n    key: {}\n", serving.cert.display(), serving.key.display());
         }
-        if let Some((user, password)) = &self.options.basic_auth {
+        if let Some(token) = &self.options.token {
+            config += &token.registry_config();
+        } else if let Some((user, password)) = &self.options.basic_auth {
             let hash = bcrypt::hash(password, 4).context("failed to hash the registry password")?;
             std::fs::write(dir.join("htpasswd"), format!("{user}:{hash}\n"))?;
             config +=

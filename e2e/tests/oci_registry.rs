@@ -39,7 +39,8 @@ fn a_package_pushed_with_oras_is_served_as_the_wasm_artifact_convention_lays_it_
 async fn over_tls_with_basic_auth_the_registry_answers_only_with_the_credentials() {
     let (manifest, wasm) = example_files("unity-format");
     let auth = Some(("author".to_owned(), "s3cret-password".to_owned()));
-    let registry = OciRegistry::start(RegistryOptions { basic_auth: auth, tls: true }).expect("the registry starts");
+    let registry =
+        OciRegistry::start(RegistryOptions { basic_auth: auth, tls: true, token: None }).expect("the registry starts");
     let files = [("plugin.wasm", wasm.as_slice(), WASM), ("plugin.toml", manifest.as_slice(), TOML)];
     registry.push("plugins/unity", "v1.0.0", ARTIFACT, &files).expect("oras pushes with the credentials");
 

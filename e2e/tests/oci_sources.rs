@@ -10,7 +10,7 @@ use std::time::Duration;
 use support::{apply, format_plugin, sha256_hex, status, wait_condition, wait_ready};
 use wasmplug_crds::FormatPlugin;
 use wasmplug_e2e::{
-    OciRegistry, RegistryOptions, Stack, control_plane, eventually, example_files, numbered_plugin,
+    OciRegistry, RegistryOptions, Stack, TokenService, control_plane, eventually, example_files, numbered_plugin,
     with_custom_section, zip,
 };
 
@@ -135,8 +135,8 @@ async fn over_tls_a_login_and_a_ca_from_secrets_install_and_a_wrong_login_names_
     let ns = control_plane().namespace("oci-login").await;
     let stack = Stack::start(ns.name(), &[]).await.expect("operator and host start");
     let login = ("author".to_owned(), "s3cret-password".to_owned());
-    let mut registry =
-        OciRegistry::start(RegistryOptions { basic_auth: Some(login), tls: true }).expect("the registry starts");
+    let mut registry = OciRegistry::start(RegistryOptions { basic_auth: Some(login), tls: true, token: None })
+        .expect("the registry starts");
     let (numbered_manifest, numbered_wasm) = numbered_plugin(5);
     let files = [("plugin.wasm", numbered_wasm.as_slice(), WASM), ("plugin.toml", numbered_manifest.as_slice(), TOML)];
     registry.push("plugins/private", "1.0.0", ARTIFACT, &files).expect("oras pushes with the login");
@@ -192,4 +192,65 @@ async fn over_tls_a_login_and_a_ca_from_secrets_install_and_a_wrong_login_names_
         .succeed(&["annotate", "--overwrite", "fp/private", "-n", ns.name(), "wasmplug.dev/requested-at=back"])
         .await;
     wait_condition(&api, "private", "True", "Succeeded").await;
+}
+
+/// A `kubernetes.io/dockerconfigjson` Secret giving `user`/`password` to each
+/// of `hosts`, as `kubectl create secret docker-registry` writes one per host.
+async fn docker_config_secret(namespace: &str, name: &str, hosts: &[&str], user: &str, password: &str) {
+    let auths: serde_json::Map<String, serde_json::Value> = hosts
+        .iter()
+        .map(|host| ((*host).to_owned(), serde_json::json!({"username": user, "password": password})))
+        .collect();
+    let config = format!("--from-literal=.dockerconfigjson={}", serde_json::json!({ "auths": auths }));
+    let args = ["create", "secret", "generic", name, "-n", namespace, "--type=kubernetes.io/dockerconfigjson", &config];
+    control_plane().kubectl().succeed(&args).await;
+}
+
+#[tokio::test]
+async fn a_login_goes_to_a_token_service_on_another_origin_only_when_the_secret_names_it() {
+    let ns = control_plane().namespace("oci-token").await;
+    let stack = Stack::start(ns.name(), &[]).await.expect("operator and host start");
+    let tokens = TokenService::start("author", "s3cret").expect("the token service starts");
+    let options = RegistryOptions {
+        basic_auth: Some(("author".into(), "s3cret".into())),
+        tls: false,
+        token: Some(tokens.auth()),
+    };
+    let registry = OciRegistry::start(options).expect("the registry starts");
+    let (manifest, wasm) = numbered_plugin(8);
+    let files = [("plugin.wasm", wasm.as_slice(), WASM), ("plugin.toml", manifest.as_slice(), TOML)];
+    registry.push("plugins/tokened", "1.0.0", ARTIFACT, &files).expect("oras pushes with a token");
+    let (registry_host, token_host) = (registry.address(), tokens.address());
+    docker_config_secret(ns.name(), "registry-only", &[&registry_host], "author", "s3cret").await;
+    docker_config_secret(ns.name(), "both", &[&registry_host, &token_host], "author", "s3cret").await;
+    docker_config_secret(ns.name(), "wrong", &[&registry_host, &token_host], "author", "guess").await;
+    let spec = |secret: Option<&str>| {
+        let secret = secret.map(|s| format!("\n  secretRef: {{name: {s}}}")).unwrap_or_default().replace('\n', "\n  ");
+        format!(
+            "source:\n  oci:\n    url: {}\n    insecure: true\n    ref: {{tag: \"1.0.0\"}}{secret}",
+            registry.url("plugins/tokened")
+        )
+    };
+    let api = ns.api::<FormatPlugin>();
+
+    // The registry names a token service on another port: another origin. A
+    // Secret that gives the login to the registry only keeps it from there.
+    let asked_before = tokens.requests().len();
+    apply(ns.name(), &format_plugin("registry-only", &spec(Some("registry-only")))).await;
+    let message = wait_condition(&api, "registry-only", "False", "SourceNotAllowed").await;
+    let hint = format!("add an auths entry for {token_host} with the same login to Secret registry-only");
+    assert!(message.contains(&tokens.realm()) && message.contains(&hint), "{message}");
+    assert_eq!(tokens.requests().len(), asked_before, "the token service was never asked: {:?}", tokens.requests());
+
+    apply(ns.name(), &format_plugin("both", &spec(Some("both")))).await;
+    wait_ready(ns.name(), "both", SOON).await;
+    served(&stack, "numbered-000008", &format!("sha256:{}", sha256_hex(&wasm))).await;
+    assert!(tokens.requests().iter().skip(asked_before).any(|user| user == "author"), "{:?}", tokens.requests());
+
+    apply(ns.name(), &format_plugin("wrong", &spec(Some("wrong")))).await;
+    let message = wait_condition(&api, "wrong", "False", "FetchFailed").await;
+    assert!(message.contains("refused the credentials") && message.contains("Secret wrong"), "{message}");
+    apply(ns.name(), &format_plugin("anonymous", &spec(None))).await;
+    let message = wait_condition(&api, "anonymous", "False", "FetchFailed").await;
+    assert!(message.contains("a private repository needs spec.source.oci.secretRef"), "{message}");
 }

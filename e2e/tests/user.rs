@@ -193,7 +193,8 @@ async fn every_example_source_installs_as_written_apart_from_its_addresses() {
     // A private registry over TLS with its own CA, holding both OCI shapes as
     // the publishing doc pushes them.
     let login = ("publisher".to_owned(), "s3cret".to_owned());
-    let registry = OciRegistry::start(RegistryOptions { basic_auth: Some(login), tls: true }).expect("the registry");
+    let registry =
+        OciRegistry::start(RegistryOptions { basic_auth: Some(login), tls: true, token: None }).expect("the registry");
     let component = [
         ("plugin.wasm", wasm.as_slice(), "application/wasm"),
         ("plugin.toml", manifest.as_slice(), "application/toml"),

@@ -68,11 +68,19 @@ pub struct RegistryLogin {
     pub secret: String,
     pub username: String,
     pub password: String,
+    /// The other hosts (`host[:port]`) the same Secret gives this same login:
+    /// a registry's token service on another origin may be sent it only when
+    /// its host is one of these.
+    pub also_for: Vec<String>,
 }
 
 impl std::fmt::Debug for RegistryLogin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistryLogin").field("secret", &self.secret).field("username", &self.username).finish()
+        f.debug_struct("RegistryLogin")
+            .field("secret", &self.secret)
+            .field("username", &self.username)
+            .field("also_for", &self.also_for)
+            .finish()
     }
 }
 
@@ -91,6 +99,24 @@ struct DockerLogin {
     password: Option<String>,
     /// base64 of `username:password`.
     auth: Option<String>,
+}
+
+impl DockerLogin {
+    /// The user and password, or what is wrong with the entry.
+    fn credentials(&self) -> Result<(String, String), &'static str> {
+        use base64::Engine;
+        if let (Some(username), Some(password)) = (&self.username, &self.password) {
+            return Ok((username.clone(), password.clone()));
+        }
+        let auth = self.auth.as_ref().ok_or("has no username and password or auth")?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth.trim())
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or("has an auth that is not base64 text")?;
+        let (username, password) = decoded.split_once(':').ok_or("has an auth that is not username:password")?;
+        Ok((username.to_owned(), password.to_owned()))
+    }
 }
 
 impl RegistryLogin {
@@ -120,25 +146,18 @@ impl RegistryLogin {
                 if names.is_empty() { "none".to_owned() } else { names.join(", ") }
             )));
         };
-        let (username, password) = match (&login.username, &login.password, &login.auth) {
-            (Some(username), Some(password), _) => (username.clone(), password.clone()),
-            (_, _, Some(auth)) => {
-                use base64::Engine;
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(auth.trim())
-                    .ok()
-                    .and_then(|bytes| String::from_utf8(bytes).ok())
-                    .ok_or_else(|| refused(format!("the auth of registry {registry} is not base64 text")))?;
-                let (username, password) = decoded
-                    .split_once(':')
-                    .ok_or_else(|| refused(format!("the auth of registry {registry} is not username:password")))?;
-                (username.to_owned(), password.to_owned())
-            }
-            _ => {
-                return Err(refused(format!("the entry for registry {registry} has no username and password or auth")));
-            }
-        };
-        Ok(RegistryLogin { secret: name.to_owned(), username, password })
+        let (username, password) =
+            login.credentials().map_err(|problem| refused(format!("the entry for registry {registry} {problem}")))?;
+        let also_for = config
+            .auths
+            .iter()
+            .filter(|(key, other)| {
+                auths_key_registry(key) != registry
+                    && other.credentials().is_ok_and(|same| same == (username.clone(), password.clone()))
+            })
+            .map(|(key, _)| auths_key_registry(key))
+            .collect();
+        Ok(RegistryLogin { secret: name.to_owned(), username, password, also_for })
     }
 }
 
@@ -165,12 +184,22 @@ mod tests {
         assert_eq!((login.username.as_str(), login.password.as_str()), ("alice", "s3cret"));
         let other = RegistryLogin::from_docker_config("pull", &data, "other.example.com").unwrap();
         assert_eq!(other.username, "bob");
+        assert!(login.also_for.is_empty() && other.also_for.is_empty(), "different logins are not shared");
         let missing = RegistryLogin::from_docker_config("pull", &data, "registry.example.com").unwrap_err().to_string();
         assert!(
             missing.contains("Secret pull") && missing.contains("no entry for registry registry.example.com"),
             "{missing}"
         );
         assert!(!format!("{login:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_login_is_also_for_the_other_hosts_the_secret_gives_it() {
+        let data = docker_config(
+            r#"{"auths":{"registry.example.com":{"auth":"YWxpY2U6czNjcmV0"},"https://auth.example.com":{"username":"alice","password":"s3cret"},"other.example.com":{"username":"alice","password":"else"}}}"#,
+        );
+        let login = RegistryLogin::from_docker_config("pull", &data, "registry.example.com").unwrap();
+        assert_eq!(login.also_for, ["auth.example.com"]);
     }
 
     #[test]

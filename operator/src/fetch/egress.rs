@@ -129,6 +129,9 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
                 Err(_) => continue,
             },
         };
+        // A response goes out as head and body writes; with Nagle's algorithm the
+        // second waits for the client's delayed ACK (40 ms a response).
+        let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let stop = shared.stop.clone();
         tokio::spawn(stop.run_until_cancelled_owned(async move {
@@ -229,7 +232,10 @@ impl Shared {
         let mut last_error = None;
         for address in reachable {
             match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
-                Ok(Ok(stream)) => return Ok(stream),
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok(stream);
+                }
                 Ok(Err(error)) => last_error = Some(error.to_string()),
                 Err(_) => last_error = Some(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())),
             }

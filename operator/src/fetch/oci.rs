@@ -12,9 +12,10 @@
 //! by the client; a digest reference is checked against the manifest's own
 //! digest here.
 //!
-//! Credentials (a dockerconfigjson login) go only to the registry's origin:
+//! Credentials (a dockerconfigjson login) go only where they are configured:
 //! before the client is given them, the registry's challenge is read, and a
-//! token service on another origin is refused.
+//! token service on another origin than the registry's is refused unless the
+//! Secret gives its host the same login.
 
 use std::sync::Arc;
 
@@ -296,19 +297,39 @@ async fn check_token_service(
             }
             let realm = challenge.params.iter().find(|(key, _)| key.eq_ignore_ascii_case("realm"));
             let Some(realm) = realm.map(|(_, value)| value.to_unescaped()) else { continue };
-            if !same_origin(&realm, &origin) {
-                return Err(FetchError::NotAllowed {
-                    url: ping,
-                    reason: format!(
-                        "the registry asks for the login in Secret {} to be sent to a token service at {realm}, \
-                         another origin than {origin}; wasmplug sends credentials only to the registry's own origin",
-                        login.secret
-                    ),
-                });
+            if let Err(reason) = may_receive_login(&realm, &origin, login) {
+                return Err(FetchError::NotAllowed { url: ping, reason });
             }
         }
     }
     Ok(())
+}
+
+/// Whether a token service at `realm` may be sent `login`, configured for the
+/// registry at `origin`: on the registry's own origin, or on a host the
+/// Secret gives the same login to, over HTTPS (or HTTP when the registry
+/// itself is plain HTTP).
+fn may_receive_login(realm: &str, origin: &str, login: &RegistryLogin) -> Result<(), String> {
+    if same_origin(realm, origin) {
+        return Ok(());
+    }
+    let parsed = url::Url::parse(realm)
+        .map_err(|error| format!("the registry names a token service {realm:?} that is not a URL ({error})"))?;
+    let host = match (parsed.host_str(), parsed.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => String::new(),
+    };
+    let secure = parsed.scheme() == "https" || (parsed.scheme() == "http" && origin.starts_with("http://"));
+    if secure && login.also_for.contains(&host.to_ascii_lowercase()) {
+        return Ok(());
+    }
+    Err(format!(
+        "the registry asks for the login in Secret {secret} to be sent to a token service at {realm}, another \
+         origin than {origin}; wasmplug sends a login only where it is configured: if that is the registry's own \
+         token service, add an auths entry for {host} with the same login to Secret {secret}",
+        secret = login.secret,
+    ))
 }
 
 /// Whether URL `a` is on origin `origin` (scheme://host[:port], default ports implied).
@@ -415,6 +436,30 @@ mod tests {
         assert!(none.contains("no tag is a version in the range") && none.contains("6 tags"), "{none}");
         assert!(
             highest_in_range("r", "not a range", &tags).unwrap_err().to_string().contains("is not a version range")
+        );
+    }
+
+    #[test]
+    fn a_login_goes_to_a_token_service_elsewhere_only_when_the_secret_names_its_host() {
+        let login = |also_for: &[&str]| RegistryLogin {
+            secret: "pull".into(),
+            username: "u".into(),
+            password: "p".into(),
+            also_for: also_for.iter().map(|h| h.to_string()).collect(),
+        };
+        let registry = "https://r.example.com";
+        assert!(may_receive_login("https://r.example.com/token", registry, &login(&[])).is_ok());
+        let refused = may_receive_login("https://auth.example.com/token", registry, &login(&[])).unwrap_err();
+        assert!(
+            refused.contains("add an auths entry for auth.example.com with the same login to Secret pull"),
+            "{refused}"
+        );
+        assert!(may_receive_login("https://auth.example.com/token", registry, &login(&["auth.example.com"])).is_ok());
+        assert!(may_receive_login("https://auth.example.com:8443/t", registry, &login(&["auth.example.com"])).is_err());
+        // Never over plain HTTP to another origin when the registry is HTTPS.
+        assert!(may_receive_login("http://auth.example.com/token", registry, &login(&["auth.example.com"])).is_err());
+        assert!(
+            may_receive_login("http://127.0.0.1:9/token", "http://127.0.0.1:5000", &login(&["127.0.0.1:9"])).is_ok()
         );
     }
 
