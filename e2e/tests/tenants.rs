@@ -183,6 +183,16 @@ async fn sources_do_not_reach_the_operators_neighbourhood_unless_allowed() {
             format_plugin("git-by-name", &format!("source:\n  git:\n    url: {}", git_url_by_name(&git))),
             "localhost",
         ),
+        // An OCI registry's name is resolved by the fetch's egress gate, which
+        // refuses before it connects.
+        (
+            "oci-by-name",
+            format_plugin(
+                "oci-by-name",
+                &format!("source:\n  oci:\n    url: oci://localhost:{port}/plugins/p\n    insecure: true"),
+            ),
+            "localhost",
+        ),
     ];
     for (_, manifest, _) in &attempts {
         apply(ns.name(), manifest).await;
@@ -215,6 +225,16 @@ async fn a_redirect_to_a_refused_destination_is_not_followed() {
     apply(ns.name(), &format_plugin("redirected", &format!("source:\n  url:\n    url: {}", front.url("/p.zip")))).await;
     let message = wait_condition(&ns.api::<FormatPlugin>(), "redirected", "False", "SourceNotAllowed").await;
     assert!(message.contains("it redirected to http://127.0.0.2:9/p.zip"), "{message}");
+    assert!(message.contains("source host \"127.0.0.2\" is not reachable from the operator"), "{message}");
+
+    // The same for an OCI registry whose manifest redirects there: every hop
+    // of the registry client passes the fetch's egress gate.
+    front.put("/v2/plugins/p/manifests/1.0.0", Served::Redirect("http://127.0.0.2:9/manifest".into()));
+    let registry = front.url("").replace("http://", "oci://");
+    let spec =
+        format!("source:\n  oci:\n    url: {registry}/plugins/p\n    insecure: true\n    ref: {{tag: \"1.0.0\"}}");
+    apply(ns.name(), &format_plugin("oci-redirected", &spec)).await;
+    let message = wait_condition(&ns.api::<FormatPlugin>(), "oci-redirected", "False", "SourceNotAllowed").await;
     assert!(message.contains("source host \"127.0.0.2\" is not reachable from the operator"), "{message}");
 }
 

@@ -14,8 +14,13 @@
 //!
 //! HTTPS goes through as a CONNECT tunnel (the gate never sees the TLS session);
 //! plain HTTP, for `insecure` registries, is forwarded request by request. The
-//! gate asks for a per-fetch password, so nothing else on the machine can use
-//! it, and it closes every connection when it is dropped.
+//! gate closes every connection when it is dropped.
+//!
+//! It asks for no password: a client drops `Proxy-Authorization` from a
+//! forwarded request when a redirect leaves the origin, and the gate adds no
+//! reach. It listens on the operator's loopback only and opens only
+//! connections the source policy allows, which any process of the operator's
+//! pod could open directly.
 
 use std::convert::Infallible;
 use std::io;
@@ -24,7 +29,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine;
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{Method, Request, Response, StatusCode, header};
@@ -42,16 +46,12 @@ use crate::source_url::SourceKind;
 /// Longest wait for one TCP connection to a destination.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The user name in the gate's proxy URL; the password is random per gate.
-const USER: &str = "wasmplug";
-
 type Body = BoxBody<Bytes, io::Error>;
 
 /// A running gate. Dropping it closes the listener and every connection.
 #[derive(Debug)]
 pub struct EgressGate {
     address: SocketAddr,
-    password: String,
     shared: Arc<Shared>,
     stop: CancellationToken,
 }
@@ -59,8 +59,6 @@ pub struct EgressGate {
 #[derive(Debug)]
 struct Shared {
     policy: Arc<SourcePolicy>,
-    /// The `Proxy-Authorization` value clients must send.
-    credential: String,
     /// Bytes the destinations may still send.
     remaining: AtomicU64,
     exceeded: AtomicBool,
@@ -81,25 +79,21 @@ impl EgressGate {
     pub async fn open(policy: Arc<SourcePolicy>, max_bytes: u64) -> io::Result<Self> {
         let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
         let address = listener.local_addr()?;
-        let password = random_password()?;
-        let credential =
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}")));
         let stop = CancellationToken::new();
         let shared = Arc::new(Shared {
             policy,
-            credential,
             remaining: AtomicU64::new(max_bytes),
             exceeded: AtomicBool::new(false),
             denied: Mutex::new(None),
             stop: stop.clone(),
         });
         tokio::spawn(accept(listener, shared.clone()));
-        Ok(EgressGate { address, password, shared, stop })
+        Ok(EgressGate { address, shared, stop })
     }
 
-    /// The proxy URL to give the client, password included.
+    /// The proxy URL to give the client.
     pub fn proxy_url(&self) -> String {
-        format!("http://{USER}:{}@{}", self.password, self.address)
+        format!("http://{}", self.address)
     }
 
     /// Why the gate refused a connection, if it did.
@@ -111,13 +105,6 @@ impl EgressGate {
     pub fn exceeded(&self) -> bool {
         self.shared.exceeded.load(Ordering::SeqCst)
     }
-}
-
-/// 128 random bits from the kernel, as hex.
-fn random_password() -> io::Result<String> {
-    let mut bytes = [0u8; 16];
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 async fn accept(listener: TcpListener, shared: Arc<Shared>) {
@@ -146,13 +133,6 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
-    let authorized = request
-        .headers()
-        .get(header::PROXY_AUTHORIZATION)
-        .is_some_and(|value| value.as_bytes() == shared.credential.as_bytes());
-    if !authorized {
-        return Ok(answer(StatusCode::PROXY_AUTHENTICATION_REQUIRED, "the egress gate needs its password"));
-    }
     Ok(match request.method() == Method::CONNECT {
         true => tunnel(shared, request).await,
         false => forward(shared, request).await,
@@ -360,9 +340,7 @@ mod tests {
         let target = server(5000).await;
         let gate = EgressGate::open(policy(true), 1000).await.unwrap();
         let mut stream = TcpStream::connect(gate.address).await.unwrap();
-        let credential = &gate.shared.credential;
-        let connect =
-            format!("CONNECT {target} HTTP/1.1\r\nhost: {target}\r\nproxy-authorization: {credential}\r\n\r\n");
+        let connect = format!("CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n\r\n");
         stream.write_all(connect.as_bytes()).await.unwrap();
         stream.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         let mut received = Vec::new();
@@ -374,12 +352,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_the_fetch_that_opened_the_gate_may_use_it() {
+    async fn a_redirect_to_another_origin_is_followed_through_the_gate_and_a_dropped_gate_is_closed() {
         let target = server(10).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let front = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let moved = format!("HTTP/1.1 302 Found\r\nlocation: http://{target}/\r\ncontent-length: 0\r\n\r\n");
+                let _ = stream.write_all(moved.as_bytes()).await;
+            }
+        });
         let gate = EgressGate::open(policy(true), 1 << 20).await.unwrap();
-        let without_password = gate.proxy_url().replace(&gate.password, "guess");
-        let response = client(&without_password).get(format!("http://{target}/")).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::PROXY_AUTHENTICATION_REQUIRED);
+        let response = client(&gate.proxy_url()).get(format!("http://{front}/")).send().await.unwrap();
+        assert_eq!((response.status(), response.url().port()), (StatusCode::OK, Some(target.port())));
         let address = gate.address;
         drop(gate);
         tokio::time::sleep(Duration::from_millis(50)).await;
