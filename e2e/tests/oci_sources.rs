@@ -254,3 +254,17 @@ async fn a_login_goes_to_a_token_service_on_another_origin_only_when_the_secret_
     let message = wait_condition(&api, "anonymous", "False", "FetchFailed").await;
     assert!(message.contains("a private repository needs spec.source.oci.secretRef"), "{message}");
 }
+
+#[tokio::test]
+async fn an_artifact_larger_than_the_download_limit_is_refused_before_it_is_pulled() {
+    let ns = control_plane().namespace("oci-large").await;
+    let _stack = Stack::start(ns.name(), &["--max-download=1Mi"]).await.expect("operator and host start");
+    let registry = OciRegistry::start(RegistryOptions::default()).expect("the registry starts");
+    let (manifest, _) = example_files("unity-format");
+    let large = vec![7u8; 2 << 20];
+    let files = [("plugin.wasm", large.as_slice(), WASM), ("plugin.toml", manifest.as_slice(), TOML)];
+    registry.push("plugins/large", "1", ARTIFACT, &files).expect("oras pushes");
+    apply(ns.name(), &format_plugin("large", &oci_spec(&registry.url("plugins/large"), "tag: \"1\"", ""))).await;
+    let message = wait_condition(&ns.api::<FormatPlugin>(), "large", "False", "FetchFailed").await;
+    assert!(message.contains("the download exceeds 1048576 bytes"), "{message}");
+}

@@ -48,7 +48,8 @@ struct Args {
     #[arg(long, env = "WASMPLUG_DEFAULT_INTERVAL", default_value = "10m")]
     default_interval: wasmplug_crds::Duration,
 
-    /// Largest download of one fetch (a ZIP or a Git transfer).
+    /// Largest download of one fetch (a ZIP, a Git transfer, or the layers of an
+    /// OCI artifact; its manifests and tokens may add 1 MiB).
     #[arg(long, env = "WASMPLUG_MAX_DOWNLOAD", default_value = "64Mi", value_parser = parse_size)]
     max_download: u64,
 
