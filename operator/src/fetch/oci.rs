@@ -93,60 +93,27 @@ async fn pull(gate: &EgressGate, request: &OciRequest<'_>, limits: &FetchLimits)
         url: at.to_owned(),
         reason: "it does not name a registry and a repository".into(),
     })?;
-    let scheme = if request.insecure { "http" } else { "https" };
-    let ca = request.ca.map(|pem| Certificate { encoding: CertificateEncoding::Pem, data: pem.to_vec() });
-    let certificates: Vec<Certificate> = system_roots().iter().cloned().chain(ca).collect();
-    let auth = match request.login {
-        Some(login) => {
-            check_token_service(gate, scheme, &registry, request.ca, login).await?;
-            RegistryAuth::Basic(login.username.clone(), login.password.clone())
-        }
-        None => RegistryAuth::Anonymous,
-    };
-    ensure_crypto_provider();
-    let config = ClientConfig {
-        protocol: if request.insecure { ClientProtocol::Http } else { ClientProtocol::Https },
-        tls_certs_only: certificates,
-        platform_resolver: None,
-        max_concurrent_download: 1,
-        connect_timeout: Some(limits.timeout),
-        read_timeout: Some(limits.timeout),
-        user_agent: concat!("wasmplug-operator/", env!("CARGO_PKG_VERSION")),
-        https_proxy: Some(gate.proxy_url()),
-        http_proxy: Some(gate.proxy_url()),
-        ..ClientConfig::default()
-    };
-    let client = Client::try_from(config).map_err(|error| FetchError::Oci {
-        url: at.to_owned(),
-        reason: error.to_string(),
-        transient: false,
-    })?;
+    let (client, auth) = connect(gate, request, &registry, limits).await?;
     let fail = |error: OciDistributionError| registry_error(at, request.login, error);
-
+    let reference = |tag: &str| Reference::with_tag(registry.clone(), repository.clone(), tag.to_owned());
     let (reference, tag) = match request.target {
-        OciTarget::Tag(tag) => {
-            (Reference::with_tag(registry.clone(), repository.clone(), tag.into()), Some(tag.to_owned()))
-        }
+        OciTarget::Tag(tag) => (reference(tag), Some(tag.to_owned())),
         OciTarget::Digest(digest) => {
-            (Reference::with_digest(registry.clone(), repository.clone(), digest.into()), None)
+            (Reference::with_digest(registry.clone(), repository.clone(), digest.to_owned()), None)
         }
         OciTarget::Semver(range) => {
-            let listing = Reference::with_tag(registry.clone(), repository.clone(), "latest".into());
-            let tags = client.list_tags(&listing, &auth, None, None).await.map_err(fail)?;
+            let tags = client.list_tags(&reference("latest"), &auth, None, None).await.map_err(fail)?;
             let tag = highest_in_range(at, range, &tags.tags)?;
-            (Reference::with_tag(registry.clone(), repository.clone(), tag.clone()), Some(tag))
+            (reference(&tag), Some(tag))
         }
     };
     let accepted = [OCI_IMAGE_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE];
-    let (raw, digest) = client.pull_manifest_raw(&reference, &auth, &accepted).await.map_err(fail)?;
+    let (raw, _) = client.pull_manifest_raw(&reference, &auth, &accepted).await.map_err(fail)?;
+    let digest = Digest::of(&raw).to_string();
     if let OciTarget::Digest(expected) = request.target
-        && Digest::of(&raw).to_string() != expected
+        && digest != expected
     {
-        return Err(FetchError::ManifestDigest {
-            url: at.to_owned(),
-            expected: expected.to_owned(),
-            actual: Digest::of(&raw).to_string(),
-        });
+        return Err(FetchError::ManifestDigest { url: at.to_owned(), expected: expected.to_owned(), actual: digest });
     }
     let manifest: OciImageManifest = serde_json::from_slice(&raw).map_err(|error| FetchError::Oci {
         url: at.to_owned(),
@@ -160,7 +127,7 @@ async fn pull(gate: &EgressGate, request: &OciRequest<'_>, limits: &FetchLimits)
         None => (digest.clone(), format!("{at}@{digest}")),
     };
     let layers = Layers::of(&at, &manifest)?;
-    let total: u64 = layers.all().map(|layer| u64::try_from(layer.size).unwrap_or(u64::MAX)).sum();
+    let total = layers.all().fold(0u64, |sum, layer| sum.saturating_add(u64::try_from(layer.size).unwrap_or(u64::MAX)));
     if total > limits.max_download_bytes {
         return Err(FetchError::TooLarge { url: at, max: limits.max_download_bytes });
     }
@@ -175,6 +142,45 @@ async fn pull(gate: &EgressGate, request: &OciRequest<'_>, limits: &FetchLimits)
             archive::unpack(&at, revision, &bytes, &limits.archive)
         }
     }
+}
+
+/// A registry client for `request` whose every connection goes through
+/// `gate`, and the authentication to give it (a login only after its token
+/// service is known to be allowed to receive it).
+async fn connect(
+    gate: &EgressGate,
+    request: &OciRequest<'_>,
+    registry: &str,
+    limits: &FetchLimits,
+) -> Result<(Client, RegistryAuth), FetchError> {
+    let scheme = if request.insecure { "http" } else { "https" };
+    let auth = match request.login {
+        Some(login) => {
+            check_token_service(gate, scheme, registry, request.ca, login).await?;
+            RegistryAuth::Basic(login.username.clone(), login.password.clone())
+        }
+        None => RegistryAuth::Anonymous,
+    };
+    ensure_crypto_provider();
+    let ca = request.ca.map(|pem| Certificate { encoding: CertificateEncoding::Pem, data: pem.to_vec() });
+    let config = ClientConfig {
+        protocol: if request.insecure { ClientProtocol::Http } else { ClientProtocol::Https },
+        tls_certs_only: system_roots().iter().cloned().chain(ca).collect(),
+        platform_resolver: None,
+        max_concurrent_download: 1,
+        connect_timeout: Some(limits.timeout),
+        read_timeout: Some(limits.timeout),
+        user_agent: concat!("wasmplug-operator/", env!("CARGO_PKG_VERSION")),
+        https_proxy: Some(gate.proxy_url()),
+        http_proxy: Some(gate.proxy_url()),
+        ..ClientConfig::default()
+    };
+    let client = Client::try_from(config).map_err(|error| FetchError::Oci {
+        url: request.url.as_fetched().to_owned(),
+        reason: error.to_string(),
+        transient: false,
+    })?;
+    Ok((client, auth))
 }
 
 /// The bytes of `layer`, checked against its digest by the client.
