@@ -10,8 +10,8 @@ use std::time::Duration;
 use support::{apply, format_plugin, sha256_hex, status, wait_condition, wait_ready};
 use wasmplug_crds::FormatPlugin;
 use wasmplug_e2e::{
-    OciRegistry, RegistryOptions, Stack, TokenService, control_plane, eventually, example_files, numbered_plugin,
-    with_custom_section, zip,
+    FileServer, OciRegistry, RegistryOptions, Served, Stack, TokenService, control_plane, eventually, example_files,
+    numbered_plugin, with_custom_section, zip,
 };
 
 const SOON: Duration = Duration::from_secs(60);
@@ -267,4 +267,20 @@ async fn an_artifact_larger_than_the_download_limit_is_refused_before_it_is_pull
     apply(ns.name(), &format_plugin("large", &oci_spec(&registry.url("plugins/large"), "tag: \"1\"", ""))).await;
     let message = wait_condition(&ns.api::<FormatPlugin>(), "large", "False", "FetchFailed").await;
     assert!(message.contains("the download exceeds 1048576 bytes"), "{message}");
+}
+
+/// A registry cannot serve other bytes than the digest it is asked for; one
+/// that does (a fake one, the only way to produce the fault) is refused.
+#[tokio::test]
+async fn a_registry_that_serves_other_bytes_for_a_digest_is_refused() {
+    let ns = control_plane().namespace("oci-lying").await;
+    let _stack = Stack::start(ns.name(), &[]).await.expect("operator and host start");
+    let files = FileServer::start().await.expect("file server starts");
+    let asked = format!("sha256:{}", sha256_hex(b"the manifest that was pushed"));
+    let other = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    files.put(&format!("/v2/plugins/p/manifests/{asked}"), Served::File(other.to_vec()));
+    let url = format!("{}/plugins/p", files.url("").replace("http://", "oci://"));
+    apply(ns.name(), &format_plugin("lying", &oci_spec(&url, &format!("digest: \"{asked}\""), ""))).await;
+    let message = wait_condition(&ns.api::<FormatPlugin>(), "lying", "False", "DigestMismatch").await;
+    assert!(message.contains("served other bytes than the digest names"), "{message}");
 }

@@ -254,7 +254,7 @@ fn failure_of(error: &Error) -> Option<Failure> {
         |step, reason, transient| Failure { step, reason, message: error.to_string(), transient, withdraw: false };
     Some(match error {
         Error::Fetch(FetchError::NotAllowed { .. }) => failure(Step::Fetch, Reason::SourceNotAllowed, false),
-        Error::Fetch(FetchError::ManifestDigest { .. }) => failure(Step::Fetch, Reason::DigestMismatch, false),
+        Error::Fetch(FetchError::ContentDigest { .. }) => failure(Step::Fetch, Reason::DigestMismatch, false),
         // The registry holds an artifact, but not one of a shape wasmplug takes.
         Error::Fetch(FetchError::ArtifactShape { .. }) => failure(Step::Validate, Reason::ValidationFailed, false),
         Error::Fetch(fetch) => failure(Step::Fetch, Reason::FetchFailed, fetch.is_transient()),

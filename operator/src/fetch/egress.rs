@@ -53,7 +53,6 @@ type Body = BoxBody<Bytes, io::Error>;
 pub struct EgressGate {
     address: SocketAddr,
     shared: Arc<Shared>,
-    stop: CancellationToken,
 }
 
 #[derive(Debug)]
@@ -64,12 +63,13 @@ struct Shared {
     exceeded: AtomicBool,
     /// The first refusal, for the fetch's error message.
     denied: Mutex<Option<String>>,
+    /// Cancelled when the gate is dropped: ends every task it started.
     stop: CancellationToken,
 }
 
 impl Drop for EgressGate {
     fn drop(&mut self) {
-        self.stop.cancel();
+        self.shared.stop.cancel();
     }
 }
 
@@ -79,16 +79,15 @@ impl EgressGate {
     pub async fn open(policy: Arc<SourcePolicy>, max_bytes: u64) -> io::Result<Self> {
         let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
         let address = listener.local_addr()?;
-        let stop = CancellationToken::new();
         let shared = Arc::new(Shared {
             policy,
             remaining: AtomicU64::new(max_bytes),
             exceeded: AtomicBool::new(false),
             denied: Mutex::new(None),
-            stop: stop.clone(),
+            stop: CancellationToken::new(),
         });
         tokio::spawn(accept(listener, shared.clone()));
-        Ok(EgressGate { address, shared, stop })
+        Ok(EgressGate { address, shared })
     }
 
     /// The proxy URL to give the client.
@@ -113,7 +112,11 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
             _ = shared.stop.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
-                Err(_) => continue,
+                // Out of file descriptors, say: wait rather than spin.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             },
         };
         // A response goes out as head and body writes; with Nagle's algorithm the

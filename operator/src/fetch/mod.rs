@@ -91,10 +91,10 @@ pub enum FetchError {
     #[error("failed to fetch {url}: {reason}")]
     Oci { url: String, reason: String, transient: bool },
     #[error(
-        "failed to fetch {url}: its manifest has digest {actual}, not {expected}; the registry does not hold \
-         the artifact spec.source.oci.ref.digest names"
+        "failed to fetch {url}: {detail}; the registry (or something between it and the operator) served \
+         other bytes than the digest names"
     )]
-    ManifestDigest { url: String, expected: String, actual: String },
+    ContentDigest { url: String, detail: String },
     #[error("{at} is not a wasmplug plugin artifact: {problem}")]
     ArtifactShape { at: String, problem: String },
     #[error("failed to find {what} in {url}; check spec.source.git.ref")]

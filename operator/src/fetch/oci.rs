@@ -113,7 +113,8 @@ async fn pull(gate: &EgressGate, request: &OciRequest<'_>, limits: &FetchLimits)
     if let OciTarget::Digest(expected) = request.target
         && digest != expected
     {
-        return Err(FetchError::ManifestDigest { url: at.to_owned(), expected: expected.to_owned(), actual: digest });
+        let detail = format!("its manifest has digest {digest}, not {expected} (spec.source.oci.ref.digest)");
+        return Err(FetchError::ContentDigest { url: at.to_owned(), detail });
     }
     let manifest: OciImageManifest = serde_json::from_slice(&raw).map_err(|error| FetchError::Oci {
         url: at.to_owned(),
@@ -403,6 +404,7 @@ fn registry_error(at: &str, login: Option<&RegistryLogin>, error: OciDistributio
             }
         }
         OciDistributionError::RequestError(error) => unreachable(&url, &error),
+        OciDistributionError::DigestError(error) => FetchError::ContentDigest { url, detail: error.to_string() },
         OciDistributionError::IoError(error) => FetchError::Unreachable { url, reason: error.to_string() },
         other => FetchError::Oci { url, reason: other.to_string(), transient: false },
     }
