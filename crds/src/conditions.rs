@@ -16,6 +16,9 @@ pub enum ConditionType {
     Stalled,
     /// The source was fetched.
     Fetched,
+    /// plugin.wasm's signature was verified with a trusted key (present when
+    /// spec.verify or the cluster-wide policy asks for one).
+    SourceVerified,
     /// The package passed validation.
     Validated,
     /// Every host that receives traffic serves the published version as the
@@ -24,11 +27,12 @@ pub enum ConditionType {
 }
 
 impl ConditionType {
-    pub const ALL: [ConditionType; 6] = [
+    pub const ALL: [ConditionType; 7] = [
         ConditionType::Ready,
         ConditionType::Reconciling,
         ConditionType::Stalled,
         ConditionType::Fetched,
+        ConditionType::SourceVerified,
         ConditionType::Validated,
         ConditionType::Serving,
     ];
@@ -39,6 +43,7 @@ impl ConditionType {
             ConditionType::Reconciling => "Reconciling",
             ConditionType::Stalled => "Stalled",
             ConditionType::Fetched => "Fetched",
+            ConditionType::SourceVerified => "SourceVerified",
             ConditionType::Validated => "Validated",
             ConditionType::Serving => "Serving",
         }
@@ -74,6 +79,15 @@ pub enum Reason {
     ValidationFailed,
     /// The sha256 pin in the spec does not match plugin.wasm.
     DigestMismatch,
+    /// A signature is required (spec.verify, or the cluster-wide policy) but the
+    /// package has none.
+    SignatureMissing,
+    /// The package's signature is malformed, or no trusted key verifies it.
+    SignatureInvalid,
+    /// A signature is required but the keys to check it with are unusable: none
+    /// is configured, or one is not a public key (retried: they live outside the
+    /// object).
+    TrustedKeysInvalid,
     /// Another FormatPlugin already owns this format key.
     FormatConflict,
     /// The package could not be written to the shared store.
@@ -98,7 +112,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 24] = [
         Reason::Succeeded,
         Reason::Progressing,
         Reason::Installed,
@@ -111,6 +125,9 @@ impl Reason {
         Reason::NamespaceNotAllowed,
         Reason::ValidationFailed,
         Reason::DigestMismatch,
+        Reason::SignatureMissing,
+        Reason::SignatureInvalid,
+        Reason::TrustedKeysInvalid,
         Reason::FormatConflict,
         Reason::StoreFailed,
         Reason::Removed,
@@ -136,6 +153,9 @@ impl Reason {
             Reason::NamespaceNotAllowed => "NamespaceNotAllowed",
             Reason::ValidationFailed => "ValidationFailed",
             Reason::DigestMismatch => "DigestMismatch",
+            Reason::SignatureMissing => "SignatureMissing",
+            Reason::SignatureInvalid => "SignatureInvalid",
+            Reason::TrustedKeysInvalid => "TrustedKeysInvalid",
             Reason::FormatConflict => "FormatConflict",
             Reason::StoreFailed => "StoreFailed",
             Reason::Removed => "Removed",

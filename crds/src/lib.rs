@@ -13,6 +13,7 @@ mod host;
 pub mod ownership;
 mod spec;
 mod status;
+mod verify;
 
 pub use duration::{Duration, DurationError};
 pub use host::{FormatHost, FormatHostSpec, HostFormat, MAX_HOST_FORMATS, MAX_HOST_MESSAGE, PodReference};
@@ -24,6 +25,7 @@ pub use status::{
     Artifact, Capabilities, FileDigest, FormatPluginStatus, HostReport, HostsStatus, PluginInfo, Precompiled,
     REQUESTED_AT_ANNOTATION,
 };
+pub use verify::{SignatureInfo, SignatureProvider, Verification};
 
 /// The syntax of a format key, as a regular expression: lowercase letters and digits
 /// in runs joined by single hyphens (`npm`, `unity-package`). Used by the CRD's CEL

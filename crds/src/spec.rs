@@ -13,6 +13,7 @@ use crate::duration::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::status::FormatPluginStatus;
+use crate::verify::Verification;
 
 /// A format handler for the artifact registry, provided by a sandboxed WebAssembly
 /// plugin (from Git, a URL, an OCI registry or a local path) or by a format compiled
@@ -88,6 +89,8 @@ use crate::status::FormatPluginStatus;
     .message("sha256 cannot be set for a builtin source: a builtin format has no plugin.wasm to check"))]
 #[x_kube(validation = Rule::new("!has(self.formatKey) || !has(self.source.builtin) || self.formatKey == self.source.builtin.format")
     .message("formatKey must equal source.builtin.format for a builtin source (or be left out)"))]
+#[x_kube(validation = Rule::new("!has(self.verify) || !has(self.source.builtin)")
+    .message("verify cannot be set for a builtin source: a builtin format is compiled into the host, not signed"))]
 #[serde(rename_all = "camelCase")]
 pub struct FormatPluginSpec {
     /// Where the plugin comes from. Set exactly one of git, url, oci, local or builtin.
@@ -108,6 +111,15 @@ pub struct FormatPluginSpec {
         .message("sha256 must be 64 lowercase hex digits, optionally prefixed with 'sha256:'"))]
     #[schemars(length(max = 71))]
     pub sha256: Option<String>,
+
+    /// Requires plugin.wasm to be signed by a trusted key, checked before the
+    /// package is validated: unsigned is Ready=False with reason SignatureMissing,
+    /// badly signed SignatureInvalid, and what was published before keeps serving.
+    /// When the operator requires signatures cluster-wide, every non-builtin
+    /// plugin is verified, with or without this field. Not allowed with a builtin
+    /// source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Verification>,
 
     /// The format key the plugin must handle, e.g. unity. Optional, but worth
     /// setting: a package whose manifest declares another key is rejected, and
@@ -372,8 +384,7 @@ pub struct OciRef {
 
     /// A manifest digest, sha256:<64 lowercase hex digits>. Never moves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^sha256:[a-f0-9]{64}$')")
-        .message("digest must be sha256: followed by 64 lowercase hex digits"))]
+    #[x_kube(validation = digest_rule())]
     #[schemars(length(max = 71))]
     pub digest: Option<String>,
 
@@ -474,6 +485,13 @@ fn duration_rule(field: &str) -> kube::core::Rule {
             "{field} must be a duration such as 30s, 5m or 1h30m (units: ms, s, m, h)"
         )),
     )
+}
+
+/// A CEL rule for a digest field: sha256:<64 lowercase hex digits>, the form
+/// wasmplug writes and OCI registries use.
+pub(crate) fn digest_rule() -> kube::core::Rule {
+    kube::core::Rule::new("self.matches('^sha256:[a-f0-9]{64}$')")
+        .message("digest must be sha256: followed by 64 lowercase hex digits")
 }
 
 /// A CEL rule for format keys; the same syntax the plugin manifest's `[format].key`

@@ -9,7 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{FormatPlugin, conditions::ConditionType};
+use crate::spec::digest_rule;
+use crate::{FormatPlugin, SignatureInfo, conditions::ConditionType};
 
 /// What the operator last observed and published for this plugin.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -111,8 +112,7 @@ pub struct HostReport {
 pub struct Artifact {
     /// SHA-256 of plugin.wasm, as sha256:<64 hex digits>. Hosts check the file
     /// against it before loading.
-    #[x_kube(validation = Rule::new("self.matches('^sha256:[a-f0-9]{64}$')")
-        .message("digest must be sha256: followed by 64 lowercase hex digits"))]
+    #[x_kube(validation = digest_rule())]
     #[schemars(length(max = 71))]
     pub digest: String,
 
@@ -148,6 +148,11 @@ pub struct Artifact {
     /// The ahead-of-time compiled form, when the operator produced one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub precompiled: Option<Precompiled>,
+
+    /// The signature that verified plugin.wasm, when the operator verified one
+    /// (spec.verify, or the cluster-wide policy): which key signed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureInfo>,
 }
 
 impl Artifact {
@@ -167,8 +172,7 @@ impl Artifact {
 #[serde(rename_all = "camelCase")]
 pub struct FileDigest {
     /// SHA-256 of the file, as sha256:<64 hex digits>.
-    #[x_kube(validation = Rule::new("self.matches('^sha256:[a-f0-9]{64}$')")
-        .message("digest must be sha256: followed by 64 lowercase hex digits"))]
+    #[x_kube(validation = digest_rule())]
     #[schemars(length(max = 71))]
     pub digest: String,
 
@@ -200,8 +204,7 @@ pub struct Precompiled {
     /// SHA-256 of the compiled file, as sha256:<64 hex digits>. Hosts check the file
     /// against it before running any of it; without it they compile plugin.wasm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^sha256:[a-f0-9]{64}$')")
-        .message("digest must be sha256: followed by 64 lowercase hex digits"))]
+    #[x_kube(validation = digest_rule())]
     #[schemars(length(max = 71))]
     pub digest: Option<String>,
 

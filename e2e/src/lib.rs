@@ -20,6 +20,7 @@ mod node;
 mod oci;
 mod oci_token;
 mod pods;
+mod signing;
 mod stall;
 mod wasmplug;
 mod watchdog;
@@ -38,6 +39,7 @@ pub use node::{ARTIFACTS_CLUSTER_IP, BRIDGE_ADDRESS, Cluster, Footprint, IMAGE, 
 pub use oci::{OCI_TOOLS_DIR_ENV, OciRegistry, RegistryOptions};
 pub use oci_token::{TokenAuth, TokenService};
 pub use pods::{Kubelet, Pod, pod_bound_token};
+pub use signing::SigningKey;
 pub use stall::StallingProxy;
 pub use wasmplug::{
     Distribution, HOST_SERVICE_ACCOUNT, HostAnswer, Operator, Process, Stack, eventually, formats_of, metric_value,

@@ -1,7 +1,7 @@
 //! The chart's Deployments run as local processes, the way a kubelet would run
 //! their pods, so that the tests exercise exactly what the chart installed: the
 //! container's command and environment (field references resolved), its volumes
-//! (PersistentVolumeClaims shared between pods, emptyDirs, Secrets written out as
+//! (PersistentVolumeClaims shared between pods, emptyDirs, Secrets and ConfigMaps written out as
 //! files), its ServiceAccount as the identity it talks to the API server with,
 //! and its readiness probe.
 //!
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, EnvVar, Secret, Service, Volume};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVar, Secret, Service, Volume};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -213,6 +213,16 @@ impl Kubelet {
             std::fs::create_dir_all(&dir)?;
             for (key, value) in secret.data.iter().flatten() {
                 std::fs::write(dir.join(key), &value.0)?;
+            }
+            dir
+        } else if let Some(source) = &volume.config_map {
+            let name = &source.name;
+            let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &self.namespace);
+            let map = maps.get(name).await.with_context(|| format!("failed to read ConfigMap {name} to mount"))?;
+            let dir = pod_dir.join("volumes").join(&volume.name);
+            std::fs::create_dir_all(&dir)?;
+            for (key, value) in map.data.iter().flatten() {
+                std::fs::write(dir.join(key), value)?;
             }
             dir
         } else if let Some(projected) = &volume.projected {

@@ -111,6 +111,16 @@ async fn rejects_invalid_specs_with_messages_a_user_understands() {
             &format!("{builtin}\nsha256: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
             "sha256 cannot be set for a builtin source",
         ),
+        (
+            "verify-on-builtin",
+            &format!("{builtin}\nverify: {{secretRef: {{name: keys}}}}"),
+            "verify cannot be set for a builtin source",
+        ),
+        (
+            "unknown-signature-provider",
+            "source:\n  local: {path: /p}\nverify: {provider: gpg}",
+            "Unsupported value: \"gpg\"",
+        ),
         ("bad-format-key", "source:\n  builtin: {format: Maven_2}", "format must be a format key"),
         ("trailing-hyphen-key", "source:\n  builtin: {format: npm-}", "format must be a format key"),
         (
@@ -379,6 +389,10 @@ async fn kubectl_explain_shows_the_field_docs() {
         ("fp.spec.source.oci.ref.semver", "The highest matching version is"),
         ("fp.spec.source.git.ref", "Which revision to check out: one of branch, tag or commit."),
         ("fp.spec.sha256", "Expected SHA-256 digest of plugin.wasm"),
+        ("fp.spec.verify", "SignatureMissing"),
+        ("fp.spec.verify.secretRef", "PLUGINS_TRUSTED_PUBKEY"),
+        ("fp.spec.verify.provider", "plugin.wasm.sig"),
+        ("fp.status.artifact.signature.key", "cluster/<name>"),
         ("fp.spec.enabled", "format unavailable"),
         ("fp.status.artifact.revision", "@sha1:<commit> for Git"),
         ("fp.status.artifact.url", "hosts fetch the"),

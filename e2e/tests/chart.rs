@@ -13,7 +13,8 @@ use base64::Engine as _;
 use support::{apply, format_plugin, wait_condition, wait_ready};
 use wasmplug_crds::{FormatHost, FormatPlugin};
 use wasmplug_e2e::{
-    GitServer, Helm, Kubectl, Kubelet, control_plane, eventually, free_ports, numbered_plugin, pod_bound_token,
+    GitServer, Helm, Kubectl, Kubelet, SigningKey, control_plane, eventually, free_ports, numbered_plugin,
+    pod_bound_token,
 };
 
 const SOON: Duration = Duration::from_secs(60);
@@ -48,6 +49,14 @@ const VALUE_SETS: &[(&str, &[&str])] = &[
     ),
     ("shared store, created claim", &["--set=store.mode=shared", "--set=store.storageClassName=standard"]),
     ("artifact Service on a chosen cluster IP", &["--set=operator.artifacts.clusterIP=10.0.0.200"]),
+    (
+        "signatures required, two trusted keys",
+        &[
+            "--set=signatures.required=true",
+            "--set=signatures.trustedKeys.release-2026\\.pub=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+            "--set=signatures.trustedKeys.release-2027\\.pub=Gb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=",
+        ],
+    ),
 ];
 
 #[tokio::test]
@@ -417,7 +426,11 @@ async fn installed_release_runs_as_its_own_identities(store: Store) {
     let n = if store == Store::Http { 7 } else { 9 };
     let (format_key, unlisted_key) = (format!("numbered-{n:06}"), format!("numbered-{:06}", n + 1));
     let (manifest, wasm) = numbered_plugin(n);
-    repo.commit(&[("plugin.toml", &manifest), ("plugin.wasm", &wasm)], "plugin").expect("commit");
+    // Signed by the publisher's key, which the release trusts and requires.
+    let publisher = SigningKey::generate().expect("openssl makes a key");
+    let signature = publisher.sign(&wasm);
+    let files = [("plugin.toml", &manifest[..]), ("plugin.wasm", &wasm[..]), ("plugin.wasm.sig", &signature[..])];
+    repo.commit(&files, "plugin").expect("commit");
     let http = git.serve_http("reader", "s3cret").await.expect("git over HTTP");
     let create = ["create", "secret", "generic"];
     let git_secret = ["git-credentials", "--from-literal=username=reader", "--from-literal=password=s3cret"];
@@ -445,6 +458,8 @@ async fn installed_release_runs_as_its_own_identities(store: Store) {
         "--set=operator.leaseDuration=3s".to_owned(),
         "--set=operator.allowedDestinations={127.0.0.0/8}".to_owned(),
         format!("--set=store.mode={}", if store == Store::Http { "http" } else { "shared" }),
+        "--set=signatures.required=true".to_owned(),
+        format!("--set=signatures.trustedKeys.release\\.pub={}", publisher.public_base64()),
     ];
     let chart = Helm::chart().display().to_string();
     let mut install = vec!["install", "wasmplug", &chart, "--namespace", ns.name()];
@@ -466,6 +481,12 @@ async fn installed_release_runs_as_its_own_identities(store: Store) {
     );
     apply(ns.name(), &format_plugin("unity", &spec)).await;
     wait_ready(ns.name(), "unity", SOON).await;
+    // The chart's signature policy: the key from its values verified the plugin.
+    let plugin = ns.api::<FormatPlugin>().get("unity").await.expect("the plugin");
+    let verified = plugin.condition(wasmplug_crds::conditions::ConditionType::SourceVerified).cloned();
+    let verified = verified.expect("SourceVerified is reported");
+    assert_eq!(verified.status, "True", "{verified:?}");
+    assert!(verified.message.contains("trusted key cluster/release.pub"), "{verified:?}");
     let formats_url = format!("{}/v1/formats", host.url("http"));
     eventually("the host serves npm and the plugin", SOON, || async {
         let text =

@@ -184,3 +184,23 @@ fn der_of(pem: &Path) -> Vec<u8> {
     let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
     base64::engine::general_purpose::STANDARD.decode(body).expect("base64")
 }
+
+#[tokio::test]
+async fn a_plugin_that_must_be_signed_but_no_key_could_verify_is_refused() {
+    let ns = control_plane().namespace("webhook-signed").await;
+    let webhook = Webhooked::start(ns.name(), &["--require-signatures"]).await.expect("operator and host start");
+    webhook.register().await.expect("the webhook is registered");
+    let unity = "source:\n  url:\n    url: https://plugins.example.com/unity.zip";
+
+    // The cluster requires signatures and trusts no key: nothing could verify it.
+    let stderr = refused(&["apply", "-n", ns.name(), "-f", "-"], &format_plugin("unity", unity)).await;
+    assert!(stderr.contains("the operator requires every plugin to be signed"), "{stderr}");
+    assert!(stderr.contains("set spec.verify.secretRef to a Secret holding the publisher's public keys"), "{stderr}");
+    // Builtins are not signed, and an object that brings its own keys may try.
+    apply(ns.name(), &format_plugin("npm", NPM)).await;
+    let with_keys = format!("{unity}\nverify:\n  secretRef:\n    name: plugin-keys");
+    apply(ns.name(), &format_plugin("unity", &with_keys)).await;
+    // Taking the keys away again is refused as well.
+    let stderr = refused(&["apply", "-n", ns.name(), "-f", "-"], &format_plugin("unity", unity)).await;
+    assert!(stderr.contains("no key could verify this plugin"), "{stderr}");
+}

@@ -44,6 +44,7 @@ fn publish(root: &Path, runtime: &Runtime, name: &str) -> Artifact {
             digest: Some(precompiled.digest().to_string()),
             size: Some(precompiled.bytes().len() as i64),
         }),
+        signature: None,
     }
 }
 

@@ -27,6 +27,7 @@ fn published() -> (Artifact, Vec<u8>, Vec<u8>) {
         manifest: Some(FileDigest { digest: Digest::of(&manifest).to_string(), size: manifest.len() as i64 }),
         last_update_time: Time(Timestamp::now()),
         precompiled: None,
+        signature: None,
     };
     (artifact, manifest, wasm)
 }

@@ -21,4 +21,5 @@ pub mod source_url;
 pub mod status;
 pub mod store;
 pub mod validate;
+pub mod verify;
 pub mod webhook;

@@ -24,6 +24,7 @@ use wasmplug_operator::policy::{
 };
 use wasmplug_operator::serve::{Health, serve};
 use wasmplug_operator::store::Store;
+use wasmplug_operator::verify::SignaturePolicy;
 use wasmplug_operator::webhook::{self, CertificateFiles, ReloadingCertificate, Webhook};
 
 /// Reconcile FormatPlugins: fetch, validate and publish plugin packages into the
@@ -187,6 +188,20 @@ struct Args {
     #[arg(long, env = "WASMPLUG_PUBLISHING_NAMESPACES", value_delimiter = ',')]
     publishing_namespaces: Vec<String>,
 
+    /// Require every FormatPlugin that is not builtin to be signed by a trusted
+    /// key (--trusted-keys-dir, or the object's spec.verify.secretRef). Unsigned
+    /// plugins are not published (Ready=False, SignatureMissing), and the
+    /// webhook refuses objects no key could verify.
+    #[arg(long, env = "WASMPLUG_REQUIRE_SIGNATURES")]
+    require_signatures: bool,
+
+    /// A directory of cluster-wide trusted public keys, one per file (a mounted
+    /// ConfigMap; files starting with a dot are skipped): Ed25519 keys as PEM or
+    /// as the base64 of their 32 bytes. Read again for each verification, so a
+    /// changed ConfigMap applies without a restart.
+    #[arg(long, env = "WASMPLUG_TRUSTED_KEYS_DIR")]
+    trusted_keys_dir: Option<PathBuf>,
+
     /// The namespace the hosts run in and write their FormatHost records to,
     /// rolled up into each FormatPlugin's status.hosts; defaults to the
     /// client's namespace (the operator pod's, in a cluster).
@@ -225,6 +240,13 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("failed to listen on {}", args.metrics_listen))?;
     tokio::spawn(serve(listener, args.connections.limits(), health.clone()));
     let namespaces = PublishingNamespaces::new(&args.publishing_namespaces);
+    let signatures = SignaturePolicy { required: args.require_signatures, keys_dir: args.trusted_keys_dir.clone() };
+    match signatures.cluster_keys() {
+        Ok(keys) => tracing::info!(required = signatures.required, keys = ?keys, "signature policy"),
+        Err(error) => {
+            tracing::warn!(%error, "the cluster's trusted keys cannot be read; signed plugins fail until they can")
+        }
+    }
     let sources = SourcePolicy {
         hosts: SourceHosts::new(&args.allowed_source_hosts),
         local_roots: LocalRoots::new(&args.local_source_roots).map_err(anyhow::Error::msg)?,
@@ -237,7 +259,13 @@ async fn main() -> anyhow::Result<()> {
         let certificate = Arc::new(ReloadingCertificate::load(files)?);
         let listener =
             tokio::net::TcpListener::bind(address).await.with_context(|| format!("failed to listen on {address}"))?;
-        let webhook = Webhook::new(client.clone(), args.watch_namespace.clone(), sources.clone(), namespaces.clone());
+        let webhook = Webhook::new(
+            client.clone(),
+            args.watch_namespace.clone(),
+            sources.clone(),
+            namespaces.clone(),
+            signatures.clone(),
+        );
         tracing::info!(%address, "serving the admission webhook");
         tokio::spawn(webhook::serve(listener, args.connections.limits(), certificate, Arc::new(webhook)));
     }
@@ -318,6 +346,7 @@ async fn main() -> anyhow::Result<()> {
             max_concurrent_fetches: args.max_concurrent_fetches,
             namespaces,
             artifact_url: args.artifact_url.clone(),
+            signatures,
         },
         metrics,
         // With a store of its own, each replica's mirror collects it.

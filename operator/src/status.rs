@@ -46,6 +46,8 @@ pub struct Failure {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     Fetch,
+    /// Checking the signature (SourceVerified).
+    Verify,
     Validate,
     /// Publishing (store) or claiming the format key: after validation.
     Publish,
@@ -101,6 +103,16 @@ pub fn next(subject: Subject<'_>, outcome: &Outcome, now: Time) -> (FormatPlugin
             };
             let fetched = artifact.as_ref().map_or("builtin format, nothing to fetch".into(), |a| a.revision.clone());
             conditions.set(ConditionType::Fetched, true, Reason::Succeeded, &fetched);
+            match artifact.as_ref().and_then(|a| a.signature.as_ref()) {
+                Some(signature) => {
+                    let message = format!(
+                        "plugin.wasm is signed ({}) by trusted key {} ({})",
+                        signature.provider, signature.key, signature.fingerprint
+                    );
+                    conditions.set(ConditionType::SourceVerified, true, Reason::Succeeded, &message);
+                }
+                None => conditions.remove(ConditionType::SourceVerified),
+            }
             conditions.set(ConditionType::Validated, true, Reason::Succeeded, "the plugin is valid for every host");
             conditions.set(ConditionType::Ready, true, reason, &message);
             conditions.remove(ConditionType::Reconciling);
@@ -119,6 +131,9 @@ pub fn next(subject: Subject<'_>, outcome: &Outcome, now: Time) -> (FormatPlugin
             }
             match failure.step {
                 Step::Fetch => conditions.set(ConditionType::Fetched, false, failure.reason, &failure.message),
+                Step::Verify => {
+                    conditions.set(ConditionType::SourceVerified, false, failure.reason, &failure.message);
+                }
                 Step::Validate => conditions.set(ConditionType::Validated, false, failure.reason, &failure.message),
                 Step::Publish => {}
             }
@@ -290,6 +305,7 @@ mod tests {
                 url: None,
                 manifest: None,
                 precompiled: None,
+                signature: None,
             }),
             plugin: PluginInfo {
                 name: "p".into(),
@@ -333,6 +349,45 @@ mod tests {
         assert_eq!(reasons(&notices), [Reason::Updated]);
         assert!(notices[0].note.contains("p 1.0.0 (sha256:a) → p 2.0.0 (sha256:b)"), "{}", notices[0].note);
         assert_eq!(ready(&updated).last_transition_time, at(10), "Ready stayed True");
+    }
+
+    fn condition<'s>(status: &'s FormatPluginStatus, type_: &str) -> Option<&'s Condition> {
+        status.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    #[test]
+    fn source_verified_names_the_key_and_a_bad_signature_keeps_the_last_good() {
+        let mut signed = published("sha256:a", "1.0.0");
+        if let Outcome::Published { artifact: Some(artifact), .. } = &mut signed {
+            artifact.signature = Some(wasmplug_crds::SignatureInfo {
+                provider: "ed25519".into(),
+                key: "cluster/release.pub".into(),
+                fingerprint: "SHA256:abc".into(),
+            });
+        }
+        let (first, _) = next(Subject::from(&object(1, true, None)), &signed, at(10));
+        let verified = condition(&first, "SourceVerified").expect("SourceVerified is set");
+        assert_eq!(verified.status, "True");
+        assert!(verified.message.contains("cluster/release.pub (SHA256:abc)"), "{}", verified.message);
+
+        let refused = Outcome::Failed(Failure {
+            step: Step::Verify,
+            reason: Reason::SignatureInvalid,
+            message: "plugin.wasm.sig does not verify".into(),
+            transient: false,
+            withdraw: false,
+        });
+        let (second, notices) = next(Subject::from(&object(2, true, Some(first))), &refused, at(20));
+        assert_eq!(reasons(&notices), [Reason::SignatureInvalid]);
+        let verified = condition(&second, "SourceVerified").expect("SourceVerified is set");
+        assert_eq!((verified.status.as_str(), verified.reason.as_str()), ("False", "SignatureInvalid"));
+        assert_eq!(ready(&second).reason, "SignatureInvalid");
+        assert!(ready(&second).message.ends_with("still serving p 1.0.0 (sha256:a)"), "{}", ready(&second).message);
+        assert!(second.artifact.as_ref().is_some_and(|a| a.signature.is_some()), "the last good stays");
+
+        // Nothing asks for a signature any more: the condition goes.
+        let (third, _) = next(Subject::from(&object(3, true, Some(second))), &published("sha256:b", "2.0.0"), at(30));
+        assert!(condition(&third, "SourceVerified").is_none());
     }
 
     #[test]

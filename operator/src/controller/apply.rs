@@ -13,11 +13,12 @@ use wasmplug_crds::conditions::Reason;
 use wasmplug_crds::{Artifact, Capabilities, FormatPlugin, GitRef, PluginInfo, Precompiled, SourceKind, ownership};
 use wasmplug_host::plugin::Digest;
 
-use super::{Context, Error, source};
+use super::{Context, Error, source, trust};
 use crate::fetch::FetchError;
 use crate::metrics::ReconcileResult;
 use crate::status::{Failure, Outcome, Step};
 use crate::validate::{self, Expected, ValidateError, Validated};
+use crate::verify::VerifyError;
 
 pub async fn apply(plugin: Arc<FormatPlugin>, ctx: &Arc<Context>) -> Result<Action, Error> {
     // Before anything else, suspended or not: an object that may not publish
@@ -158,6 +159,7 @@ async fn publish(
     let fetched = fetched?;
     drop(fetching);
     tracing::debug!(source = kind.name(), took = ?started.elapsed(), revision = fetched.revision, "fetched");
+    let signature = trust::verify(plugin, &fetched, ctx).await?;
     let revision = fetched.revision.clone();
     let (runtime, spec) = (ctx.runtime.clone(), plugin.spec.clone());
     let _compiling = ctx.compiling.acquire().await.map_err(|e| Error::Task(e.to_string()))?;
@@ -171,7 +173,7 @@ async fn publish(
     claim(plugin, &validated.package.manifest.format_key, ctx)?;
     let info = plugin_info(&validated);
     let artifact = store(ctx, validated, revision).await?;
-    Ok((Some(artifact), info))
+    Ok((Some(Artifact { signature, ..artifact }), info))
 }
 
 /// Refuses a key that another FormatPlugin holds (see `wasmplug_crds::ownership`).
@@ -216,6 +218,7 @@ async fn store(ctx: &Arc<Context>, validated: Validated, revision: String) -> Re
         last_update_time: Time(Timestamp::now()),
         manifest: Some(manifest),
         precompiled: Some(precompiled),
+        signature: None,
     })
 }
 
@@ -259,6 +262,14 @@ fn failure_of(error: &Error) -> Option<Failure> {
         Error::Fetch(FetchError::ArtifactShape { .. }) => failure(Step::Validate, Reason::ValidationFailed, false),
         Error::Fetch(fetch) => failure(Step::Fetch, Reason::FetchFailed, fetch.is_transient()),
         Error::SourceNotAllowed(_) => failure(Step::Fetch, Reason::SourceNotAllowed, false),
+        Error::Verify(VerifyError::Missing { .. }) => failure(Step::Verify, Reason::SignatureMissing, false),
+        Error::Verify(VerifyError::Malformed { .. } | VerifyError::Invalid { .. }) => {
+            failure(Step::Verify, Reason::SignatureInvalid, false)
+        }
+        // The keys live outside the object (a ConfigMap, a Secret): retried.
+        Error::Verify(VerifyError::NoKeys { .. } | VerifyError::Keys(_)) => {
+            failure(Step::Verify, Reason::TrustedKeysInvalid, true)
+        }
         Error::Validate(ValidateError::DigestMismatch { .. }) => failure(Step::Validate, Reason::DigestMismatch, false),
         Error::Validate(_) | Error::UnknownBuiltin(_) | Error::NoSource => {
             failure(Step::Validate, Reason::ValidationFailed, false)
@@ -303,7 +314,10 @@ fn freshness(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Context) -> Fres
                 .is_some_and(|p| p.engine == ctx.runtime.engine_id() && p.digest.is_some());
             let described =
                 artifact.manifest.is_some() && artifact.url == super::report::artifact_url(ctx, &artifact.path);
-            match (stored && compiled, described) {
+            // Published before a signature was required (the policy or
+            // spec.verify came later): verified now.
+            let verified = artifact.signature.is_some() || ctx.config.signatures.requirement(&plugin.spec).is_none();
+            match (stored && compiled && verified, described) {
                 (true, true) => Freshness::UpToDate,
                 (true, false) => Freshness::Undescribed(Box::new(artifact.clone()), info.clone()),
                 (false, _) => Freshness::Stale,

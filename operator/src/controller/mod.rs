@@ -10,6 +10,7 @@ mod apply;
 pub(crate) mod collector;
 mod report;
 mod source;
+mod trust;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ use crate::metrics::Metrics;
 use crate::policy::{NamespaceNotAllowed, PublishingNamespaces, SourceDenied, SourcePolicy};
 use crate::store::{Store, StoreError};
 use crate::validate::ValidateError;
+use crate::verify::{SignaturePolicy, VerifyError};
 
 /// The finalizer that lets the operator record a plugin's removal.
 pub const FINALIZER: &str = "wasmplug.dev/cleanup";
@@ -63,6 +65,8 @@ pub struct Config {
     pub max_concurrent_fetches: usize,
     /// The artifact server's address as hosts reach it, for `status.artifact.url`.
     pub artifact_url: Option<url::Url>,
+    /// Which plugins must be signed, and the cluster-wide trusted keys.
+    pub signatures: SignaturePolicy,
 }
 
 /// Everything a reconcile needs from the outside world.
@@ -127,6 +131,8 @@ pub enum Error {
     SourceNotAllowed(#[from] SourceDenied),
     #[error(transparent)]
     NamespaceNotAllowed(#[from] NamespaceNotAllowed),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
     #[error(transparent)]
     Validate(#[from] ValidateError),
     #[error(transparent)]

@@ -101,7 +101,7 @@ fn certificates(data: &BTreeMap<String, ByteString>, reference: &SecretReference
 }
 
 /// The data of Secret `reference` in `namespace`.
-async fn secret_data(
+pub(super) async fn secret_data(
     ctx: &Context,
     namespace: &str,
     reference: &SecretReference,

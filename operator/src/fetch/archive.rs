@@ -12,7 +12,7 @@ use zip::unstable::read::ZipIterable;
 
 use wasmplug_host::plugin::{MANIFEST_FILE, WASM_FILE};
 
-use super::{FetchError, Fetched};
+use super::{FetchError, Fetched, PACKAGE_FILES};
 
 /// What one ZIP package may unpack to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,7 +65,7 @@ pub fn unpack(at: &str, revision: String, bytes: &[u8], limits: &ArchiveLimits) 
     let mut unpacked = 0u64;
     let mut files = Vec::new();
     for (index, name, _) in names {
-        let Some(file) = name.strip_prefix(prefix.as_str()).filter(|f| *f == MANIFEST_FILE || *f == WASM_FILE) else {
+        let Some(file) = name.strip_prefix(prefix.as_str()).filter(|f| PACKAGE_FILES.contains(f)) else {
             continue;
         };
         let entry = archive.by_index(index).map_err(|e| fail(format!("entry {name:?} is unreadable ({e})")))?;

@@ -146,17 +146,17 @@ impl RegistryLogin {
                 if names.is_empty() { "none".to_owned() } else { names.join(", ") }
             )));
         };
-        let (username, password) =
+        let login =
             login.credentials().map_err(|problem| refused(format!("the entry for registry {registry} {problem}")))?;
         let also_for = config
             .auths
             .iter()
             .filter(|(key, other)| {
-                auths_key_registry(key) != registry
-                    && other.credentials().is_ok_and(|same| same == (username.clone(), password.clone()))
+                auths_key_registry(key) != registry && other.credentials().is_ok_and(|same| same == login)
             })
             .map(|(key, _)| auths_key_registry(key))
             .collect();
+        let (username, password) = login;
         Ok(RegistryLogin { secret: name.to_owned(), username, password, also_for })
     }
 }

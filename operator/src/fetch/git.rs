@@ -12,9 +12,8 @@ use git2::{
     RemoteRedirect, Repository,
 };
 use wasmplug_crds::GitRef;
-use wasmplug_host::plugin::{MANIFEST_FILE, WASM_FILE};
 
-use super::{Credentials, FetchError, FetchLimits, Fetched, archive};
+use super::{Credentials, FetchError, FetchLimits, Fetched, PACKAGE_FILES, archive};
 use crate::source_url::{Origin, SourceUrl};
 
 /// What to fetch.
@@ -293,7 +292,7 @@ fn read_package(
             let mut files = Vec::new();
             let mut room = limits.archive.max_unpacked_bytes;
             // The package files by name; nothing else in the tree is read.
-            for name in [MANIFEST_FILE, WASM_FILE] {
+            for name in PACKAGE_FILES {
                 let Some(entry) = dir.get_name(name) else { continue };
                 // Blobs only: 0o120000 is a link, which a package must not contain.
                 if entry.kind() != Some(ObjectType::Blob) || entry.filemode() == 0o120000 {

@@ -8,10 +8,10 @@
 
 use std::path::Path;
 
-use wasmplug_host::plugin::{Digest, MANIFEST_FILE, WASM_FILE};
+use wasmplug_host::plugin::Digest;
 use wasmplug_host::untrusted_file::{self, Size};
 
-use super::{FetchError, FetchLimits, Fetched, archive};
+use super::{FetchError, FetchLimits, Fetched, PACKAGE_FILES, archive};
 
 /// Reads the package at the resolved path `path`: a directory holding the
 /// package files, or a ZIP. Blocking; run it off the async executor.
@@ -21,7 +21,7 @@ pub fn fetch(path: &Path, limits: &FetchLimits) -> Result<Fetched, FetchError> {
     let metadata = std::fs::symlink_metadata(path).map_err(|e| fail(e.to_string()))?;
     if metadata.is_dir() {
         let mut files = Vec::new();
-        for name in [MANIFEST_FILE, WASM_FILE] {
+        for name in PACKAGE_FILES {
             let file = path.join(name);
             if std::fs::symlink_metadata(&file).is_err() {
                 continue; // Validation says which file is missing.
@@ -42,6 +42,8 @@ pub fn fetch(path: &Path, limits: &FetchLimits) -> Result<Fetched, FetchError> {
 
 #[cfg(test)]
 mod tests {
+    use wasmplug_host::plugin::WASM_FILE;
+
     use super::*;
 
     fn refusal(path: &Path) -> String {

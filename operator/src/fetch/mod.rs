@@ -27,7 +27,13 @@ pub use url::{client as http_client, fetch as url};
 
 use wasmplug_host::plugin::{MANIFEST_FILE, WASM_FILE};
 
-/// A package's files as fetched. Either may be missing; validation says which.
+use crate::verify::SIGNATURE_FILE;
+
+/// The files of a package a fetch reads; nothing else of a directory or ZIP is.
+const PACKAGE_FILES: [&str; 3] = [MANIFEST_FILE, WASM_FILE, SIGNATURE_FILE];
+
+/// A package's files as fetched. Any may be missing; validation (or, for the
+/// signature, verification) says which.
 #[derive(Clone, Debug, Default)]
 pub struct Fetched {
     /// Where the package was found, for messages (URL, Git URL and path, file path).
@@ -36,16 +42,19 @@ pub struct Fetched {
     pub revision: String,
     pub manifest: Option<Vec<u8>>,
     pub wasm: Option<Vec<u8>>,
+    /// plugin.wasm.sig: a detached signature of plugin.wasm.
+    pub signature: Option<Vec<u8>>,
 }
 
 impl Fetched {
     /// Takes the package files from `(name, contents)` pairs, ignoring others.
     fn from_files(at: String, revision: String, files: impl IntoIterator<Item = (String, Vec<u8>)>) -> Self {
-        let mut fetched = Fetched { at, revision, manifest: None, wasm: None };
+        let mut fetched = Fetched { at, revision, ..Fetched::default() };
         for (name, contents) in files {
             match name.as_str() {
                 MANIFEST_FILE => fetched.manifest = Some(contents),
                 WASM_FILE => fetched.wasm = Some(contents),
+                SIGNATURE_FILE => fetched.signature = Some(contents),
                 _ => {}
             }
         }

@@ -26,6 +26,8 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use wasmplug_host::plugin::{Digest, MANIFEST_FILE, WASM_FILE};
 
+use crate::verify::{MAX_SIGNATURE_BYTES, SIGNATURE_FILE};
+
 use super::{EgressGate, FetchError, FetchLimits, Fetched, RegistryLogin, archive};
 use crate::policy::SourcePolicy;
 use crate::source_url::SourceUrl;
@@ -38,6 +40,8 @@ pub const WASM_LAYER_V1: &str = "application/vnd.wasm.content.layer.v1+wasm";
 pub const MANIFEST_LAYER: &str = "application/toml";
 /// A layer holding a package ZIP.
 pub const ZIP_LAYER: &str = "application/zip";
+/// plugin.wasm.sig (a detached Ed25519 signature, base64), beside a component layer.
+pub const SIGNATURE_LAYER: &str = "application/vnd.wasmplug.signature.ed25519.v1";
 
 /// What a fetch may receive beyond its download limit: manifests, tag lists,
 /// tokens and TLS handshakes.
@@ -134,8 +138,18 @@ async fn pull(gate: &EgressGate, request: &OciRequest<'_>, limits: &FetchLimits)
     }
     let blob = |layer| pull_layer(&client, &reference, layer, &at, request.login);
     match layers {
-        Layers::Component { wasm, manifest } => {
-            let files = [(WASM_FILE.to_owned(), blob(wasm).await?), (MANIFEST_FILE.to_owned(), blob(manifest).await?)];
+        Layers::Component { wasm, manifest, signature } => {
+            // The blobs at once: each is a round trip or two (oci-client asks
+            // the registry for a token before each anonymous one).
+            let signature = async {
+                match signature {
+                    Some(layer) => blob(layer).await.map(Some),
+                    None => Ok(None),
+                }
+            };
+            let (wasm, manifest, signature) = tokio::try_join!(blob(wasm), blob(manifest), signature)?;
+            let files = [(WASM_FILE, Some(wasm)), (MANIFEST_FILE, Some(manifest)), (SIGNATURE_FILE, signature)];
+            let files = files.into_iter().filter_map(|(name, bytes)| Some((name.to_owned(), bytes?)));
             Ok(Fetched::from_files(at, revision, files))
         }
         Layers::Zip(zip) => {
@@ -199,7 +213,7 @@ async fn pull_layer(
 
 /// The layers of an artifact of a shape wasmplug takes.
 enum Layers<'a> {
-    Component { wasm: &'a OciDescriptor, manifest: &'a OciDescriptor },
+    Component { wasm: &'a OciDescriptor, manifest: &'a OciDescriptor, signature: Option<&'a OciDescriptor> },
     Zip(&'a OciDescriptor),
 }
 
@@ -212,7 +226,9 @@ impl<'a> Layers<'a> {
             .layers
             .iter()
             .map(|layer| layer.media_type.as_str())
-            .filter(|media_type| ![WASM_LAYER, WASM_LAYER_V1, MANIFEST_LAYER, ZIP_LAYER].contains(media_type))
+            .filter(|media_type| {
+                ![WASM_LAYER, WASM_LAYER_V1, MANIFEST_LAYER, ZIP_LAYER, SIGNATURE_LAYER].contains(media_type)
+            })
             .collect();
         let shape_error = |problem: String| FetchError::ArtifactShape { at: at.to_owned(), problem };
         if !unknown.is_empty() {
@@ -221,20 +237,41 @@ impl<'a> Layers<'a> {
                 unknown.join(", ")
             )));
         }
+        let signatures = of_type(&[SIGNATURE_LAYER]);
+        if let Some(large) =
+            signatures.iter().find(|l| u64::try_from(l.size).unwrap_or(u64::MAX) > MAX_SIGNATURE_BYTES as u64)
+        {
+            return Err(shape_error(format!(
+                "its {SIGNATURE_FILE} layer has {} bytes; a signature has at most {MAX_SIGNATURE_BYTES}",
+                large.size
+            )));
+        }
         match (
             of_type(&[WASM_LAYER, WASM_LAYER_V1]).as_slice(),
             of_type(&[MANIFEST_LAYER]).as_slice(),
             of_type(&[ZIP_LAYER]).as_slice(),
+            signatures.as_slice(),
         ) {
-            ([wasm], [manifest], []) => Ok(Layers::Component { wasm, manifest }),
-            ([_], [], []) => Err(shape_error(format!(
+            ([wasm], [manifest], [], []) => Ok(Layers::Component { wasm, manifest, signature: None }),
+            ([wasm], [manifest], [], [signature]) => {
+                Ok(Layers::Component { wasm, manifest, signature: Some(signature) })
+            }
+            (_, _, [_], [_, ..]) => Err(shape_error(format!(
+                "it has a package ZIP and a {SIGNATURE_FILE} layer ({SIGNATURE_LAYER}); put {SIGNATURE_FILE} in the ZIP"
+            ))),
+            (_, _, _, [_, _, ..]) => Err(shape_error(format!(
+                "it has {} {SIGNATURE_FILE} layers ({SIGNATURE_LAYER}); push one",
+                signatures.len()
+            ))),
+            ([_], [], [], _) => Err(shape_error(format!(
                 "it has a component layer but no {MANIFEST_FILE} layer ({MANIFEST_LAYER}); push {MANIFEST_FILE} beside {WASM_FILE}"
             ))),
-            ([], [], [zip]) => Ok(Layers::Zip(zip)),
-            ([], [], []) => Err(shape_error("it has no layers".into())),
+            ([], [], [zip], []) => Ok(Layers::Zip(zip)),
+            ([], [], [], []) => Err(shape_error("it has no layers".into())),
             _ => Err(shape_error(format!(
                 "it has {} component, {} manifest and {} ZIP layers; an artifact holds one component ({WASM_LAYER}) \
-                 with one {MANIFEST_FILE} ({MANIFEST_LAYER}), or one package ZIP ({ZIP_LAYER})",
+                 with one {MANIFEST_FILE} ({MANIFEST_LAYER}) and at most one {SIGNATURE_FILE} ({SIGNATURE_LAYER}), \
+                 or one package ZIP ({ZIP_LAYER})",
                 of_type(&[WASM_LAYER, WASM_LAYER_V1]).len(),
                 of_type(&[MANIFEST_LAYER]).len(),
                 of_type(&[ZIP_LAYER]).len()
@@ -243,10 +280,11 @@ impl<'a> Layers<'a> {
     }
 
     fn all(&self) -> impl Iterator<Item = &'a OciDescriptor> {
-        match *self {
-            Layers::Component { wasm, manifest } => vec![wasm, manifest].into_iter(),
-            Layers::Zip(zip) => vec![zip].into_iter(),
-        }
+        let layers = match *self {
+            Layers::Component { wasm, manifest, signature } => [Some(wasm), Some(manifest), signature],
+            Layers::Zip(zip) => [Some(zip), None, None],
+        };
+        layers.into_iter().flatten()
     }
 }
 
@@ -338,10 +376,7 @@ fn may_receive_login(realm: &str, origin: &str, login: &RegistryLogin) -> Result
 
 /// Whether URL `a` is on origin `origin` (scheme://host[:port], default ports implied).
 fn same_origin(a: &str, origin: &str) -> bool {
-    match (url::Url::parse(a), url::Url::parse(origin)) {
-        (Ok(a), Ok(b)) => a.origin() == b.origin(),
-        _ => false,
-    }
+    SourceUrl::origin_of(a).is_some_and(|a| SourceUrl::origin_of(origin) == Some(a))
 }
 
 /// oci-client's error as a fetch error that says what to check.
@@ -484,6 +519,35 @@ mod tests {
         assert!(
             may_receive_login("http://127.0.0.1:9/token", "http://127.0.0.1:5000", &login(&["127.0.0.1:9"])).is_ok()
         );
+    }
+
+    fn artifact(media_types: &[&str]) -> OciImageManifest {
+        let layers = media_types
+            .iter()
+            .map(|media_type| OciDescriptor {
+                media_type: media_type.to_string(),
+                size: 88,
+                ..OciDescriptor::default()
+            })
+            .collect();
+        OciImageManifest { layers, ..OciImageManifest::default() }
+    }
+
+    #[test]
+    fn a_signature_layer_goes_beside_a_component_only() {
+        let signed = artifact(&[WASM_LAYER, MANIFEST_LAYER, SIGNATURE_LAYER]);
+        assert!(matches!(Layers::of("r", &signed), Ok(Layers::Component { signature: Some(_), .. })));
+        assert_eq!(Layers::of("r", &signed).map(|l| l.all().count()).unwrap_or_default(), 3);
+        let refusal =
+            |types: &[&str]| Layers::of("r", &artifact(types)).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(refusal(&[ZIP_LAYER, SIGNATURE_LAYER]).contains("put plugin.wasm.sig in the ZIP"));
+        assert!(
+            refusal(&[WASM_LAYER, MANIFEST_LAYER, SIGNATURE_LAYER, SIGNATURE_LAYER])
+                .contains("2 plugin.wasm.sig layers")
+        );
+        let mut large = artifact(&[WASM_LAYER, MANIFEST_LAYER, SIGNATURE_LAYER]);
+        large.layers[2].size = 1 << 20;
+        assert!(Layers::of("r", &large).err().is_some_and(|e| e.to_string().contains("a signature has at most 1024")));
     }
 
     #[test]

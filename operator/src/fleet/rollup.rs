@@ -224,6 +224,7 @@ mod tests {
                 manifest: None,
                 last_update_time: Time(Timestamp::UNIX_EPOCH),
                 precompiled: None,
+                signature: None,
             }),
             plugin: Some(PluginInfo {
                 name: "p".into(),

@@ -21,6 +21,7 @@ pub use local::{LocalPathDenied, LocalRoots};
 pub use namespaces::{NamespaceNotAllowed, PublishingNamespaces};
 
 use crate::source_url::{self, SourceUrl, UrlRefused};
+use crate::verify::{SignaturePolicy, Unverifiable};
 
 /// Set on a FormatPlugin (value "true") to allow disabling or deleting it even
 /// when it is the last enabled format, e.g. to take wasmplug out of a cluster.
@@ -52,6 +53,8 @@ pub enum Denial {
     Source(#[from] SourceDenied),
     #[error(transparent)]
     Namespace(#[from] NamespaceNotAllowed),
+    #[error(transparent)]
+    Unverifiable(#[from] Unverifiable),
 }
 
 /// What sources may reach, set when the operator starts.
@@ -124,6 +127,8 @@ pub struct Rules<'a> {
     pub sources: &'a SourcePolicy,
     /// The namespaces that may publish formats.
     pub namespaces: &'a PublishingNamespaces,
+    /// Which plugins must be signed, and the cluster-wide keys.
+    pub signatures: &'a SignaturePolicy,
     /// The namespace the operator follows, or `None` for the whole cluster: the
     /// scope in which one format must stay enabled.
     pub scope: Option<&'a str>,
@@ -136,6 +141,7 @@ pub fn review(change: Change<'_>, others: &[FormatPlugin], rules: &Rules<'_>) ->
         Change::Create(new) => {
             rules.namespaces.check(&new.namespace().unwrap_or_default())?;
             rules.sources.check(new)?;
+            rules.signatures.check(&new.spec)?;
             key_is_free(new, others)
         }
         Change::Update { old, new } => {
@@ -145,6 +151,9 @@ pub fn review(change: Change<'_>, others: &[FormatPlugin], rules: &Rules<'_>) ->
             }
             if old.spec.source != new.spec.source {
                 rules.sources.check(new)?;
+            }
+            if old.spec.source != new.spec.source || old.spec.verify != new.spec.verify {
+                rules.signatures.check(&new.spec)?;
             }
             if old.spec.declared_format_key() != new.spec.declared_format_key() {
                 key_is_free(new, others)?;
@@ -246,9 +255,14 @@ mod tests {
     }
 
     static OPEN_SOURCES: std::sync::LazyLock<SourcePolicy> = std::sync::LazyLock::new(SourcePolicy::default);
-    static OPEN: std::sync::LazyLock<Rules<'static>> =
-        std::sync::LazyLock::new(|| Rules { sources: &OPEN_SOURCES, namespaces: &ALL_NAMESPACES, scope: None });
+    static OPEN: std::sync::LazyLock<Rules<'static>> = std::sync::LazyLock::new(|| Rules {
+        sources: &OPEN_SOURCES,
+        namespaces: &ALL_NAMESPACES,
+        signatures: &UNSIGNED,
+        scope: None,
+    });
     static ALL_NAMESPACES: PublishingNamespaces = PublishingNamespaces::ALL;
+    static UNSIGNED: SignaturePolicy = SignaturePolicy { required: false, keys_dir: None };
 
     #[test]
     fn the_last_enabled_format_cannot_be_disabled_or_deleted() {
@@ -312,7 +326,7 @@ mod tests {
     #[test]
     fn a_source_change_is_checked_but_an_unchanged_source_is_not() {
         let sources = SourcePolicy { hosts: SourceHosts::new(["allowed.example.com"]), ..SourcePolicy::default() };
-        let rules = Rules { sources: &sources, namespaces: &ALL_NAMESPACES, scope: Some("ns") };
+        let rules = Rules { sources: &sources, namespaces: &ALL_NAMESPACES, signatures: &UNSIGNED, scope: Some("ns") };
         let old = plugin("p", None, true);
         let mut disabled = old.clone();
         disabled.spec.enabled = false;
@@ -335,7 +349,7 @@ mod tests {
         }
         assert!(denied(Change::Create(&local("/dev/zero")), &OPEN));
         let sources = SourcePolicy { local_roots: LocalRoots::new([root.path()]).unwrap(), ..SourcePolicy::default() };
-        let rules = Rules { sources: &sources, namespaces: &ALL_NAMESPACES, scope: None };
+        let rules = Rules { sources: &sources, namespaces: &ALL_NAMESPACES, signatures: &UNSIGNED, scope: None };
         assert!(denied(Change::Create(&local("/dev/zero")), &rules));
         let unity = root.path().join("unity").display().to_string();
         assert_eq!(review(Change::Create(&local(&unity)), &[], &rules), Ok(()));
@@ -388,7 +402,7 @@ mod tests {
     #[test]
     fn only_publishing_namespaces_may_create_or_change_formats_but_any_may_disable_or_delete() {
         let namespaces = PublishingNamespaces::new(["registry"]);
-        let rules = Rules { sources: &OPEN_SOURCES, namespaces: &namespaces, scope: None };
+        let rules = Rules { sources: &OPEN_SOURCES, namespaces: &namespaces, signatures: &UNSIGNED, scope: None };
         let npm = plugin("npm", Some("npm"), true); // in namespace "ns"
         let refused = review(Change::Create(&npm), &[], &rules).unwrap_err();
         assert!(matches!(refused, Denial::Namespace(_)), "{refused}");

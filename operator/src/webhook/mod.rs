@@ -27,6 +27,7 @@ use wasmplug_host::server::{ConnectionLimits, serve_connections};
 pub use tls::{CertificateFiles, ReloadingCertificate, TlsError};
 
 use crate::policy::{self, Change, PublishingNamespaces, Rules, SourcePolicy};
+use crate::verify::SignaturePolicy;
 
 /// The path the API server posts AdmissionReviews to.
 pub const PATH: &str = "/validate";
@@ -41,6 +42,7 @@ pub struct Webhook {
     scope: Option<String>,
     sources: SourcePolicy,
     namespaces: PublishingNamespaces,
+    signatures: SignaturePolicy,
 }
 
 impl std::fmt::Debug for Webhook {
@@ -49,13 +51,20 @@ impl std::fmt::Debug for Webhook {
             .field("scope", &self.scope)
             .field("sources", &self.sources)
             .field("namespaces", &self.namespaces)
+            .field("signatures", &self.signatures)
             .finish()
     }
 }
 
 impl Webhook {
-    pub fn new(client: Client, scope: Option<String>, sources: SourcePolicy, namespaces: PublishingNamespaces) -> Self {
-        Webhook { client, scope, sources, namespaces }
+    pub fn new(
+        client: Client,
+        scope: Option<String>,
+        sources: SourcePolicy,
+        namespaces: PublishingNamespaces,
+        signatures: SignaturePolicy,
+    ) -> Self {
+        Webhook { client, scope, sources, namespaces, signatures }
     }
 
     /// The verdict on one AdmissionReview, as the AdmissionReview to answer with.
@@ -110,7 +119,12 @@ impl Webhook {
         let others = self.plugins().await.map_err(|error| {
             format!("failed to list FormatPlugins to check this change against: {error}; retry in a moment")
         })?;
-        let rules = Rules { sources: &self.sources, namespaces: &self.namespaces, scope: self.scope.as_deref() };
+        let rules = Rules {
+            sources: &self.sources,
+            namespaces: &self.namespaces,
+            signatures: &self.signatures,
+            scope: self.scope.as_deref(),
+        };
         policy::review(change, &others, &rules).map_err(|denial| denial.to_string())
     }
 
