@@ -101,8 +101,14 @@ async fn run_async(report: &mut Report) -> anyhow::Result<()> {
         ];
         registry.push("plugins/numbered", &tag, "application/vnd.wasmplug.plugin.v1", &layers)?;
         let started = Instant::now();
-        let request =
-            OciRequest { url: &oci_source, target: OciTarget::Tag(&tag), login: None, ca: None, insecure: true };
+        let request = OciRequest {
+            url: &oci_source,
+            target: OciTarget::Tag(&tag),
+            login: None,
+            ca: None,
+            insecure: true,
+            cosign: false,
+        };
         pipeline.finish(fetch::oci(policy.clone(), &request, &FetchLimits::default()).await?)?;
         baseline.push(started.elapsed());
         let spec = serde_json::json!({"source": {"oci": {"url": oci_url, "ref": {"tag": tag}, "insecure": true}}});

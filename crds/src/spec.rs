@@ -89,6 +89,8 @@ use crate::verify::Verification;
     .message("sha256 cannot be set for a builtin source: a builtin format has no plugin.wasm to check"))]
 #[x_kube(validation = Rule::new("!has(self.formatKey) || !has(self.source.builtin) || self.formatKey == self.source.builtin.format")
     .message("formatKey must equal source.builtin.format for a builtin source (or be left out)"))]
+#[x_kube(validation = Rule::new("!has(self.verify) || !has(self.verify.provider) || self.verify.provider != 'cosign' || has(self.source.oci)")
+    .message("verify.provider cosign needs an oci source: cosign keeps signatures in the registry beside the artifact"))]
 #[x_kube(validation = Rule::new("!has(self.verify) || !has(self.source.builtin)")
     .message("verify cannot be set for a builtin source: a builtin format is compiled into the host, not signed"))]
 #[serde(rename_all = "camelCase")]

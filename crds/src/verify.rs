@@ -17,15 +17,17 @@ pub struct Verification {
     /// How the package is signed. ed25519 (the default): a detached Ed25519
     /// signature of plugin.wasm's exact bytes, base64, in plugin.wasm.sig beside
     /// plugin.wasm (Artifact Keeper's format; for OCI sources, a layer of media
-    /// type application/vnd.wasmplug.signature.ed25519.v1). Other providers
-    /// (cosign for OCI sources) may be added.
+    /// type application/vnd.wasmplug.signature.ed25519.v1). cosign (OCI sources
+    /// only): a signature cosign sign --key stored in the registry, checked with
+    /// ECDSA P-256 keys (cosign.pub). Keyless signing is not supported.
     #[serde(default)]
     pub provider: SignatureProvider,
 
     /// A Secret in this namespace whose every key holds one trusted public key,
     /// named by the key (e.g. release-2026.pub): an Ed25519 public key as PEM
     /// (openssl pkey -pubout) or as the base64 of its 32 bytes (Artifact
-    /// Keeper's PLUGINS_TRUSTED_PUBKEY). Several keys may be trusted at once, to
+    /// Keeper's PLUGINS_TRUSTED_PUBKEY), or for cosign an ECDSA P-256 key as PEM
+    /// (cosign.pub). Several keys may be trusted at once, to
     /// roll keys. The operator must be allowed to read it (the chart's
     /// operator.sourceSecrets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,12 +41,15 @@ pub enum SignatureProvider {
     /// A detached Ed25519 signature (plugin.wasm.sig), as Artifact Keeper checks.
     #[default]
     Ed25519,
+    /// A cosign signature in the registry (key-based), for OCI sources.
+    Cosign,
 }
 
 impl SignatureProvider {
     pub fn as_str(self) -> &'static str {
         match self {
             SignatureProvider::Ed25519 => "ed25519",
+            SignatureProvider::Cosign => "cosign",
         }
     }
 }
@@ -53,7 +58,7 @@ impl SignatureProvider {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SignatureInfo {
-    /// The scheme, e.g. ed25519.
+    /// The scheme: ed25519 or cosign.
     #[schemars(length(max = 32))]
     pub provider: String,
 
@@ -63,7 +68,7 @@ pub struct SignatureInfo {
     pub key: String,
 
     /// The key's fingerprint: SHA256: and the unpadded base64 of the SHA-256 of
-    /// its 32 bytes.
+    /// its DER SubjectPublicKeyInfo.
     #[schemars(length(max = 64))]
     pub fingerprint: String,
 }

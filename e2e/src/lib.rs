@@ -36,7 +36,7 @@ pub use helm::{HELM_BIN_DIR_ENV, Helm};
 pub use kubectl::{Kubectl, KubectlOutput};
 pub use namespace::TestNamespace;
 pub use node::{ARTIFACTS_CLUSTER_IP, BRIDGE_ADDRESS, Cluster, Footprint, IMAGE, STORE_CLASS, TOOLBOX_IMAGE, cluster};
-pub use oci::{OCI_TOOLS_DIR_ENV, OciRegistry, RegistryOptions};
+pub use oci::{CosignKey, OCI_TOOLS_DIR_ENV, OciRegistry, RegistryOptions};
 pub use oci_token::{TokenAuth, TokenService};
 pub use pods::{Kubelet, Pod, pod_bound_token};
 pub use signing::SigningKey;

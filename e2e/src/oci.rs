@@ -1,9 +1,9 @@
 //! A real OCI registry for tests: the CNCF distribution `registry` (the
 //! reference implementation) on 127.0.0.1, over plain HTTP or over TLS with a
 //! certificate from the control plane's CA, with or without htpasswd basic
-//! auth; and the `oras` CLI, with which tests push packages as plugin authors
-//! do. Both are built by `e2e/scripts/oci-tools.sh` (cached outside the
-//! repository).
+//! auth; the `oras` CLI, with which tests push packages as plugin authors do;
+//! and the `cosign` CLI, with which they sign them in the registry. All are
+//! built by `e2e/scripts/oci-tools.sh` (cached outside the repository).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
@@ -15,9 +15,12 @@ use anyhow::{Context, bail};
 use crate::control_plane::{control_plane, free_ports, wait_until_listening};
 use crate::oci_token::TokenAuth;
 
-/// Environment variable naming a directory that holds `registry` and `oras`;
-/// when unset, the build script is run (it reuses its cache).
+/// Environment variable naming a directory that holds `registry`, `oras` and
+/// `cosign-v<version>`; when unset, the build script is run (it reuses its cache).
 pub const OCI_TOOLS_DIR_ENV: &str = "WASMPLUG_OCI_TOOLS_DIR";
+
+/// The cosign build the tests sign with (e2e/scripts/oci-tools.sh builds it).
+const COSIGN: &str = "cosign-v2.6.5";
 
 /// How a registry is reached.
 #[derive(Clone, Debug, Default)]
@@ -127,6 +130,51 @@ impl OciRegistry {
         serde_json::from_str(&output).with_context(|| format!("oras printed no manifest:\n{output}"))
     }
 
+    /// A new cosign key pair (`cosign generate-key-pair`, empty password).
+    pub fn cosign_key_pair(&self) -> anyhow::Result<CosignKey> {
+        let dir = tempfile::Builder::new().prefix("wasmplug-cosign-").tempdir()?;
+        self.cosign(dir.path(), &["generate-key-pair"])?;
+        Ok(CosignKey { dir })
+    }
+
+    /// Signs the manifest `digest` of `repository` with `key` as
+    /// `cosign sign --key` does, storing the signature in this registry. No
+    /// transparency log: nothing leaves the machine.
+    pub fn cosign_sign(&self, repository: &str, digest: &str, key: &CosignKey) -> anyhow::Result<()> {
+        let key_file = key.dir.path().join("cosign.key").display().to_string();
+        let target = self.reference(repository, digest);
+        let mut args = vec!["sign", "--key", &key_file, "--tlog-upload=false", "--yes"];
+        if self.ca_cert().is_none() {
+            args.extend(["--allow-http-registry", "--allow-insecure-registry"]);
+        }
+        args.push(&target);
+        self.cosign(key.dir.path(), &args).map(drop)
+    }
+
+    /// Runs cosign in `cwd`: an empty key password, a home and registry config
+    /// of its own, and a proxy that answers nothing for every address but
+    /// loopback (Go never proxies loopback), so a step that would reach a
+    /// public service fails instead of sending anything off the machine.
+    fn cosign(&self, cwd: &Path, args: &[&str]) -> anyhow::Result<String> {
+        let output = Command::new(self.tools.join(COSIGN))
+            .current_dir(cwd)
+            .args(args)
+            .env_clear()
+            .env("HOME", cwd)
+            .env("DOCKER_CONFIG", cwd)
+            .env("TUF_ROOT", cwd.join("tuf"))
+            .env("COSIGN_PASSWORD", "")
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .stdin(Stdio::null())
+            .output()
+            .context("failed to run cosign")?;
+        if !output.status.success() {
+            bail!("cosign {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
     /// `<registry>/<repository>:<tag>`, or `…@<digest>` for a digest.
     fn reference(&self, repository: &str, reference: &str) -> String {
         let separator = if reference.starts_with("sha256:") { '@' } else { ':' };
@@ -207,6 +255,20 @@ impl OciRegistry {
     }
 }
 
+/// A cosign key pair in a temporary directory: cosign.key (encrypted with an
+/// empty password) and cosign.pub.
+#[derive(Debug)]
+pub struct CosignKey {
+    dir: tempfile::TempDir,
+}
+
+impl CosignKey {
+    /// cosign.pub: the ECDSA P-256 public key, PEM.
+    pub fn public_pem(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("cosign.pub")).expect("cosign wrote cosign.pub")
+    }
+}
+
 impl Drop for OciRegistry {
     fn drop(&mut self) {
         self.stop();
@@ -218,10 +280,10 @@ fn tools_dir() -> anyhow::Result<PathBuf> {
         Some(dir) => PathBuf::from(dir),
         None => crate::binaries::run_build_script("oci-tools.sh")?,
     };
-    for tool in ["registry", "oras"] {
+    for tool in ["registry", "oras", COSIGN] {
         if !dir.join(tool).is_file() {
             bail!(
-                "failed to find {}; run e2e/scripts/oci-tools.sh or point {OCI_TOOLS_DIR_ENV} at a directory with registry and oras",
+                "failed to find {}; run e2e/scripts/oci-tools.sh or point {OCI_TOOLS_DIR_ENV} at a directory with registry, oras and {COSIGN}",
                 dir.join(tool).display()
             );
         }

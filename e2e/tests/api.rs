@@ -117,6 +117,11 @@ async fn rejects_invalid_specs_with_messages_a_user_understands() {
             "verify cannot be set for a builtin source",
         ),
         (
+            "cosign-on-a-url",
+            "source:\n  url: {url: https://plugins.example.com/p.zip}\nverify: {provider: cosign}",
+            "verify.provider cosign needs an oci source",
+        ),
+        (
             "unknown-signature-provider",
             "source:\n  local: {path: /p}\nverify: {provider: gpg}",
             "Unsupported value: \"gpg\"",

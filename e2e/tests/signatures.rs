@@ -200,3 +200,65 @@ async fn the_cluster_policy_requires_signatures_from_its_key_directory() {
     served(&stack, &v2).await;
     assert!(source_verified(&api, "unity").await.2.contains("trusted key cluster/next.pub"));
 }
+
+#[tokio::test]
+async fn cosign_signatures_in_the_registry_are_verified_with_cosign_pub() {
+    let ns = control_plane().namespace("signed-cosign").await;
+    let stack = Stack::start(ns.name(), &[]).await.expect("operator and host start");
+    let api = ns.api::<FormatPlugin>();
+    let registry = OciRegistry::start(RegistryOptions::default()).expect("the registry starts");
+    let (manifest, _) = example_files("unity-format");
+    let push = |tag: &str, wasm: &[u8]| {
+        let layers = [("plugin.wasm", wasm, "application/wasm"), ("plugin.toml", &manifest[..], "application/toml")];
+        registry.push("plugins/unity", tag, "application/vnd.wasmplug.plugin.v1", &layers).expect("oras pushes")
+    };
+    let publisher = registry.cosign_key_pair().expect("cosign generate-key-pair");
+    key_secret(ns.name(), "cosign-keys", &[("cosign.pub", publisher.public_pem())]).await;
+    let spec = |tag: &str| {
+        format!(
+            "source:\n  oci:\n    url: {}\n    insecure: true\n    ref:\n      tag: {tag}\nverify:\n  provider: cosign\n  secretRef:\n    name: cosign-keys",
+            registry.url("plugins/unity")
+        )
+    };
+
+    // Signed with cosign sign --key: verified, and status names cosign.pub.
+    let v1 = version("v1");
+    let v1_digest = push("v1", &v1);
+    registry.cosign_sign("plugins/unity", &v1_digest, &publisher).expect("cosign sign");
+    apply(ns.name(), &format_plugin("unity", &spec("v1"))).await;
+    wait_ready(ns.name(), "unity", SOON).await;
+    served(&stack, &v1).await;
+    let (verified, _, message) = source_verified(&api, "unity").await;
+    assert_eq!(verified, "True", "{message}");
+    assert!(message.contains("(cosign) by trusted key secret/cosign-keys/cosign.pub"), "{message}");
+
+    // Not signed at all: SignatureMissing naming the tag cosign would have used.
+    let v2 = version("v2");
+    let v2_digest = push("v2", &v2);
+    apply(ns.name(), &format_plugin("unity", &spec("v2"))).await;
+    let message = wait_condition(&api, "unity", "False", "SignatureMissing").await;
+    assert!(message.contains(&format!("no tag {}.sig", v2_digest.replacen(':', "-", 1))), "{message}");
+    served(&stack, &v1).await;
+
+    // v1's genuine signature placed where v2's would be: it names v1's digest.
+    let v1_signatures = format!("{}.sig", v1_digest.replacen(':', "-", 1));
+    registry.tag("plugins/unity", &v1_signatures, &format!("{}.sig", v2_digest.replacen(':', "-", 1))).expect("tag");
+    let annotate = ["annotate", "fp", "unity", "-n", ns.name(), "--overwrite", "wasmplug.dev/requested-at=moved"];
+    control_plane().kubectl().succeed(&annotate).await;
+    let message = wait_condition(&api, "unity", "False", "SignatureInvalid").await;
+    assert!(message.contains("no cosign signature of"), "{message}");
+
+    // Signed by another key: refused; by the trusted one: served.
+    let v3 = version("v3");
+    let v3_digest = push("v3", &v3);
+    let stranger = registry.cosign_key_pair().expect("cosign generate-key-pair");
+    registry.cosign_sign("plugins/unity", &v3_digest, &stranger).expect("cosign sign");
+    apply(ns.name(), &format_plugin("unity", &spec("v3"))).await;
+    wait_condition(&api, "unity", "False", "SignatureInvalid").await;
+    served(&stack, &v1).await;
+    registry.cosign_sign("plugins/unity", &v3_digest, &publisher).expect("cosign sign");
+    let annotate = ["annotate", "fp", "unity", "-n", ns.name(), "--overwrite", "wasmplug.dev/requested-at=signed"];
+    control_plane().kubectl().succeed(&annotate).await;
+    wait_condition(&api, "unity", "True", "Succeeded").await;
+    served(&stack, &v3).await;
+}

@@ -263,9 +263,9 @@ fn failure_of(error: &Error) -> Option<Failure> {
         Error::Fetch(fetch) => failure(Step::Fetch, Reason::FetchFailed, fetch.is_transient()),
         Error::SourceNotAllowed(_) => failure(Step::Fetch, Reason::SourceNotAllowed, false),
         Error::Verify(VerifyError::Missing { .. }) => failure(Step::Verify, Reason::SignatureMissing, false),
-        Error::Verify(VerifyError::Malformed { .. } | VerifyError::Invalid { .. }) => {
-            failure(Step::Verify, Reason::SignatureInvalid, false)
-        }
+        Error::Verify(
+            VerifyError::Malformed { .. } | VerifyError::Invalid { .. } | VerifyError::Unsupported { .. },
+        ) => failure(Step::Verify, Reason::SignatureInvalid, false),
         // The keys live outside the object (a ConfigMap, a Secret): retried.
         Error::Verify(VerifyError::NoKeys { .. } | VerifyError::Keys(_)) => {
             failure(Step::Verify, Reason::TrustedKeysInvalid, true)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
-use wasmplug_crds::{FormatPlugin, OciRef, SecretReference, SourceKind};
+use wasmplug_crds::{FormatPlugin, OciRef, SecretReference, SignatureProvider, SourceKind};
 
 use super::{Context, Error};
 use crate::fetch::{self, Credentials, FetchError, FetchLimits, Fetched, OciRequest, OciTarget, RegistryLogin};
@@ -63,8 +63,15 @@ pub async fn fetch(plugin: &FormatPlugin, kind: SourceKind<'_>, ctx: &Arc<Contex
                 Some(OciRef { tag: Some(tag), .. }) => OciTarget::Tag(tag),
                 _ => OciTarget::Tag("latest"),
             };
-            let request =
-                OciRequest { url: &url, target, login: login.as_ref(), ca: ca.as_deref(), insecure: oci.insecure };
+            let cosign = plugin.spec.verify.as_ref().is_some_and(|v| v.provider == SignatureProvider::Cosign);
+            let request = OciRequest {
+                url: &url,
+                target,
+                login: login.as_ref(),
+                ca: ca.as_deref(),
+                insecure: oci.insecure,
+                cosign,
+            };
             Ok(fetch::oci(Arc::new(ctx.config.sources.clone()), &request, &limits).await?)
         }
         SourceKind::Local(local) => {

@@ -22,9 +22,24 @@ pub async fn verify(
     // Without plugin.wasm there is nothing to verify; validation names the missing file.
     let Some(wasm) = &fetched.wasm else { return Ok(None) };
     let keys = trusted_keys(plugin, ctx).await?;
-    let key = verify::verify(&fetched.at, wasm, fetched.signature.as_deref(), &keys, required)?;
-    tracing::info!(key = key.id, fingerprint = key.fingerprint(), "verified the signature of plugin.wasm");
     let provider = plugin.spec.verify.as_ref().map_or(SignatureProvider::default(), |v| v.provider);
+    let key = match (provider, &fetched.cosign) {
+        (SignatureProvider::Ed25519, _) => {
+            verify::verify(&fetched.at, wasm, fetched.signature.as_deref(), &keys, required)?
+        }
+        (SignatureProvider::Cosign, Some(found)) => verify::cosign::verify(&fetched.at, found, &keys, required)?,
+        // The API server's rule keeps cosign to OCI sources, which read the signatures.
+        (SignatureProvider::Cosign, None) => {
+            let at = fetched.at.clone();
+            return Err(VerifyError::Unsupported { at, provider: provider.as_str() }.into());
+        }
+    };
+    tracing::info!(
+        provider = provider.as_str(),
+        key = key.id,
+        fingerprint = key.fingerprint(),
+        "verified the signature"
+    );
     Ok(Some(SignatureInfo {
         provider: provider.as_str().to_owned(),
         key: key.id.clone(),

@@ -151,12 +151,14 @@ mod tests {
             let bytes = zip(&[
                 (&format!("{prefix}plugin.toml"), b"toml"),
                 (&format!("{prefix}plugin.wasm"), b"wasm"),
+                (&format!("{prefix}plugin.wasm.sig"), b"sig"),
                 (&format!("{prefix}README.md"), b"readme"),
             ]);
             assert!(is_zip(&bytes));
             let fetched = unpack_default(&bytes).expect("unpacks");
             assert_eq!(fetched.manifest.as_deref(), Some(&b"toml"[..]), "prefix {prefix:?}");
             assert_eq!(fetched.wasm.as_deref(), Some(&b"wasm"[..]));
+            assert_eq!(fetched.signature.as_deref(), Some(&b"sig"[..]));
         }
     }
 

@@ -68,6 +68,18 @@ mod tests {
     }
 
     #[test]
+    fn a_package_directory_brings_its_signature() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in [("plugin.toml", &b"toml"[..]), ("plugin.wasm", b"wasm"), ("plugin.wasm.sig", b"c2ln")] {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        std::fs::write(dir.path().join("README.md"), "not read").unwrap();
+        let fetched = fetch(dir.path(), &FetchLimits::default()).expect("read");
+        assert_eq!(fetched.signature.as_deref(), Some(&b"c2ln"[..]));
+        assert_eq!(fetched.wasm.as_deref(), Some(&b"wasm"[..]));
+    }
+
+    #[test]
     fn files_past_the_limits_are_not_read() {
         let dir = tempfile::tempdir().unwrap();
         let limits = FetchLimits { max_download_bytes: 10, ..FetchLimits::default() };

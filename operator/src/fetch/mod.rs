@@ -28,6 +28,7 @@ pub use url::{client as http_client, fetch as url};
 use wasmplug_host::plugin::{MANIFEST_FILE, WASM_FILE};
 
 use crate::verify::SIGNATURE_FILE;
+use crate::verify::cosign::CosignSignatures;
 
 /// The files of a package a fetch reads; nothing else of a directory or ZIP is.
 const PACKAGE_FILES: [&str; 3] = [MANIFEST_FILE, WASM_FILE, SIGNATURE_FILE];
@@ -44,6 +45,8 @@ pub struct Fetched {
     pub wasm: Option<Vec<u8>>,
     /// plugin.wasm.sig: a detached signature of plugin.wasm.
     pub signature: Option<Vec<u8>>,
+    /// An OCI artifact's cosign signatures, when they were asked for.
+    pub cosign: Option<CosignSignatures>,
 }
 
 impl Fetched {

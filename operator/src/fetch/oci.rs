@@ -26,6 +26,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use wasmplug_host::plugin::{Digest, MANIFEST_FILE, WASM_FILE};
 
+use crate::verify::cosign::{self, CosignSignature, CosignSignatures};
 use crate::verify::{MAX_SIGNATURE_BYTES, SIGNATURE_FILE};
 
 use super::{EgressGate, FetchError, FetchLimits, Fetched, RegistryLogin, archive};
@@ -66,6 +67,8 @@ pub struct OciRequest<'a> {
     pub ca: Option<&'a [u8]>,
     /// Plain HTTP instead of HTTPS.
     pub insecure: bool,
+    /// Read the artifact's cosign signatures too (`spec.verify.provider: cosign`).
+    pub cosign: bool,
 }
 
 /// Pulls the artifact `request` names, under `limits`, through a gate that
@@ -137,6 +140,30 @@ async fn pull(gate: &EgressGate, request: &OciRequest<'_>, limits: &FetchLimits)
         return Err(FetchError::TooLarge { url: at, max: limits.max_download_bytes });
     }
     let blob = |layer| pull_layer(&client, &reference, layer, &at, request.login);
+    let signatures = async {
+        match request.cosign {
+            true => cosign_signatures(&client, &auth, &reference, &digest, &at, request.login).await.map(Some),
+            false => Ok(None),
+        }
+    };
+    let (mut fetched, signatures) = tokio::try_join!(files(layers, blob, &at, revision, limits), signatures)?;
+    fetched.cosign = signatures;
+    Ok(fetched)
+}
+
+/// The package files in `layers`, each pulled with `blob`.
+async fn files<'a, F, Fut>(
+    layers: Layers<'a>,
+    blob: F,
+    at: &str,
+    revision: String,
+    limits: &FetchLimits,
+) -> Result<Fetched, FetchError>
+where
+    F: Fn(&'a OciDescriptor) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<u8>, FetchError>>,
+{
+    let at = at.to_owned();
     match layers {
         Layers::Component { wasm, manifest, signature } => {
             // The blobs at once: each is a round trip or two (oci-client asks
@@ -156,6 +183,53 @@ async fn pull(gate: &EgressGate, request: &OciRequest<'_>, limits: &FetchLimits)
             let bytes = blob(zip).await?;
             archive::unpack(&at, revision, &bytes, &limits.archive)
         }
+    }
+}
+
+/// The cosign signatures stored for the manifest `digest` of `reference`'s
+/// repository (none when its signature tag does not exist).
+async fn cosign_signatures(
+    client: &Client,
+    auth: &RegistryAuth,
+    reference: &Reference,
+    digest: &str,
+    at: &str,
+    login: Option<&RegistryLogin>,
+) -> Result<CosignSignatures, FetchError> {
+    let tag = cosign::signature_tag(digest);
+    let signatures_at =
+        Reference::with_tag(reference.registry().to_owned(), reference.repository().to_owned(), tag.clone());
+    let mut found = CosignSignatures { manifest_digest: digest.to_owned(), tag, signatures: Vec::new() };
+    let accepted = [OCI_IMAGE_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE];
+    let raw = match client.pull_manifest_raw(&signatures_at, auth, &accepted).await {
+        Ok((raw, _)) => raw,
+        Err(error) if is_not_found(&error) => return Ok(found),
+        Err(error) => return Err(registry_error(at, login, error)),
+    };
+    let manifest: OciImageManifest = serde_json::from_slice(&raw).map_err(|error| FetchError::ArtifactShape {
+        at: format!("{at} (its cosign signatures, tag {})", found.tag),
+        problem: format!("the signature manifest is not an OCI image manifest ({error})"),
+    })?;
+    let layers = manifest.layers.iter().filter(|layer| layer.media_type == cosign::SIGNATURE_LAYER);
+    for layer in layers.take(cosign::MAX_SIGNATURES) {
+        let annotation = layer.annotations.as_ref().and_then(|a| a.get(cosign::SIGNATURE_ANNOTATION));
+        let size = u64::try_from(layer.size).unwrap_or(u64::MAX);
+        let (Some(signature), true) = (annotation, size <= cosign::MAX_PAYLOAD_BYTES) else { continue };
+        let payload = pull_layer(client, &signatures_at, layer, at, login).await?;
+        found.signatures.push(CosignSignature { payload, signature: signature.clone() });
+    }
+    Ok(found)
+}
+
+/// Whether the registry says it has no such manifest or repository.
+fn is_not_found(error: &OciDistributionError) -> bool {
+    match error {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(e.code, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound)
+        }),
+        _ => false,
     }
 }
 
@@ -382,6 +456,7 @@ fn same_origin(a: &str, origin: &str) -> bool {
 /// oci-client's error as a fetch error that says what to check.
 fn registry_error(at: &str, login: Option<&RegistryLogin>, error: OciDistributionError) -> FetchError {
     let url = at.to_owned();
+    let unknown = is_not_found(&error);
     let credentials = || match login {
         Some(login) => {
             format!("; check the login for this registry in Secret {} (spec.source.oci.secretRef)", login.secret)
@@ -401,9 +476,6 @@ fn registry_error(at: &str, login: Option<&RegistryLogin>, error: OciDistributio
             let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
             let messages: Vec<String> =
                 envelope.errors.iter().map(|e| format!("{:?}: {}", e.code, e.message)).collect();
-            let unknown = codes.iter().any(|code| {
-                matches!(code, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound)
-            });
             let refused = codes.iter().any(|code| matches!(code, OciErrorCode::Unauthorized | OciErrorCode::Denied));
             match (unknown, refused) {
                 (true, _) => FetchError::Oci {

@@ -1,14 +1,15 @@
 //! Trusted public keys: read from the operator's cluster-wide key directory (a
 //! mounted ConfigMap) and from a FormatPlugin's `spec.verify.secretRef`, each
-//! named so that status can say which one verified a plugin.
+//! named so that status can say which one verified a plugin. Ed25519 keys check
+//! detached plugin.wasm.sig signatures; ECDSA P-256 keys (cosign.pub) check
+//! cosign signatures.
 
 use std::fmt;
 use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-use ed25519_dalek::VerifyingKey;
-use ed25519_dalek::pkcs8::DecodePublicKey;
+use ed25519_dalek::pkcs8::{DecodePublicKey, EncodePublicKey};
 use sha2::{Digest, Sha256};
 
 /// Largest key file or Secret value read: a PEM public key is about 110 bytes.
@@ -20,13 +21,28 @@ pub struct TrustedKey {
     /// Where it comes from and its name there: `cluster/<file>` or
     /// `secret/<Secret>/<key>`.
     pub id: String,
-    pub key: VerifyingKey,
+    pub key: PublicKey,
+}
+
+/// The kinds of key signatures are checked with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PublicKey {
+    /// For detached plugin.wasm.sig signatures (Artifact Keeper's scheme).
+    Ed25519(ed25519_dalek::VerifyingKey),
+    /// For cosign signatures (`cosign generate-key-pair` makes these).
+    EcdsaP256(p256::ecdsa::VerifyingKey),
 }
 
 impl TrustedKey {
-    /// `SHA256:` and the unpadded base64 of the SHA-256 of the key's 32 bytes.
+    /// `SHA256:` and the unpadded base64 of the SHA-256 of the key's DER
+    /// SubjectPublicKeyInfo (`openssl pkey -pubin -outform DER | sha256sum`).
     pub fn fingerprint(&self) -> String {
-        format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(self.key.as_bytes())))
+        let der = match &self.key {
+            PublicKey::Ed25519(key) => key.to_public_key_der(),
+            PublicKey::EcdsaP256(key) => key.to_public_key_der(),
+        };
+        let der = der.map(|der| der.as_bytes().to_vec()).unwrap_or_default();
+        format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(der)))
     }
 }
 
@@ -39,26 +55,33 @@ impl fmt::Debug for TrustedKey {
 /// A key that is not one: names it and says what it should be.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "trusted key {id} is not an Ed25519 public key ({problem}); give a PEM public key \
-     (openssl pkey -pubout) or the base64 of the key's 32 bytes"
+    "trusted key {id} is not a public key wasmplug reads ({problem}); give an Ed25519 or ECDSA P-256 \
+     key as PEM (openssl pkey -pubout, or cosign.pub), or an Ed25519 key as the base64 of its 32 bytes"
 )]
 pub struct KeyError {
     pub id: String,
     pub problem: String,
 }
 
-/// Reads one key: PEM (`-----BEGIN PUBLIC KEY-----`, as openssl writes it) or the
-/// base64 of the raw 32 bytes (as Artifact Keeper's `PLUGINS_TRUSTED_PUBKEY`).
+/// Reads one key: PEM (`-----BEGIN PUBLIC KEY-----`, as openssl and cosign
+/// write it), Ed25519 or ECDSA P-256; or an Ed25519 key as the base64 of its
+/// 32 bytes (as Artifact Keeper's `PLUGINS_TRUSTED_PUBKEY`).
 pub fn parse(id: String, text: &[u8]) -> Result<TrustedKey, KeyError> {
     let fail = |problem: String| KeyError { id: id.clone(), problem };
     let text = std::str::from_utf8(text).map_err(|_| fail("it is not text".into()))?.trim();
     let key = if text.starts_with("-----BEGIN") {
-        VerifyingKey::from_public_key_pem(text).map_err(|e| fail(format!("PEM: {e}")))?
+        match ed25519_dalek::VerifyingKey::from_public_key_pem(text) {
+            Ok(key) => PublicKey::Ed25519(key),
+            Err(ed25519) => match p256::ecdsa::VerifyingKey::from_public_key_pem(text) {
+                Ok(key) => PublicKey::EcdsaP256(key),
+                Err(p256) => return Err(fail(format!("PEM: not Ed25519 ({ed25519}), not ECDSA P-256 ({p256})"))),
+            },
+        }
     } else {
         let bytes = STANDARD.decode(text).map_err(|e| fail(format!("base64: {e}")))?;
         let bytes: [u8; 32] =
             bytes.try_into().map_err(|b: Vec<u8>| fail(format!("{} bytes where a key has 32", b.len())))?;
-        VerifyingKey::from_bytes(&bytes).map_err(|e| fail(e.to_string()))?
+        PublicKey::Ed25519(ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|e| fail(e.to_string()))?)
     };
     Ok(TrustedKey { id, key })
 }
@@ -124,15 +147,26 @@ pub(crate) mod tests {
     fn reads_base64_and_pem_keys() {
         let (signing, base64) = key_pair(1);
         let from_base64 = parse("cluster/a".into(), format!("{base64}\n").as_bytes()).expect("base64 key");
-        assert_eq!(from_base64.key, signing.verifying_key());
+        assert_eq!(from_base64.key, PublicKey::Ed25519(signing.verifying_key()));
         // The same key as openssl writes it: the SubjectPublicKeyInfo of RFC 8410.
         let mut der = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
         der.extend_from_slice(signing.verifying_key().as_bytes());
         let pem = format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", STANDARD.encode(&der));
         let from_pem = parse("cluster/b".into(), pem.as_bytes()).expect("PEM key");
-        assert_eq!(from_pem.key, signing.verifying_key());
+        assert_eq!(from_pem.key, PublicKey::Ed25519(signing.verifying_key()));
         assert_eq!(from_pem.fingerprint(), from_base64.fingerprint());
-        assert!(from_pem.fingerprint().starts_with("SHA256:") && from_pem.fingerprint().len() == 50);
+        let expected = STANDARD_NO_PAD.encode(Sha256::digest(&der));
+        assert_eq!(from_pem.fingerprint(), format!("SHA256:{expected}"));
+    }
+
+    #[test]
+    fn reads_a_cosign_public_key() {
+        use p256::pkcs8::EncodePublicKey as _;
+        let signing = p256::ecdsa::SigningKey::from_slice(&[7; 32]).expect("a P-256 scalar");
+        let pem = signing.verifying_key().to_public_key_pem(Default::default()).expect("PEM");
+        let key = parse("secret/cosign/cosign.pub".into(), pem.as_bytes()).expect("cosign.pub");
+        assert_eq!(key.key, PublicKey::EcdsaP256(*signing.verifying_key()));
+        assert!(key.fingerprint().starts_with("SHA256:"));
     }
 
     #[test]
@@ -144,7 +178,7 @@ pub(crate) mod tests {
         assert!(error.problem.contains("31 bytes where a key has 32"), "{error}");
         let error =
             parse("cluster/pem".into(), b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----").unwrap_err();
-        assert!(error.problem.starts_with("PEM"), "{error}");
+        assert!(error.problem.starts_with("PEM: not Ed25519"), "{error}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! badly signed package is parsed, compiled or published. Pure apart from reading
 //! the cluster's key directory; the controller brings a Secret's keys.
 
+pub mod cosign;
 pub mod keys;
 
 use std::fmt;
@@ -17,7 +18,7 @@ use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::Signature;
 use wasmplug_crds::FormatPluginSpec;
 
-pub use keys::{KeyError, TrustedKey};
+pub use keys::{KeyError, PublicKey, TrustedKey};
 
 /// The detached signature's file name, beside plugin.wasm.
 pub const SIGNATURE_FILE: &str = "plugin.wasm.sig";
@@ -97,29 +98,30 @@ pub struct Unverifiable {
 /// Why a package's signature does not do, each saying what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error(
-        "{at} has no {SIGNATURE_FILE}, and {required}; sign plugin.wasm with a trusted key and publish \
-         {SIGNATURE_FILE} beside it (docs/plugin-authoring.md, \"Signing\")"
-    )]
-    Missing { at: String, required: Required },
+    #[error("{at} has no {what}, and {required}; {how}")]
+    Missing { at: String, required: Required, what: String, how: &'static str },
     #[error(
         "{SIGNATURE_FILE} in {at} is not an Ed25519 signature ({problem}); it must hold the base64 of the \
          64 signature bytes"
     )]
     Malformed { at: String, problem: String },
     #[error(
-        "{SIGNATURE_FILE} in {at} does not verify plugin.wasm with any trusted key ({}): plugin.wasm \
-         changed after it was signed, or another key signed it; sign it again, or trust that key",
+        "{what} does not verify {subject} with any trusted key ({}): {subject} changed after it was \
+         signed, or another key signed it; sign it again, or trust that key",
         keys.join(", ")
     )]
-    Invalid { at: String, keys: Vec<String> },
+    Invalid { what: String, subject: &'static str, keys: Vec<String> },
     #[error(
-        "{required}, but no trusted key is configured: name a Secret of public keys in \
+        "{required}, but no trusted {kind} key is configured: name a Secret of public keys in \
          spec.verify.secretRef, or set the chart's signatures.trustedKeys"
     )]
-    NoKeys { required: Required },
+    NoKeys { required: Required, kind: &'static str },
     #[error(transparent)]
     Keys(#[from] KeyError),
+    #[error(
+        "{at} is not an OCI artifact, and only those carry {provider} signatures; set spec.verify.provider to ed25519"
+    )]
+    Unsupported { at: String, provider: &'static str },
 }
 
 /// The key among `keys` whose signature `signature` (the contents of
@@ -131,15 +133,32 @@ pub fn verify<'k>(
     keys: &'k [TrustedKey],
     required: Required,
 ) -> Result<&'k TrustedKey, VerifyError> {
+    let keys: Vec<(&TrustedKey, &ed25519_dalek::VerifyingKey)> = keys
+        .iter()
+        .filter_map(|trusted| match &trusted.key {
+            PublicKey::Ed25519(key) => Some((trusted, key)),
+            PublicKey::EcdsaP256(_) => None,
+        })
+        .collect();
     if keys.is_empty() {
-        return Err(VerifyError::NoKeys { required });
+        return Err(VerifyError::NoKeys { required, kind: "Ed25519" });
     }
-    let signature = signature.ok_or_else(|| VerifyError::Missing { at: at.to_owned(), required })?;
+    let signature = signature.ok_or_else(|| VerifyError::Missing {
+        at: at.to_owned(),
+        required,
+        what: SIGNATURE_FILE.to_owned(),
+        how: "sign plugin.wasm with a trusted key and publish plugin.wasm.sig beside it \
+              (docs/plugin-authoring.md, \"Sign it\")",
+    })?;
     let signature =
         parse_signature(signature).map_err(|problem| VerifyError::Malformed { at: at.to_owned(), problem })?;
-    keys.iter()
-        .find(|trusted| trusted.key.verify_strict(wasm, &signature).is_ok())
-        .ok_or_else(|| VerifyError::Invalid { at: at.to_owned(), keys: keys.iter().map(|k| k.id.clone()).collect() })
+    keys.iter().find(|(_, key)| key.verify_strict(wasm, &signature).is_ok()).map(|(trusted, _)| *trusted).ok_or_else(
+        || VerifyError::Invalid {
+            what: format!("{SIGNATURE_FILE} in {at}"),
+            subject: "plugin.wasm",
+            keys: keys.iter().map(|(trusted, _)| trusted.id.clone()).collect(),
+        },
+    )
 }
 
 fn parse_signature(text: &[u8]) -> Result<Signature, String> {
@@ -186,6 +205,7 @@ mod tests {
         tampered[5] ^= 1;
         let error = verify("p", &tampered, Some(&signature), &keys, Required::ByCluster).unwrap_err();
         assert!(matches!(&error, VerifyError::Invalid { keys, .. } if keys == &["cluster/release.pub"]), "{error}");
+        assert!(error.to_string().starts_with("plugin.wasm.sig in p does not verify plugin.wasm"), "{error}");
         // Signed by a key that is not trusted.
         let error = verify("p", WASM, Some(&signed(3, WASM)), &keys, Required::ByCluster).unwrap_err();
         assert!(error.to_string().contains("another key signed it"), "{error}");
@@ -202,7 +222,7 @@ mod tests {
             assert!(matches!(error, VerifyError::Malformed { .. }), "{error}");
         }
         let error = verify("p", WASM, Some(&signed(1, WASM)), &[], Required::ByObject).unwrap_err();
-        assert!(matches!(error, VerifyError::NoKeys { required: Required::ByObject }), "{error}");
+        assert!(matches!(error, VerifyError::NoKeys { required: Required::ByObject, .. }), "{error}");
     }
 
     #[test]
