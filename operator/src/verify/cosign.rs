@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use p256::ecdsa::signature::Verifier;
 use serde::Deserialize;
 
-use super::{PublicKey, Required, TrustedKey, VerifyError};
+use super::{Required, TrustedKey, VerifyError};
 
 /// The media type of a cosign signature layer.
 pub const SIGNATURE_LAYER: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -73,13 +73,7 @@ pub fn verify<'k>(
     keys: &'k [TrustedKey],
     required: Required,
 ) -> Result<&'k TrustedKey, VerifyError> {
-    let keys: Vec<(&TrustedKey, &p256::ecdsa::VerifyingKey)> = keys
-        .iter()
-        .filter_map(|trusted| match &trusted.key {
-            PublicKey::EcdsaP256(key) => Some((trusted, key)),
-            PublicKey::Ed25519(_) => None,
-        })
-        .collect();
+    let keys: Vec<_> = keys.iter().filter_map(|trusted| Some((trusted, trusted.ecdsa_p256()?))).collect();
     if keys.is_empty() {
         return Err(VerifyError::NoKeys { required, kind: "ECDSA P-256 (cosign.pub)" });
     }

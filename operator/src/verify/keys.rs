@@ -34,6 +34,22 @@ pub enum PublicKey {
 }
 
 impl TrustedKey {
+    /// The key, when it is an Ed25519 key.
+    pub fn ed25519(&self) -> Option<&ed25519_dalek::VerifyingKey> {
+        match &self.key {
+            PublicKey::Ed25519(key) => Some(key),
+            PublicKey::EcdsaP256(_) => None,
+        }
+    }
+
+    /// The key, when it is an ECDSA P-256 key.
+    pub fn ecdsa_p256(&self) -> Option<&p256::ecdsa::VerifyingKey> {
+        match &self.key {
+            PublicKey::EcdsaP256(key) => Some(key),
+            PublicKey::Ed25519(_) => None,
+        }
+    }
+
     /// `SHA256:` and the unpadded base64 of the SHA-256 of the key's DER
     /// SubjectPublicKeyInfo (`openssl pkey -pubin -outform DER | sha256sum`).
     pub fn fingerprint(&self) -> String {

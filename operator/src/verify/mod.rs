@@ -133,13 +133,7 @@ pub fn verify<'k>(
     keys: &'k [TrustedKey],
     required: Required,
 ) -> Result<&'k TrustedKey, VerifyError> {
-    let keys: Vec<(&TrustedKey, &ed25519_dalek::VerifyingKey)> = keys
-        .iter()
-        .filter_map(|trusted| match &trusted.key {
-            PublicKey::Ed25519(key) => Some((trusted, key)),
-            PublicKey::EcdsaP256(_) => None,
-        })
-        .collect();
+    let keys: Vec<_> = keys.iter().filter_map(|trusted| Some((trusted, trusted.ed25519()?))).collect();
     if keys.is_empty() {
         return Err(VerifyError::NoKeys { required, kind: "Ed25519" });
     }
