@@ -119,10 +119,10 @@ pub enum FetchError {
     Archive { at: String, reason: String },
     #[error("failed to read {path}: {reason}; the path is on the operator's filesystem")]
     Local { path: String, reason: String },
-    #[error("failed to read credentials from Secret {secret}: {reason}")]
+    #[error("failed to read Secret {secret}: {reason}")]
     Credentials { secret: String, reason: String },
     #[error(
-        "failed to read credentials from Secret {namespace}/{secret}: the operator may not read it; \
+        "failed to read Secret {namespace}/{secret}: the operator may not read it; \
          its role names the Secrets sources may use: add this one to the chart's operator.sourceSecrets \
          (retrying until then)"
     )]
