@@ -36,6 +36,11 @@ impl SigningKey {
         Ok(output.stdout)
     }
 
+    /// The private key as PEM (PKCS#8, as `openssl genpkey` writes it).
+    pub fn private_pem(&self) -> String {
+        std::fs::read_to_string(self.private()).expect("the key file openssl wrote")
+    }
+
     /// The public key as PEM (`openssl pkey -pubout`).
     pub fn public_pem(&self) -> String {
         let pem = self.openssl(&["pkey", "-in", &self.private(), "-pubout"]).expect("openssl pkey");

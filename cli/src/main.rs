@@ -1,0 +1,157 @@
+//! `wasmplug`: the plugin author's command. It checks, signs and verifies plugin
+//! packages with the operator's own code, so "valid" and "signed" mean here
+//! exactly what they mean in a cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use clap::{Parser, Subcommand};
+use ed25519_dalek::Signer as _;
+use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+use wasmplug_host::cli::EngineArgs;
+use wasmplug_host::plugin::WASM_FILE;
+use wasmplug_host::runtime::Runtime;
+use wasmplug_operator::fetch::{self, FetchLimits, Fetched};
+use wasmplug_operator::validate::{self, Expected};
+use wasmplug_operator::verify::{self, PublicKey, Required, SIGNATURE_FILE, TrustedKey};
+
+/// Check, sign and verify wasmplug plugin packages (a directory or ZIP holding
+/// plugin.toml and plugin.wasm) exactly as the operator does.
+#[derive(Debug, Parser)]
+#[command(name = "wasmplug", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a package by the operator's rules: both files, the manifest, the
+    /// component's world and imports, and its compilation for the hosts'
+    /// engine. Exits with status 1 naming the first problem.
+    Check {
+        /// The package: a directory or a ZIP file.
+        package: PathBuf,
+        /// The format key the package must declare (a FormatPlugin's spec.formatKey).
+        #[arg(long)]
+        format_key: Option<String>,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Sign a package directory's plugin.wasm with an Ed25519 private key,
+    /// writing plugin.wasm.sig beside it: Artifact Keeper's detached signature,
+    /// what spec.verify and the chart's signatures.required check.
+    Sign {
+        /// The package directory.
+        package: PathBuf,
+        /// The private key, PEM (openssl genpkey -algorithm ed25519 -out key.pem).
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Verify a package's plugin.wasm.sig with trusted public keys, as the
+    /// operator does. Exits with status 1 when none of them verifies it.
+    Verify {
+        /// The package: a directory or a ZIP file.
+        package: PathBuf,
+        /// A trusted public key file: PEM (openssl pkey -pubout), or the base64
+        /// of an Ed25519 key's 32 bytes. Repeat for several.
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Check { package, format_key, engine } => check(&package, format_key.as_deref(), &engine),
+        Command::Sign { package, key } => sign(&package, &key),
+        Command::Verify { package, keys } => verify(&package, &keys),
+    };
+    match outcome {
+        Ok(done) => {
+            println!("{done}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {}", describe(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `error` and those of its causes its message does not already include.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1).map(ToString::to_string) {
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
+}
+
+/// The package at `path`, read as a `local` source reads it.
+fn read(path: &Path) -> anyhow::Result<Fetched> {
+    let path = std::path::absolute(path)?;
+    Ok(fetch::local(&path, &FetchLimits::default())?)
+}
+
+fn check(package: &Path, format_key: Option<&str>, engine: &EngineArgs) -> anyhow::Result<String> {
+    let fetched = read(package)?;
+    let runtime = Runtime::new(engine.settings()).context("failed to start the WebAssembly runtime")?;
+    let at = fetched.at.clone();
+    let validated = validate::validate(fetched, Expected { sha256: None, format_key }, &runtime)?;
+    let manifest = &validated.package.manifest;
+    Ok(format!(
+        "{at}: a valid plugin: {} {}, format {}, plugin.wasm {} (spec.sha256)",
+        manifest.name, manifest.version, manifest.format_key, validated.package.digest
+    ))
+}
+
+fn sign(package: &Path, key_file: &Path) -> anyhow::Result<String> {
+    if !package.is_dir() {
+        bail!("{} is not a package directory; sign plugin.wasm before packing the ZIP", package.display());
+    }
+    let pem = std::fs::read_to_string(key_file).with_context(|| format!("failed to read {}", key_file.display()))?;
+    let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).map_err(|error| {
+        anyhow::anyhow!(
+            "{} is not an Ed25519 private key in PEM ({error}); make one with openssl genpkey -algorithm ed25519",
+            key_file.display()
+        )
+    })?;
+    let wasm_file = package.join(WASM_FILE);
+    let wasm = std::fs::read(&wasm_file).with_context(|| format!("failed to read {}", wasm_file.display()))?;
+    let signature = STANDARD.encode(key.sign(&wasm).to_bytes());
+    let signature_file = package.join(SIGNATURE_FILE);
+    std::fs::write(&signature_file, format!("{signature}\n"))
+        .with_context(|| format!("failed to write {}", signature_file.display()))?;
+    let public = TrustedKey { id: key_file.display().to_string(), key: PublicKey::Ed25519(key.verifying_key()) };
+    Ok(format!("wrote {}: signed with the key {}", signature_file.display(), public.fingerprint()))
+}
+
+fn verify(package: &Path, key_files: &[PathBuf]) -> anyhow::Result<String> {
+    let fetched = read(package)?;
+    let keys = key_files
+        .iter()
+        .map(|file| {
+            let text = std::fs::read(file).with_context(|| format!("failed to read {}", file.display()))?;
+            Ok(verify::keys::parse(file.display().to_string(), &text)?)
+        })
+        .collect::<anyhow::Result<Vec<TrustedKey>>>()?;
+    let wasm = fetched.wasm.as_deref().with_context(|| format!("{} has no {WASM_FILE}", fetched.at))?;
+    let key = verify::verify(&fetched.at, wasm, fetched.signature.as_deref(), &keys, Required::ByObject)?;
+    Ok(format!("{}: {SIGNATURE_FILE} is signed by {} ({})", fetched.at, key.id, key.fingerprint()))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}
