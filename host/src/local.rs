@@ -1,5 +1,6 @@
 //! Local mode: a directory of plugin packages (one subdirectory each, holding
-//! plugin.toml and plugin.wasm) kept in sync with the registry without Kubernetes.
+//! plugin.toml and plugin.wasm), or one package directory itself, kept in sync
+//! with the registry without Kubernetes.
 //!
 //! The directory is polled: a package whose files changed is loaded again and
 //! swapped in, a new one is added, a removed one is unloaded. A package that fails
@@ -122,9 +123,14 @@ impl LocalSource {
             .map(|(dir, _)| dir)
     }
 
-    /// Subdirectories holding both package files, sorted so that the first
+    /// The package directories: the directory itself when it holds package
+    /// files, else its subdirectories that do, sorted so that the first
     /// directory claiming a key keeps it.
     fn package_dirs(&self) -> BTreeMap<PathBuf, Option<Fingerprint>> {
+        let is_package = |path: &Path| path.join(MANIFEST_FILE).exists() || path.join(WASM_FILE).exists();
+        if is_package(&self.dir) {
+            return BTreeMap::from([(self.dir.clone(), fingerprint(&self.dir))]);
+        }
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             tracing::warn!(dir = %self.dir.display(), "failed to read the plugin directory");
             return BTreeMap::new();
@@ -132,8 +138,7 @@ impl LocalSource {
         entries
             .filter_map(Result::ok)
             .map(|entry| entry.path())
-            .filter(|path| path.is_dir())
-            .filter(|path| path.join(MANIFEST_FILE).exists() || path.join(WASM_FILE).exists())
+            .filter(|path| path.is_dir() && is_package(path))
             .map(|path| {
                 let seen = fingerprint(&path);
                 (path, seen)

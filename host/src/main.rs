@@ -28,7 +28,8 @@ struct Args {
     listen: SocketAddr,
 
     /// Local mode: a directory of plugin packages (one subdirectory each with
-    /// plugin.toml and plugin.wasm), watched for changes.
+    /// plugin.toml and plugin.wasm), or one package directory itself, watched
+    /// for changes. It must exist.
     #[arg(long, env = "WASMPLUG_PLUGINS_DIR")]
     plugins_dir: Option<PathBuf>,
 
@@ -167,8 +168,15 @@ async fn main() -> anyhow::Result<()> {
         let ready = app.clone();
         tokio::spawn(source.run(move || ready.set_ready()));
     } else if let Some(dir) = &args.plugins_dir {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("failed to create the plugin directory {}", dir.display()))?;
+        // A mistyped or relative path would otherwise serve builtins only, silently.
+        if !dir.is_dir() {
+            anyhow::bail!(
+                "the plugin directory {} does not exist (a relative path is read from {}); pass the \
+                 directory that holds your package directories, or a package directory itself",
+                dir.display(),
+                std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default()
+            );
+        }
         let source = LocalSource::new(dir.clone(), runtime.clone(), registry.clone(), max_limits);
         let ready = app.clone();
         tokio::spawn(source.run(Duration::from_millis(args.poll_ms), move || ready.set_ready()));

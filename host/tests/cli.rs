@@ -37,17 +37,7 @@ fn the_quickstart_runs_serves_and_stops_cleanly() {
     // Optional settings are logged as their values, not as `Some(...)`.
     assert_eq!(fields["plugins_dir"].as_str(), Some(packages.display().to_string().as_str()), "{fields}");
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let formats = runtime.block_on(async {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let answer = get(&listen, "/v1/formats").await;
-            if answer.contains("\"unity\"") || std::time::Instant::now() > deadline {
-                break answer;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    let formats = formats_once_unity_is_served(&listen);
     for key in ["\"unity\"", "\"npm-wasm\"", "\"npm-registry\"", "\"maven\"", "\"pypi\""] {
         assert!(formats.contains(key), "{key} is served: {formats}");
     }
@@ -58,6 +48,43 @@ fn the_quickstart_runs_serves_and_stops_cleanly() {
     assert!(exit.success(), "SIGTERM is a clean shutdown, got {exit}");
     let rest: Vec<String> = log.lines().map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("shutting down")), "the shutdown is logged: {rest:?}");
+}
+
+#[test]
+fn a_missing_plugin_directory_is_an_error_and_a_package_directory_is_served() {
+    let missing = Command::new(env!("CARGO_BIN_EXE_wasmplug-host"))
+        .args(["--listen", "127.0.0.1:0", "--plugins-dir", "no-such-plugins"])
+        .output()
+        .expect("the host runs");
+    assert!(!missing.status.success(), "a missing directory must not serve builtins only");
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("the plugin directory no-such-plugins does not exist"), "{stderr}");
+    assert!(stderr.contains("a relative path is read from"), "{stderr}");
+
+    // Pointed at one package directory, the host serves that package.
+    let package = support::example_package("unity-format");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wasmplug-host"));
+    command.args(["--listen", "127.0.0.1:0", "--plugins-dir"]).arg(&package);
+    let (mut host, _log, listen, _) = start(command);
+    let formats = formats_once_unity_is_served(&listen);
+    assert!(formats.contains("\"unity\""), "the package is served: {formats}");
+    host.kill().expect("kill");
+    let _ = host.wait();
+}
+
+/// `GET /v1/formats` of the host at `listen`, once it lists unity (or after 30 s).
+fn formats_once_unity_is_served(listen: &str) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = get(listen, "/v1/formats").await;
+            if answer.contains("\"unity\"") || std::time::Instant::now() > deadline {
+                break answer;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
 }
 
 async fn get(addr: &str, path: &str) -> String {
