@@ -4,8 +4,9 @@
 //!
 //! The directory is polled: a package whose files changed is loaded again and
 //! swapped in, a new one is added, a removed one is unloaded. A package that fails
-//! to load leaves the previous version serving and is reported in the log and in
-//! `GET /v1/formats`.
+//! to read or load leaves the previous version serving and is reported in the log
+//! and in `GET /v1/formats` (the current error: each failure replaces the last),
+//! under its format key, or under its directory's name when it never loaded.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -75,7 +76,21 @@ impl LocalSource {
             Ok(package) => package,
             Err(error) => {
                 tracing::error!(dir = %dir.display(), %error, "failed to read package; previous version keeps serving");
-                return previous_key.map(str::to_owned);
+                // Shown in GET /v1/formats: under the key the package serves,
+                // or, before it ever loaded, under its directory's name.
+                let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let key = match previous_key {
+                    Some(key) => key.to_owned(),
+                    // Never over a format something else serves (a builtin, another package).
+                    None if self.registry.snapshot().get(&name).is_some() || self.owner_of(&name, dir).is_some() => {
+                        return None;
+                    }
+                    None => name.clone(),
+                };
+                let origin = Origin::Plugin { name, version: "unknown".to_owned() };
+                let failed = FailedLoad { digest: None, retrying: false };
+                self.registry.record_load_failure(&key, origin, failed, error.to_string());
+                return Some(key);
             }
         };
         let key = package.manifest.format_key.clone();

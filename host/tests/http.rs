@@ -372,6 +372,55 @@ async fn packages_are_unloaded_when_removed_and_a_broken_update_keeps_the_old_ve
     wait_for("the format to be unloaded", async || validate().await.status == StatusCode::NOT_FOUND).await;
 }
 
+/// The `last_error` `GET /v1/formats` shows for `key`, if any.
+async fn last_error(host: &support::http::Host, key: &str) -> Option<String> {
+    let formats = call(host.addr, Method::GET, "/v1/formats", "").await.json();
+    let format = formats["formats"].as_array()?.iter().find(|f| f["key"] == key)?.clone();
+    format["last_error"].as_str().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn manifest_problems_show_in_the_format_list_and_each_replaces_the_last() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let package = dir.path().join("unity");
+    copy_package("unity-format", &package);
+    let manifest = std::fs::read_to_string(package.join("plugin.toml")).expect("read");
+    let host = start_host(dir.path(), CallLimits::DEFAULT, ServerConfig::default()).await;
+    let validate = async || post(&host, "/v1/formats/unity/validate?path=a.zip", "").await;
+    assert_eq!(validate().await.status, StatusCode::UNPROCESSABLE_ENTITY, "the plugin answers");
+
+    // A broken component, then a manifest that is not TOML: the list shows the
+    // second error, not the first, and the last good version keeps serving.
+    std::fs::write(package.join("plugin.wasm"), b"\0asm\x01\0\0\0").expect("break the component");
+    wait_for("the component error", async || {
+        last_error(&host, "unity").await.is_some_and(|e| e.contains("not a valid WebAssembly component"))
+    })
+    .await;
+    std::fs::write(package.join("plugin.toml"), "[plugin\nname = ").expect("break the manifest");
+    wait_for("the manifest error to replace it", async || {
+        last_error(&host, "unity").await.is_some_and(|e| e.contains("plugin.toml") && !e.contains("WebAssembly"))
+    })
+    .await;
+    assert_eq!(validate().await.status, StatusCode::UNPROCESSABLE_ENTITY, "the last good version keeps serving");
+
+    // A package that never loaded is listed under its directory's name.
+    let fresh = dir.path().join("my-format");
+    std::fs::create_dir(&fresh).expect("mkdir");
+    std::fs::write(fresh.join("plugin.toml"), manifest.replace("version = ", "versoin = ")).expect("write");
+    std::fs::write(fresh.join("plugin.wasm"), b"\0asm").expect("write");
+    wait_for("the new package's problem to be listed", async || {
+        last_error(&host, "my-format").await.is_some_and(|e| e.contains("my-format") && e.contains("plugin.toml"))
+    })
+    .await;
+    // Removed, its entry goes with it.
+    std::fs::remove_dir_all(&fresh).expect("remove");
+    wait_for("the placeholder to go", async || {
+        let formats = call(host.addr, Method::GET, "/v1/formats", "").await.json();
+        !formats.to_string().contains("\"my-format\"")
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn repeated_limit_failures_quarantine_over_http() {
     let dir = tempfile::tempdir().expect("tempdir");
