@@ -1,6 +1,6 @@
-//! `wasmplug`: the plugin author's command. It checks, signs and verifies plugin
-//! packages with the operator's own code, so "valid" and "signed" mean here
-//! exactly what they mean in a cluster.
+//! `wasmplug`: the plugin author's command. It checks, calls, signs and
+//! verifies plugin packages with the operator's and the host's own code, so
+//! "valid", "answers" and "signed" mean here exactly what they mean in a cluster.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,14 +12,16 @@ use clap::{Parser, Subcommand};
 use ed25519_dalek::Signer as _;
 use ed25519_dalek::pkcs8::DecodePrivateKey as _;
 use wasmplug_host::cli::EngineArgs;
+use wasmplug_host::handler::{FormatHandler, with_checksum};
 use wasmplug_host::plugin::WASM_FILE;
 use wasmplug_host::runtime::Runtime;
+use wasmplug_host::server::wire::IndexFiles;
 use wasmplug_operator::fetch::{self, FetchLimits, Fetched};
 use wasmplug_operator::validate::{self, Expected};
 use wasmplug_operator::verify::{self, PublicKey, Required, SIGNATURE_FILE, TrustedKey};
 
-/// Check, sign and verify wasmplug plugin packages (a directory or ZIP holding
-/// plugin.toml and plugin.wasm) exactly as the operator does.
+/// Check, call, sign and verify wasmplug plugin packages (a directory or ZIP
+/// holding plugin.toml and plugin.wasm) exactly as the operator and hosts do.
 #[derive(Debug, Parser)]
 #[command(name = "wasmplug", version)]
 struct Cli {
@@ -38,6 +40,19 @@ enum Command {
         /// The format key the package must declare (a FormatPlugin's spec.formatKey).
         #[arg(long)]
         format_key: Option<String>,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Run the plugin on artifacts as a host would, under the same limits,
+    /// without a server: Artifact Keeper's "format test". Prints the answer as
+    /// JSON, the same as the host's HTTP API (metadata gets the artifact's
+    /// SHA-256 when the plugin leaves it out); exits with status 1 when the
+    /// plugin refuses an artifact or fails.
+    Call {
+        /// The package: a directory or a ZIP file.
+        package: PathBuf,
+        #[command(subcommand)]
+        call: CallKind,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -63,10 +78,34 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum CallKind {
+    /// parse-metadata of one artifact.
+    Metadata {
+        file: PathBuf,
+        /// The artifact's path in the repository; defaults to the file's name.
+        #[arg(long)]
+        path: Option<String>,
+    },
+    /// validate one artifact.
+    Validate {
+        file: PathBuf,
+        /// The artifact's path in the repository; defaults to the file's name.
+        #[arg(long)]
+        path: Option<String>,
+    },
+    /// generate-index over the metadata of these artifacts (each by its file name).
+    Index {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Check { package, format_key, engine } => check(&package, format_key.as_deref(), &engine),
+        Command::Call { package, call, engine } => run_call(&package, &call, &engine),
         Command::Sign { package, key } => sign(&package, &key),
         Command::Verify { package, keys } => verify(&package, &keys),
     };
@@ -109,6 +148,45 @@ fn check(package: &Path, format_key: Option<&str>, engine: &EngineArgs) -> anyho
         "{at}: a valid plugin: {} {}, format {}, plugin.wasm {} (spec.sha256)",
         manifest.name, manifest.version, manifest.format_key, validated.package.digest
     ))
+}
+
+fn run_call(package: &Path, call: &CallKind, engine: &EngineArgs) -> anyhow::Result<String> {
+    let fetched = read(package)?;
+    let runtime = Runtime::new(engine.settings()).context("failed to start the WebAssembly runtime")?;
+    let validated = validate::validate(fetched, Expected::default(), &runtime)?;
+    let limits = engine.max_limits().grant([&validated.package.manifest.resources]);
+    let loaded = runtime.load_precompiled(&validated.package, &validated.precompiled, limits)?;
+    // As every host calls it: through the handler interface, refusals as errors.
+    let plugin: &dyn FormatHandler = &loaded;
+    let artifact = |file: &Path, path: Option<&String>| -> anyhow::Result<(String, Vec<u8>)> {
+        let data = std::fs::read(file).with_context(|| format!("failed to read {}", file.display()))?;
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok((path.cloned().unwrap_or(name), data))
+    };
+    let answer = match call {
+        CallKind::Metadata { file, path } => {
+            let (path, data) = artifact(file, path.as_ref())?;
+            serde_json::to_value(with_checksum(plugin.parse_metadata(&path, &data)?, &data))?
+        }
+        CallKind::Validate { file, path } => {
+            let (path, data) = artifact(file, path.as_ref())?;
+            plugin.validate(&path, &data)?;
+            serde_json::json!({"valid": true, "path": path})
+        }
+        CallKind::Index { files } => {
+            let mut artifacts = Vec::new();
+            for file in files {
+                let (path, data) = artifact(file, None)?;
+                let metadata = plugin.parse_metadata(&path, &data).with_context(|| format!("metadata of {path}"))?;
+                artifacts.push(with_checksum(metadata, &data));
+            }
+            match plugin.generate_index(&artifacts)? {
+                Some(files) => serde_json::to_value(IndexFiles::new(files))?,
+                None => serde_json::json!({"files": null}),
+            }
+        }
+    };
+    Ok(serde_json::to_string_pretty(&answer)?)
 }
 
 fn sign(package: &Path, key_file: &Path) -> anyhow::Result<String> {

@@ -1,11 +1,13 @@
 //! The `wasmplug` command as an author runs it, on the packages
-//! examples/build.sh builds: `check` says what the operator would say, `sign`
-//! writes a signature openssl and the operator's rules accept, `verify` checks it.
+//! examples/build.sh builds: `check` says what the operator would say, `call`
+//! answers as a host would, `sign` writes a signature openssl and the
+//! operator's rules accept, `verify` checks it.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 use wasmplug_e2e::{SigningKey, example_package};
+use wasmplug_formats::test_support::unity_package;
 
 fn wasmplug(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wasmplug")).args(args).output().expect("wasmplug runs")
@@ -53,6 +55,35 @@ fn check_accepts_a_valid_package_and_names_what_is_wrong_with_others() {
     std::fs::write(dir.path().join("plugin.toml"), b"[plugin]\nname = \"Bad Name\"\n").expect("write");
     let manifest = stderr(&wasmplug(&["check", path(dir.path())]));
     assert!(manifest.contains("plugin.toml"), "{manifest}");
+}
+
+#[test]
+fn call_runs_the_plugin_on_artifacts_as_a_host_does() {
+    let unity = example_package("unity-format");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let guid = "0123456789abcdef0123456789abcdef";
+    let package = unity_package(&[(guid, "Assets/Tool/Tool.cs", b"class Tool {}")]);
+    let artifact = dir.path().join("my-tool-1.2.3.unitypackage");
+    std::fs::write(&artifact, &package).expect("write");
+
+    let metadata = stdout(&wasmplug(&["call", path(&unity), "metadata", path(&artifact)]));
+    let metadata: serde_json::Value = serde_json::from_str(&metadata).expect("JSON");
+    assert_eq!(metadata["path"], "my-tool-1.2.3.unitypackage", "{metadata}");
+    // The host's SHA-256 where the plugin leaves it out, as Artifact Keeper's host does.
+    let expected = wasmplug_host::plugin::Digest::of(&package).hex();
+    assert_eq!(metadata["checksum_sha256"].as_str(), Some(expected.as_str()), "{metadata}");
+
+    let valid =
+        stdout(&wasmplug(&["call", path(&unity), "validate", path(&artifact), "--path", "Assets/x.unitypackage"]));
+    assert!(valid.contains("\"valid\": true"), "{valid}");
+    let index = stdout(&wasmplug(&["call", path(&unity), "index", path(&artifact)]));
+    assert!(index.contains("content_base64"), "{index}");
+
+    // The plugin's own refusal, as the host's 422 carries it.
+    let refused = dir.path().join("not.unitypackage");
+    std::fs::write(&refused, b"plain text").expect("write");
+    let message = stderr(&wasmplug(&["call", path(&unity), "validate", path(&refused)]));
+    assert!(message.contains("not a Unity package"), "{message}");
 }
 
 #[test]

@@ -72,19 +72,20 @@ impl From<HttpResponse> for WireResponse {
     }
 }
 
-#[derive(Serialize)]
-pub(super) struct IndexFiles {
+/// Index files as the API answers them (also `wasmplug call … index`).
+#[derive(Debug, Serialize)]
+pub struct IndexFiles {
     files: Vec<IndexFile>,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 struct IndexFile {
     name: String,
     content_base64: String,
 }
 
 impl IndexFiles {
-    pub(super) fn new(files: Vec<(String, Vec<u8>)>) -> Self {
+    pub fn new(files: Vec<(String, Vec<u8>)>) -> Self {
         let files = files
             .into_iter()
             .map(|(name, content)| IndexFile {
