@@ -1,12 +1,13 @@
 //! The `wasmplug` command as an author runs it, on the packages
 //! examples/build.sh builds: `check` says what the operator would say, `call`
-//! answers as a host would, `sign` writes a signature openssl and the
-//! operator's rules accept, `verify` checks it.
+//! answers as a host would, `package` packs what a URL source takes,
+//! `manifest` prints a FormatPlugin the real API server accepts, `sign` writes
+//! a signature openssl and the operator's rules accept, `verify` checks it.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use wasmplug_e2e::{SigningKey, example_package};
+use wasmplug_e2e::{SigningKey, control_plane, example_package};
 use wasmplug_formats::test_support::unity_package;
 
 fn wasmplug(args: &[&str]) -> Output {
@@ -84,6 +85,62 @@ fn call_runs_the_plugin_on_artifacts_as_a_host_does() {
     std::fs::write(&refused, b"plain text").expect("write");
     let message = stderr(&wasmplug(&["call", path(&unity), "validate", path(&refused)]));
     assert!(message.contains("not a Unity package"), "{message}");
+}
+
+#[test]
+fn package_packs_a_checked_zip_with_its_signature() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let package = dir.path().join("unity");
+    std::fs::create_dir(&package).expect("mkdir");
+    for file in ["plugin.toml", "plugin.wasm"] {
+        std::fs::copy(example_package("unity-format").join(file), package.join(file)).expect("copy");
+    }
+    let publisher = SigningKey::generate().expect("openssl makes a key");
+    let wasm = std::fs::read(package.join("plugin.wasm")).expect("read");
+    std::fs::write(package.join("plugin.wasm.sig"), publisher.sign(&wasm)).expect("write");
+
+    let packed = stdout(&wasmplug(&["package", path(&package)]));
+    let zip = dir.path().join("unity-format-0.1.0.zip");
+    assert!(packed.contains(&format!("wrote {}", zip.display())) && packed.contains("signed"), "{packed}");
+    // What a URL source would fetch: checked and verified like the directory.
+    stdout(&wasmplug(&["check", path(&zip)]));
+    let public = dir.path().join("key.pub");
+    std::fs::write(&public, publisher.public_pem()).expect("write");
+    stdout(&wasmplug(&["verify", path(&zip), "--key", path(&public)]));
+
+    // An invalid package is not packed.
+    std::fs::write(package.join("plugin.wasm"), b"\0asm").expect("write");
+    let refused = stderr(&wasmplug(&["package", path(&package), "--out", path(&dir.path().join("bad.zip"))]));
+    assert!(refused.contains("plugin.wasm"), "{refused}");
+    assert!(!dir.path().join("bad.zip").exists(), "nothing is written for an invalid package");
+}
+
+#[tokio::test]
+async fn manifest_prints_a_format_plugin_the_api_server_accepts() {
+    let unity = example_package("unity-format");
+    let ns = control_plane().namespace("cli-manifest").await;
+    let sources: [&[&str]; 4] = [
+        &["--url", "https://plugins.example.com/unity-format-0.1.0.zip", "--pin"],
+        &["--git", "https://git.example.com/unity.git", "--git-tag", "v0.1.0", "--git-path", "package"],
+        &["--oci", "oci://registry.example.com/wasmplug/unity", "--oci-tag", "0.1.0"],
+        &["--local", "/plugins/unity"],
+    ];
+    for source in sources {
+        let mut args = vec!["manifest", path(&unity)];
+        args.extend_from_slice(source);
+        let yaml = stdout(&wasmplug(&args));
+        assert!(yaml.contains("name: unity-format") && yaml.contains("formatKey: unity"), "{yaml}");
+        let applied = control_plane()
+            .kubectl()
+            .run_with_stdin(&["apply", "--dry-run=server", "-n", ns.name(), "-f", "-"], &yaml)
+            .await
+            .expect("kubectl runs");
+        let output = applied.success().unwrap_or_else(|e| panic!("{source:?}: {e:#}\n{yaml}"));
+        assert!(output.contains("formatplugin.wasmplug.dev/unity-format created"), "{output}");
+    }
+    let digest = wasmplug_host::plugin::Digest::of(&std::fs::read(unity.join("plugin.wasm")).expect("read"));
+    let pinned = stdout(&wasmplug(&["manifest", path(&unity), "--url", "https://x.example.com/u.zip", "--pin"]));
+    assert!(pinned.contains(&format!("sha256: {digest}")), "{pinned}");
 }
 
 #[test]
