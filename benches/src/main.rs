@@ -238,6 +238,7 @@ fn install(key: &str, handler: SharedHandler) -> Install {
         limits: None,
         compilation: None,
         enabled: true,
+        warnings: Vec::new(),
         handler,
     }
 }

@@ -209,6 +209,9 @@ fn check(package: &Path, format_key: Option<&str>, engine: &EngineArgs) -> anyho
     let at = fetched.at.clone();
     let validated = validate::validate(fetched, Expected { sha256: None, format_key }, &runtime)?;
     let manifest = &validated.package.manifest;
+    for warning in manifest.warnings() {
+        eprintln!("warning: {at}: {warning}");
+    }
     Ok(format!(
         "{at}: a valid plugin: {} {}, format {}, plugin.wasm {} (spec.sha256)",
         manifest.name, manifest.version, manifest.format_key, validated.package.digest

@@ -52,6 +52,15 @@ fn check_accepts_a_valid_package_and_names_what_is_wrong_with_others() {
     let missing = stderr(&wasmplug(&["check", path(dir.path())]));
     assert!(missing.contains("plugin.wasm"), "{missing}");
 
+    // A misspelled field is accepted (nothing requires it) and warned about.
+    let manifest = std::fs::read_to_string(unity.join("plugin.toml")).expect("read");
+    std::fs::write(dir.path().join("plugin.toml"), manifest.replace("extensions =", "extension =")).expect("write");
+    std::fs::copy(unity.join("plugin.wasm"), dir.path().join("plugin.wasm")).expect("copy");
+    let warned = wasmplug(&["check", path(dir.path())]);
+    stdout(&warned);
+    let warning = String::from_utf8_lossy(&warned.stderr);
+    assert!(warning.contains("warning:") && warning.contains("[format].extension"), "{warning}");
+
     std::fs::write(dir.path().join("plugin.wasm"), b"\0asm not a component").expect("write");
     std::fs::write(dir.path().join("plugin.toml"), b"[plugin]\nname = \"Bad Name\"\n").expect("write");
     let manifest = stderr(&wasmplug(&["check", path(dir.path())]));

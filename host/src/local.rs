@@ -119,6 +119,7 @@ impl LocalSource {
                         reason: "a local package has no precompiled file".to_owned(),
                     }),
                     enabled: true,
+                    warnings: package.manifest.warnings(),
                     handler: Arc::new(plugin),
                 });
             }

@@ -422,6 +422,23 @@ async fn manifest_problems_show_in_the_format_list_and_each_replaces_the_last() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_misspelled_manifest_field_is_a_warning_in_the_format_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let package = dir.path().join("unity");
+    copy_package("unity-format", &package);
+    let manifest = std::fs::read_to_string(package.join("plugin.toml")).expect("read");
+    assert!(manifest.contains("extensions ="), "the example declares extensions");
+    std::fs::write(package.join("plugin.toml"), manifest.replace("extensions =", "extension =")).expect("write");
+    let host = start_host(dir.path(), CallLimits::DEFAULT, ServerConfig::default()).await;
+    let formats = call(host.addr, Method::GET, "/v1/formats", "").await.json();
+    let unity = formats["formats"].as_array().and_then(|f| f.iter().find(|f| f["key"] == "unity")).cloned();
+    let unity = unity.expect("unity is served: the field is not required");
+    assert_eq!(unity["state"], "active", "{unity}");
+    let warnings = unity["warnings"].to_string();
+    assert!(warnings.contains("[format].extension is not a field wasmplug reads"), "{unity}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn repeated_limit_failures_quarantine_over_http() {
     let dir = tempfile::tempdir().expect("tempdir");
     copy_package("misbehaving", &dir.path().join("misbehaving"));

@@ -29,6 +29,7 @@ fn install(registry: &Registry, key: &str, version: &str, handler: SharedHandler
         limits: None,
         compilation: None,
         enabled: true,
+        warnings: Vec::new(),
         handler,
     });
 }
@@ -162,6 +163,7 @@ fn builtin_and_plugin_formats_sit_side_by_side() {
         limits: None,
         compilation: None,
         enabled: true,
+        warnings: Vec::new(),
         handler: builtin::handler("generic", &CallLimits::DEFAULT).expect("generic is builtin"),
     });
     let listed: Vec<(String, Origin)> =

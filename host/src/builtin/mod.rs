@@ -45,6 +45,7 @@ pub fn install(registry: &Registry, keys: &[String], limits: &CallLimits) -> Res
             limits: None,
             compilation: None,
             enabled: true,
+            warnings: Vec::new(),
             handler,
         });
     }

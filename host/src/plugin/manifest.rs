@@ -31,6 +31,10 @@ pub struct Manifest {
     pub content_types: Vec<String>,
     pub capabilities: Capabilities,
     pub resources: ResourceRequest,
+    /// Fields of the file that no rule reads, as `[table].key` (a misspelling
+    /// such as `[format].extension`): accepted, Artifact Keeper's manifests
+    /// may carry more, but worth a warning.
+    pub unknown_fields: Vec<String>,
 }
 
 /// The limits a plugin asks for. The host grants at most the cluster maximum.
@@ -154,8 +158,13 @@ impl Problems {
 impl Manifest {
     /// Parses and checks the text of a `plugin.toml`.
     pub fn parse(text: &str) -> Result<Self, ManifestError> {
-        let raw: RawManifest =
-            toml::from_str(text).map_err(|e| ManifestError::Syntax(e.to_string().trim().to_owned()))?;
+        let syntax = |e: toml::de::Error| ManifestError::Syntax(e.to_string().trim().to_owned());
+        let mut unknown_fields = Vec::new();
+        let raw: RawManifest = serde_ignored::deserialize(toml::Deserializer::parse(text).map_err(syntax)?, |path| {
+            unknown_fields.push(field_name(&path));
+        })
+        .map_err(syntax)?;
+        unknown_fields.sort();
         let mut problems = Problems::default();
         // A missing table is one problem, not one per field.
         let (has_plugin, has_format) = (raw.plugin.is_some(), raw.format.is_some());
@@ -236,7 +245,46 @@ impl Manifest {
             content_types: format.content_types,
             capabilities: raw.capabilities.into(),
             resources,
+            unknown_fields,
         })
+    }
+}
+
+impl Manifest {
+    /// A warning per field no rule reads, naming it and what to do.
+    pub fn warnings(&self) -> Vec<String> {
+        self.unknown_fields
+            .iter()
+            .map(|field| {
+                format!("{MANIFEST_FILE}: {field} is not a field wasmplug reads; check its spelling (or remove it)")
+            })
+            .collect()
+    }
+}
+
+/// A field serde_ignored reports, as `[table].key` (`[table]` for a table).
+fn field_name(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    let mut keys = Vec::new();
+    let mut at = path;
+    loop {
+        match at {
+            Path::Root => break,
+            Path::Map { parent, key } => {
+                keys.push(key.as_str());
+                at = parent;
+            }
+            Path::Seq { parent, .. }
+            | Path::Some { parent }
+            | Path::NewtypeStruct { parent }
+            | Path::NewtypeVariant { parent } => at = parent,
+        }
+    }
+    keys.reverse();
+    match keys.split_first() {
+        Some((table, [])) => format!("[{table}]"),
+        Some((table, rest)) => format!("[{table}].{}", rest.join(".")),
+        None => String::new(),
     }
 }
 
@@ -317,6 +365,15 @@ mod tests {
         assert_eq!(manifest.resources.max_memory_bytes, Some(32 << 20));
         assert_eq!(manifest.resources.max_execution, Some(Duration::from_millis(1500)));
         assert_eq!(manifest.resources.max_fuel, None);
+        assert_eq!(manifest.unknown_fields, ["[plugin].some_future_key"]);
+    }
+
+    #[test]
+    fn names_fields_no_rule_reads() {
+        let misspelled = UNITY.replace("extensions =", "extension =").replace("[resources]", "[resource]");
+        let manifest = Manifest::parse(&misspelled).expect("still valid");
+        assert_eq!(manifest.unknown_fields, ["[format].extension", "[plugin].some_future_key", "[resource]"]);
+        assert!(manifest.extensions.is_empty(), "the misspelled field is not read");
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub struct Format {
     pub last_error: Option<String>,
     /// The load that `last_error` is about, when a load failed.
     pub failed_load: Option<FailedLoad>,
+    /// What the plugin's author should know and the host accepted: fields of
+    /// plugin.toml that no rule reads.
+    pub warnings: Vec<String>,
     health: Health,
     handler: Option<SharedHandler>,
     /// Shared by the snapshots of this version, so that a disable or a new
@@ -129,6 +132,7 @@ impl Format {
             enabled: self.enabled,
             last_error: self.last_error.clone(),
             failed_load: self.failed_load,
+            warnings: self.warnings.clone(),
             health: self.health,
             handler: self.handler.clone(),
             breaker: self.breaker.clone(),
@@ -147,6 +151,8 @@ pub struct Install {
     pub limits: Option<CallLimits>,
     pub compilation: Option<Compilation>,
     pub enabled: bool,
+    /// See [`Format::warnings`].
+    pub warnings: Vec<String>,
     pub handler: SharedHandler,
 }
 
@@ -269,6 +275,7 @@ impl Registry {
             enabled: install.enabled,
             last_error: None,
             failed_load: None,
+            warnings: install.warnings,
             health: Health::Healthy,
             handler: Some(install.handler),
             breaker: Arc::new(Mutex::new(Breaker::new(Instant::now()))),
@@ -297,6 +304,7 @@ impl Registry {
                     enabled: true,
                     last_error: Some(error),
                     failed_load: Some(failed),
+                    warnings: Vec::new(),
                     health: Health::Failed,
                     handler: None,
                     breaker: Arc::new(Mutex::new(Breaker::new(Instant::now()))),
@@ -353,6 +361,7 @@ impl Registry {
                 enabled: true,
                 last_error: Some("its FormatPlugin is gone and another takes the key over; retry shortly".into()),
                 failed_load: None,
+                warnings: Vec::new(),
                 health: Health::ChangingHands,
                 handler: None,
                 breaker: Arc::new(Mutex::new(Breaker::new(Instant::now()))),

@@ -111,6 +111,8 @@ struct FormatView<'a> {
     compilation: Option<CompilationView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_error: Option<String>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
 }
 
 /// Where a plugin's native code came from: the operator's verified precompiled
@@ -180,6 +182,7 @@ fn view(format: &Format) -> FormatView<'_> {
             Compilation::Compiled { reason } => CompilationView::Wasm { reason },
         }),
         last_error: format.problem(),
+        warnings: &format.warnings,
     }
 }
 

@@ -132,6 +132,7 @@ impl Loader {
                     limits: None,
                     compilation: None,
                     enabled: want.enabled,
+                    warnings: Vec::new(),
                     handler,
                 });
             }
@@ -156,6 +157,7 @@ impl Loader {
             limits: Some(limits),
             compilation: Some(compilation),
             enabled: want.enabled,
+            warnings: package.manifest.warnings(),
             handler: Arc::new(plugin),
         })
     }
