@@ -134,6 +134,9 @@ fn describe(error: &anyhow::Error) -> String {
 
 /// The package at `path`, read as a `local` source reads it.
 fn read(path: &Path) -> anyhow::Result<Fetched> {
+    if std::fs::symlink_metadata(path).is_err() {
+        anyhow::bail!("{} does not exist; give a package directory or ZIP", path.display());
+    }
     let path = std::path::absolute(path)?;
     Ok(fetch::local(&path, &FetchLimits::default())?)
 }

@@ -47,6 +47,9 @@ fn check_accepts_a_valid_package_and_names_what_is_wrong_with_others() {
     let key = stderr(&wasmplug(&["check", path(&unity), "--format-key", "npm"]));
     assert!(key.contains("declares format key \"unity\"") && key.contains("expects \"npm\""), "{key}");
 
+    let nowhere = stderr(&wasmplug(&["check", "no-such-package"]));
+    assert!(nowhere.contains("no-such-package does not exist"), "{nowhere}");
+
     let dir = copy_of("unity-format");
     std::fs::remove_file(dir.path().join("plugin.wasm")).expect("remove");
     let missing = stderr(&wasmplug(&["check", path(dir.path())]));
