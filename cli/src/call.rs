@@ -6,11 +6,9 @@ use anyhow::Context;
 use clap::Subcommand;
 use wasmplug_host::cli::EngineArgs;
 use wasmplug_host::handler::{FormatHandler, with_checksum};
-use wasmplug_host::runtime::Runtime;
 use wasmplug_host::server::wire::IndexFiles;
-use wasmplug_operator::validate::{self, Expected};
 
-use crate::read;
+use crate::{Checked, checked};
 
 #[derive(Debug, Subcommand)]
 pub enum CallKind {
@@ -36,9 +34,7 @@ pub enum CallKind {
 }
 
 pub fn run_call(package: &Path, call: &CallKind, engine: &EngineArgs) -> anyhow::Result<String> {
-    let fetched = read(package)?;
-    let runtime = Runtime::new(engine.settings()).context("failed to start the WebAssembly runtime")?;
-    let validated = validate::validate(fetched, Expected::default(), &runtime)?;
+    let Checked { validated, runtime, .. } = checked(package, None, engine)?;
     let limits = engine.max_limits().grant([&validated.package.manifest.resources]);
     let loaded = runtime.load_precompiled(&validated.package, &validated.precompiled, limits)?;
     // As every host calls it: through the handler interface, refusals as errors.

@@ -9,9 +9,12 @@ mod signing;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use wasmplug_host::cli::EngineArgs;
+use wasmplug_host::runtime::Runtime;
 use wasmplug_operator::fetch::{self, FetchLimits, Fetched};
+use wasmplug_operator::validate::{self, Expected, Validated};
 
 use call::CallKind;
 use package::SourceArgs;
@@ -139,6 +142,26 @@ fn read(path: &Path) -> anyhow::Result<Fetched> {
     }
     let path = std::path::absolute(path)?;
     Ok(fetch::local(&path, &FetchLimits::default())?)
+}
+
+/// A package the operator's validation accepted, with the runtime that
+/// compiled it for `engine`.
+struct Checked {
+    /// Where it was read, for messages.
+    at: String,
+    /// Its plugin.wasm.sig, if it has one.
+    signature: Option<Vec<u8>>,
+    validated: Validated,
+    runtime: Runtime,
+}
+
+/// Reads the package at `path` and validates it as the operator does.
+fn checked(path: &Path, format_key: Option<&str>, engine: &EngineArgs) -> anyhow::Result<Checked> {
+    let fetched = read(path)?;
+    let (at, signature) = (fetched.at.clone(), fetched.signature.clone());
+    let runtime = Runtime::new(engine.settings()).context("failed to start the WebAssembly runtime")?;
+    let validated = validate::validate(fetched, Expected { sha256: None, format_key }, &runtime)?;
+    Ok(Checked { at, signature, validated, runtime })
 }
 
 #[cfg(test)]

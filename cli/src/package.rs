@@ -7,11 +7,9 @@ use anyhow::{Context, bail};
 use wasmplug_crds::{FormatPlugin, FormatPluginSpec};
 use wasmplug_host::cli::EngineArgs;
 use wasmplug_host::plugin::{MANIFEST_FILE, Package, WASM_FILE};
-use wasmplug_host::runtime::Runtime;
-use wasmplug_operator::validate::{self, Expected};
 use wasmplug_operator::verify::SIGNATURE_FILE;
 
-use crate::read;
+use crate::{Checked, checked, read};
 
 /// Where the cluster fetches the package from: exactly one of --url, --git,
 /// --oci and --local.
@@ -51,10 +49,7 @@ pub struct SourceRefs {
 }
 
 pub fn check(package: &Path, format_key: Option<&str>, engine: &EngineArgs) -> anyhow::Result<String> {
-    let fetched = read(package)?;
-    let runtime = Runtime::new(engine.settings()).context("failed to start the WebAssembly runtime")?;
-    let at = fetched.at.clone();
-    let validated = validate::validate(fetched, Expected { sha256: None, format_key }, &runtime)?;
+    let Checked { at, validated, .. } = checked(package, format_key, engine)?;
     let manifest = &validated.package.manifest;
     for warning in manifest.warnings() {
         eprintln!("warning: {at}: {warning}");
@@ -69,10 +64,7 @@ pub fn pack(package: &Path, out: Option<&Path>, engine: &EngineArgs) -> anyhow::
     if !package.is_dir() {
         bail!("{} is not a package directory", package.display());
     }
-    let fetched = read(package)?;
-    let signature = fetched.signature.clone();
-    let runtime = Runtime::new(engine.settings()).context("failed to start the WebAssembly runtime")?;
-    let validated = validate::validate(fetched, Expected::default(), &runtime)?;
+    let Checked { signature, validated, .. } = checked(package, None, engine)?;
     let manifest = &validated.package.manifest;
     let out = match out {
         Some(out) => out.to_owned(),

@@ -248,9 +248,7 @@ impl Manifest {
             unknown_fields,
         })
     }
-}
 
-impl Manifest {
     /// A warning per field no rule reads, naming it and what to do.
     pub fn warnings(&self) -> Vec<String> {
         self.unknown_fields

@@ -34,17 +34,15 @@ pub async fn verify(
             return Err(VerifyError::Unsupported { at, provider: provider.as_str() }.into());
         }
     };
+    let signed_by =
+        SignatureInfo { provider: provider.as_str().to_owned(), key: key.id.clone(), fingerprint: key.fingerprint() };
     tracing::info!(
-        provider = provider.as_str(),
-        key = key.id,
-        fingerprint = key.fingerprint(),
+        provider = signed_by.provider,
+        key = signed_by.key,
+        fingerprint = signed_by.fingerprint,
         "verified the signature"
     );
-    Ok(Some(SignatureInfo {
-        provider: provider.as_str().to_owned(),
-        key: key.id.clone(),
-        fingerprint: key.fingerprint(),
-    }))
+    Ok(Some(signed_by))
 }
 
 /// The cluster's keys, as its key directory holds them now, and the object's own.

@@ -326,9 +326,8 @@ impl<'a> Layers<'a> {
             of_type(&[ZIP_LAYER]).as_slice(),
             signatures.as_slice(),
         ) {
-            ([wasm], [manifest], [], []) => Ok(Layers::Component { wasm, manifest, signature: None }),
-            ([wasm], [manifest], [], [signature]) => {
-                Ok(Layers::Component { wasm, manifest, signature: Some(signature) })
+            ([wasm], [manifest], [], [] | [_]) => {
+                Ok(Layers::Component { wasm, manifest, signature: signatures.first().copied() })
             }
             (_, _, [_], [_, ..]) => Err(shape_error(format!(
                 "it has a package ZIP and a {SIGNATURE_FILE} layer ({SIGNATURE_LAYER}); put {SIGNATURE_FILE} in the ZIP"
