@@ -2,8 +2,10 @@
 //! verifies plugin packages with the operator's and the host's own code, so
 //! "valid", "answers" and "signed" mean here exactly what they mean in a cluster.
 
+mod build;
 mod call;
 mod package;
+mod scaffold;
 mod signing;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +32,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Make a new plugin crate: a format handler that builds on its own
+    /// (Cargo.toml, plugin.toml, the WIT contract, a unit test, a sample
+    /// artifact and a README with the next commands).
+    New(scaffold::NewArgs),
+    /// Build the plugin crate for wasm32-wasip2, check it as the operator
+    /// would, and write target/wasmplug/<name>/ (the package a host loads)
+    /// and target/wasmplug/<name>-<version>.zip. A build that fails the check
+    /// writes nothing.
+    Build(build::BuildArgs),
     /// Check a package by the operator's rules: both files, the manifest, the
     /// component's world and imports, and its compilation for the hosts'
     /// engine. Exits with status 1 naming the first problem.
@@ -105,6 +116,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
+        Command::New(args) => scaffold::new(&args),
+        Command::Build(args) => build::build(&args),
         Command::Check { package, format_key, engine } => package::check(&package, format_key.as_deref(), &engine),
         Command::Package { package, out, engine } => package::pack(&package, out.as_deref(), &engine),
         Command::Manifest { package, source, pin } => package::manifest(&package, &source, pin),
@@ -157,7 +170,11 @@ struct Checked {
 
 /// Reads the package at `path` and validates it as the operator does.
 fn checked(path: &Path, format_key: Option<&str>, engine: &EngineArgs) -> anyhow::Result<Checked> {
-    let fetched = read(path)?;
+    validated(read(path)?, format_key, engine)
+}
+
+/// Validates the package `fetched` as the operator does.
+fn validated(fetched: Fetched, format_key: Option<&str>, engine: &EngineArgs) -> anyhow::Result<Checked> {
     let (at, signature) = (fetched.at.clone(), fetched.signature.clone());
     let runtime = Runtime::new(engine.settings()).context("failed to start the WebAssembly runtime")?;
     let validated = validate::validate(fetched, Expected { sha256: None, format_key }, &runtime)?;

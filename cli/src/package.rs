@@ -64,8 +64,8 @@ pub fn pack(package: &Path, out: Option<&Path>, engine: &EngineArgs) -> anyhow::
     if !package.is_dir() {
         bail!("{} is not a package directory", package.display());
     }
-    let Checked { signature, validated, .. } = checked(package, None, engine)?;
-    let manifest = &validated.package.manifest;
+    let checked = checked(package, None, engine)?;
+    let manifest = &checked.validated.package.manifest;
     let out = match out {
         Some(out) => out.to_owned(),
         None => {
@@ -73,9 +73,22 @@ pub fn pack(package: &Path, out: Option<&Path>, engine: &EngineArgs) -> anyhow::
             parent.join(format!("{}-{}.zip", manifest.name, manifest.version))
         }
     };
-    let mut zip = zip::ZipWriter::new(
-        std::fs::File::create(&out).with_context(|| format!("failed to create {}", out.display()))?,
-    );
+    write_zip(&out, &checked)?;
+    Ok(format!(
+        "wrote {}: {} {}{}, plugin.wasm {} (spec.sha256)",
+        out.display(),
+        manifest.name,
+        manifest.version,
+        if checked.signature.is_some() { ", signed" } else { "" },
+        checked.validated.package.digest
+    ))
+}
+
+/// Writes the ZIP a url (or git, oci) source takes: plugin.toml, plugin.wasm
+/// and plugin.wasm.sig when there is one, at the root.
+pub fn write_zip(out: &Path, Checked { signature, validated, .. }: &Checked) -> anyhow::Result<()> {
+    let file = std::fs::File::create(out).with_context(|| format!("failed to create {}", out.display()))?;
+    let mut zip = zip::ZipWriter::new(file);
     let files = [
         (MANIFEST_FILE, Some(&validated.manifest_file)),
         (WASM_FILE, Some(&validated.package.wasm)),
@@ -85,15 +98,8 @@ pub fn pack(package: &Path, out: Option<&Path>, engine: &EngineArgs) -> anyhow::
         zip.start_file(name, zip::write::SimpleFileOptions::default())?;
         std::io::Write::write_all(&mut zip, bytes)?;
     }
-    zip.finish()?;
-    Ok(format!(
-        "wrote {}: {} {}{}, plugin.wasm {} (spec.sha256)",
-        out.display(),
-        manifest.name,
-        manifest.version,
-        if signature.is_some() { ", signed" } else { "" },
-        validated.package.digest
-    ))
+    zip.finish().with_context(|| format!("failed to write {}", out.display()))?;
+    Ok(())
 }
 
 pub fn manifest(package: &Path, args: &SourceArgs, pin: bool) -> anyhow::Result<String> {

@@ -17,6 +17,18 @@ pub fn sign(package: &Path, key_file: &Path) -> anyhow::Result<String> {
     if !package.is_dir() {
         bail!("{} is not a package directory; sign plugin.wasm before packing the ZIP", package.display());
     }
+    let wasm_file = package.join(WASM_FILE);
+    let wasm = std::fs::read(&wasm_file).with_context(|| format!("failed to read {}", wasm_file.display()))?;
+    let (signature, signer) = signature(key_file, &wasm)?;
+    let signature_file = package.join(SIGNATURE_FILE);
+    std::fs::write(&signature_file, signature)
+        .with_context(|| format!("failed to write {}", signature_file.display()))?;
+    Ok(format!("wrote {}: signed with the key {}", signature_file.display(), signer.fingerprint()))
+}
+
+/// plugin.wasm.sig for `wasm`, signed with the Ed25519 private key (PEM) in
+/// `key_file`, and the public key that verifies it.
+pub fn signature(key_file: &Path, wasm: &[u8]) -> anyhow::Result<(Vec<u8>, TrustedKey)> {
     let pem = std::fs::read_to_string(key_file).with_context(|| format!("failed to read {}", key_file.display()))?;
     let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).map_err(|error| {
         anyhow::anyhow!(
@@ -24,14 +36,9 @@ pub fn sign(package: &Path, key_file: &Path) -> anyhow::Result<String> {
             key_file.display()
         )
     })?;
-    let wasm_file = package.join(WASM_FILE);
-    let wasm = std::fs::read(&wasm_file).with_context(|| format!("failed to read {}", wasm_file.display()))?;
-    let signature = STANDARD.encode(key.sign(&wasm).to_bytes());
-    let signature_file = package.join(SIGNATURE_FILE);
-    std::fs::write(&signature_file, format!("{signature}\n"))
-        .with_context(|| format!("failed to write {}", signature_file.display()))?;
+    let signature = format!("{}\n", STANDARD.encode(key.sign(wasm).to_bytes()));
     let public = TrustedKey { id: key_file.display().to_string(), key: PublicKey::Ed25519(key.verifying_key()) };
-    Ok(format!("wrote {}: signed with the key {}", signature_file.display(), public.fingerprint()))
+    Ok((signature.into_bytes(), public))
 }
 
 pub fn verify(package: &Path, key_files: &[PathBuf]) -> anyhow::Result<String> {

@@ -33,8 +33,8 @@ struct WireRequest {
 }
 
 /// The handler's answer, for the registry to send to its client.
-#[derive(Serialize)]
-pub(super) struct WireResponse {
+#[derive(Debug, Serialize)]
+pub struct WireResponse {
     status: u16,
     headers: Vec<(String, String)>,
     body_base64: String,
