@@ -5,6 +5,7 @@
 mod build;
 mod call;
 mod package;
+mod push;
 mod scaffold;
 mod signing;
 
@@ -101,6 +102,10 @@ enum Command {
         #[arg(long)]
         key: PathBuf,
     },
+    /// Push a package to an OCI registry as the artifact an oci source pulls
+    /// (plugin.wasm, plugin.toml and plugin.wasm.sig when signed). Checks it
+    /// first; prints the manifest digest to pin.
+    Push(push::PushArgs),
     /// Verify a package's plugin.wasm.sig with trusted public keys, as the
     /// operator does. Exits with status 1 when none of them verifies it.
     Verify {
@@ -123,6 +128,7 @@ fn main() -> ExitCode {
         Command::Manifest { package, source, pin } => package::manifest(&package, &source, pin),
         Command::Call { package, call, engine } => call::run_call(&package, &call, &engine),
         Command::Sign { package, key } => signing::sign(&package, &key),
+        Command::Push(args) => push::push(&args),
         Command::Verify { package, keys } => signing::verify(&package, &keys),
     };
     match outcome {

@@ -46,6 +46,9 @@ pub struct SourceRefs {
     git_path: Option<String>,
     #[arg(long, requires = "oci")]
     oci_tag: Option<String>,
+    /// Reach the registry over plain HTTP (spec.source.oci.insecure): one on localhost.
+    #[arg(long, requires = "oci")]
+    oci_insecure: bool,
 }
 
 pub fn check(package: &Path, format_key: Option<&str>, engine: &EngineArgs) -> anyhow::Result<String> {
@@ -122,7 +125,9 @@ pub fn manifest(package: &Path, args: &SourceArgs, pin: bool) -> anyhow::Result<
         };
         serde_json::json!({"git": {"url": url, "ref": reference, "path": refs.git_path}})
     } else if let Some(url) = &args.oci {
-        serde_json::json!({"oci": {"url": url, "ref": {"tag": refs.oci_tag.as_deref().unwrap_or("latest")}}})
+        let tag = refs.oci_tag.as_deref().unwrap_or("latest");
+        let insecure = refs.oci_insecure.then_some(true);
+        serde_json::json!({"oci": {"url": url, "ref": {"tag": tag}, "insecure": insecure}})
     } else {
         serde_json::json!({"local": {"path": args.local}})
     };

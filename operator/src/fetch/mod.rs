@@ -22,7 +22,10 @@ pub use credentials::{Credentials, DOCKER_CONFIG_KEY, RegistryLogin};
 pub use egress::EgressGate;
 pub use git::{GitRequest, fetch as git};
 pub use local::fetch as local;
-pub use oci::{OciRequest, OciTarget, fetch as oci};
+pub use oci::{
+    ARTIFACT_TYPE, MANIFEST_LAYER, OciRequest, OciTarget, SIGNATURE_LAYER, WASM_LAYER, ensure_crypto_provider,
+    fetch as oci, system_roots,
+};
 pub use url::{client as http_client, fetch as url};
 
 use wasmplug_host::plugin::{MANIFEST_FILE, WASM_FILE};

@@ -33,6 +33,9 @@ use super::{EgressGate, FetchError, FetchLimits, Fetched, RegistryLogin, archive
 use crate::policy::SourcePolicy;
 use crate::source_url::SourceUrl;
 
+/// The artifact type of a plugin pushed by `wasmplug push` (and by the oras
+/// commands docs/plugin-authoring.md gives). Not checked when pulling.
+pub const ARTIFACT_TYPE: &str = "application/vnd.wasmplug.plugin.v1";
 /// The component layer, as wkg and oras push it.
 pub const WASM_LAYER: &str = "application/wasm";
 /// The component layer of the older Wasm OCI convention.
@@ -529,7 +532,7 @@ fn unreachable(url: &str, error: &dyn std::error::Error) -> FetchError {
 /// The system's root certificates (as the platform verifier would read them),
 /// read once: the client reads them from disk on every build otherwise, which
 /// was a third of a fetch from a local registry.
-fn system_roots() -> &'static [Certificate] {
+pub fn system_roots() -> &'static [Certificate] {
     static ROOTS: std::sync::OnceLock<Vec<Certificate>> = std::sync::OnceLock::new();
     ROOTS.get_or_init(|| {
         let loaded = rustls_native_certs::load_native_certs();
@@ -546,7 +549,7 @@ fn system_roots() -> &'static [Certificate] {
 
 /// oci-client's TLS (rustls without a bundled provider) uses the process's
 /// default provider: the same ring provider as the rest of the operator.
-fn ensure_crypto_provider() {
+pub fn ensure_crypto_provider() {
     // Fails only when one is installed already, which is what is wanted.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
