@@ -27,18 +27,20 @@ pub enum CallKind {
         #[arg(long)]
         path: Option<String>,
     },
-    /// generate-index over the metadata of these artifacts (each by its file name).
+    /// generate-index over the metadata of these artifacts.
     Index {
+        /// An artifact: FILE (stored under its file name) or PATH=FILE (stored at PATH).
         #[arg(required = true)]
-        files: Vec<PathBuf>,
+        files: Vec<String>,
     },
     /// handle-request (format-plugin-v2): one request of the format's client
-    /// protocol, in a repository holding these artifacts (each by its file name).
+    /// protocol, in a repository holding these artifacts.
     Request {
         /// The request's path under the repository, e.g. /index.json.
         path: String,
-        /// The repository's artifacts, as the registry would pass their metadata.
-        files: Vec<PathBuf>,
+        /// The repository's artifacts, as the registry would pass their metadata:
+        /// FILE (stored under its file name) or PATH=FILE (stored at PATH).
+        files: Vec<String>,
         #[arg(long, default_value = "GET")]
         method: String,
         /// The query string, without the "?".
@@ -79,10 +81,14 @@ pub fn run_call(package: &Path, call: &CallKind, engine: &EngineArgs) -> anyhow:
         Ok((path.cloned().unwrap_or(name), data))
     };
     // The repository's artifacts, each described by the plugin as a registry would store it.
-    let metadata_of = |files: &[PathBuf]| -> anyhow::Result<Vec<Metadata>> {
+    let metadata_of = |files: &[String]| -> anyhow::Result<Vec<Metadata>> {
         let mut artifacts = Vec::new();
         for file in files {
-            let (path, data) = artifact(file, None)?;
+            let (path, file) = match file.split_once('=') {
+                Some((path, file)) => (Some(path.to_owned()), file),
+                None => (None, file.as_str()),
+            };
+            let (path, data) = artifact(Path::new(file), path.as_ref())?;
             let metadata = plugin.parse_metadata(&path, &data).with_context(|| format!("metadata of {path}"))?;
             artifacts.push(with_checksum(metadata, &data));
         }

@@ -71,6 +71,29 @@ fn check_accepts_a_valid_package_and_names_what_is_wrong_with_others() {
 }
 
 #[test]
+fn check_names_the_problem_of_each_broken_example_and_call_shows_a_misbehaving_one() {
+    let problems = [
+        ("forbidden-import", "imports `wasmplug-test:forbidden/exfiltrate`, which is outside WASI 0.2"),
+        ("key-mismatch", "says its format key is \"misbehaving\" but plugin.toml says \"not-misbehaving\""),
+        ("slow-format-key", "failed to call format-key while validating the plugin: plugin exceeded its time limit"),
+        ("wrong-world", "does not export `artifact-keeper:format/handler@1.0.0`"),
+    ];
+    for (name, problem) in problems {
+        let message = stderr(&wasmplug(&["check", path(&example_package(name))]));
+        assert!(message.contains(problem), "{name}: {message}");
+    }
+    // Valid as a package; its calls fail as a host's would, each named.
+    let misbehaving = example_package("misbehaving");
+    stdout(&wasmplug(&["check", path(&misbehaving)]));
+    let artifact = tempfile::NamedTempFile::new().expect("a file");
+    for (request, failure) in [("trap", "plugin crashed: wasm trap"), ("alloc", "exceeded its memory limit")] {
+        let message =
+            stderr(&wasmplug(&["call", path(&misbehaving), "validate", path(artifact.path()), "--path", request]));
+        assert!(message.contains(failure), "{request}: {message}");
+    }
+}
+
+#[test]
 fn call_runs_the_plugin_on_artifacts_as_a_host_does() {
     let unity = example_package("unity-format");
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -97,6 +120,27 @@ fn call_runs_the_plugin_on_artifacts_as_a_host_does() {
     std::fs::write(&refused, b"plain text").expect("write");
     let message = stderr(&wasmplug(&["call", path(&unity), "validate", path(&refused)]));
     assert!(message.contains("not a Unity package"), "{message}");
+
+    // handle-request of a format-plugin-v2 plugin, in a repository of these artifacts.
+    let npm = example_package("npm-registry");
+    let tarball = dir.path().join("left-pad-1.3.0.tgz");
+    std::fs::write(&tarball, wasmplug_formats::test_support::npm_tarball("left-pad", "1.3.0")).expect("write");
+    let stored = format!("left-pad/-/left-pad-1.3.0.tgz={}", path(&tarball));
+    let answer =
+        stdout(&wasmplug(&["call", path(&npm), "request", "/left-pad", &stored, "--base-url", "http://r/npm"]));
+    let answer: serde_json::Value = serde_json::from_str(&answer).expect("JSON");
+    assert_eq!(answer["status"], 200, "{answer}");
+    let body = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        answer["body_base64"].as_str().unwrap_or_default(),
+    );
+    let packument = String::from_utf8(body.expect("base64")).expect("UTF-8");
+    assert!(
+        packument.contains("\"1.3.0\"") && packument.contains("http://r/npm/left-pad/-/left-pad-1.3.0.tgz"),
+        "{packument}"
+    );
+    let unity_request = stderr(&wasmplug(&["call", path(&unity), "request", "/index.json"]));
+    assert!(unity_request.contains("request"), "a format-plugin plugin serves no requests: {unity_request}");
 }
 
 #[test]
