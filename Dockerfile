@@ -1,10 +1,11 @@
-# One image with both binaries: wasmplug-operator and wasmplug-host (the chart
-# runs each with its own command). Build from the repository root:
+# One image with the three binaries: wasmplug-operator and wasmplug-host (the
+# chart runs each with its own command) and wasmplug, the plugin author's
+# command (`kubectl exec … -- wasmplug check <package>`, or a CI job's image). Build from the repository root:
 #
 #   docker build -t <registry>/wasmplug:<tag> .
 #
-# With binaries built already (a directory holding wasmplug-operator and
-# wasmplug-host as the build context), skip the Rust build stage:
+# With binaries built already (a directory holding wasmplug-operator,
+# wasmplug-host and wasmplug as the build context), skip the Rust build stage:
 #
 #   docker build --build-arg BINARIES=prebuilt -f Dockerfile -t <image> <directory>
 #
@@ -17,11 +18,11 @@ ARG BINARIES=build
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p wasmplug-operator -p wasmplug-host \
- && install -D target/release/wasmplug-operator target/release/wasmplug-host -t /out
+RUN cargo build --release --locked -p wasmplug-operator -p wasmplug-host -p wasmplug-cli \
+ && install -D target/release/wasmplug-operator target/release/wasmplug-host target/release/wasmplug -t /out
 
 FROM scratch AS prebuilt
-COPY wasmplug-operator wasmplug-host /out/
+COPY wasmplug-operator wasmplug-host wasmplug /out/
 
 FROM ${BINARIES} AS binaries
 

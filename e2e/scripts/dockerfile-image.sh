@@ -25,7 +25,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ -n "$binaries" && -n "$out" ]] || { sed -n '2,14p' "$0" >&2; exit 2; }
-for binary in wasmplug-operator wasmplug-host; do
+for binary in wasmplug-operator wasmplug-host wasmplug; do
   [[ -x "$binaries/$binary" ]] || { echo "dockerfile-image: $binaries/$binary is missing" >&2; exit 1; }
 done
 command -v buildah >/dev/null || { echo "dockerfile-image: buildah is missing; run e2e/scripts/node.sh" >&2; exit 1; }
@@ -43,7 +43,7 @@ cleanup() {
 trap cleanup EXIT
 
 mkdir -p "$work/context"
-for binary in wasmplug-operator wasmplug-host; do
+for binary in wasmplug-operator wasmplug-host wasmplug; do
   objcopy --strip-debug "$binaries/$binary" "$work/context/$binary"
 done
 buildah=(buildah --root "$work/storage" --runroot "$work/run" --storage-driver vfs)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds wasmplug's container image from binaries already built on this machine,
-# without a container engine or a registry: the two binaries (debug symbols
+# without a container engine or a registry: the three binaries (debug symbols
 # stripped), the shared libraries they link, the CA bundle and a passwd/group
 # entry for uid 65532 (the chart's runAsUser), written as an OCI image tar.
 #
@@ -25,7 +25,7 @@ while [[ $# -gt 0 ]]; do
     *) sed -n '2,14p' "$0" >&2; exit 2 ;;
   esac
 done
-binaries=("$from/wasmplug-operator" "$from/wasmplug-host")
+binaries=("$from/wasmplug-operator" "$from/wasmplug-host" "$from/wasmplug")
 for binary in "${binaries[@]}"; do
   [[ -x "$binary" ]] || {
     echo "image: $binary is missing; build it first (cargo build --release --bins)" >&2

@@ -610,6 +610,9 @@ async fn a_helm_upgrade_to_the_dockerfile_image_rolls_with_no_failed_call() {
     assert!(images.split_whitespace().all(|running| running == image), "every pod runs {image}: {images}");
     let (status, output) = validate_through_service("npm", "left-pad/-/left-pad-1.3.0.tgz").await;
     assert_eq!(status, 422, "the Dockerfile's image serves: {output}");
+    let host = settled().await.remove(0);
+    let author = cluster().kubectl().succeed(&["exec", "-n", NAMESPACE, &host, "--", "wasmplug", "--version"]).await;
+    assert!(author.starts_with("wasmplug "), "the image carries the author's command: {author}");
     assert_nothing_escaped();
 }
 
@@ -629,6 +632,8 @@ async fn a_restarted_host_container_serves_again() {
     // The node kills the container's process, as the OOM killer or a crash would.
     let version = kubectl.succeed(&["exec", "-n", NAMESPACE, &host, "--", "wasmplug-host", "--version"]).await;
     assert!(version.contains("wasmplug-host"), "kubectl exec runs in the host container: {version}");
+    let author = kubectl.succeed(&["exec", "-n", NAMESPACE, &host, "--", "wasmplug", "--version"]).await;
+    assert!(author.starts_with("wasmplug "), "the image carries the author's command: {author}");
     let container = kubectl
         .succeed(&["get", "pod", "-n", NAMESPACE, &host, "-o=jsonpath={.status.containerStatuses[0].containerID}"])
         .await;
