@@ -1,6 +1,7 @@
-//! `wasmplug`: the plugin author's command. It checks, calls, signs and
-//! verifies plugin packages with the operator's and the host's own code, so
-//! "valid", "answers" and "signed" mean here exactly what they mean in a cluster.
+//! `wasmplug`: the plugin author's command. It makes, builds, checks, calls,
+//! signs, verifies and publishes plugin packages with the operator's and the
+//! host's own code, so "valid", "answers" and "signed" mean here exactly what
+//! they mean in a cluster.
 
 mod build;
 mod call;
@@ -22,8 +23,9 @@ use wasmplug_operator::validate::{self, Expected, Validated};
 use call::CallKind;
 use package::SourceArgs;
 
-/// Check, call, sign and verify wasmplug plugin packages (a directory or ZIP
-/// holding plugin.toml and plugin.wasm) exactly as the operator and hosts do.
+/// Make, build, check, call, sign and publish wasmplug plugins (a package is a
+/// directory or ZIP holding plugin.toml and plugin.wasm) exactly as the
+/// operator and hosts judge and run them.
 #[derive(Debug, Parser)]
 #[command(name = "wasmplug", version)]
 struct Cli {

@@ -67,7 +67,7 @@ pub fn new(args: &NewArgs) -> anyhow::Result<String> {
         write(&dir.join(file), &render(template, &values))?;
     }
     let at = dir.display();
-    let world = if args.v2 { "format-plugin-v2" } else { "format-plugin" };
+    let world = world(args.v2);
     Ok(format!(
         "made {crate_name} in {at}: the {key} format ({world}). Next:\n  \
          cd {at}\n  \
@@ -77,16 +77,17 @@ pub fn new(args: &NewArgs) -> anyhow::Result<String> {
     ))
 }
 
+/// The WIT world a new plugin targets.
+fn world(v2: bool) -> &'static str {
+    if v2 { "format-plugin-v2" } else { "format-plugin" }
+}
+
 /// What each `{{placeholder}}` of the templates stands for.
 fn placeholders(key: &str, crate_name: &str, sample: &str, v2: bool) -> Vec<(&'static str, String)> {
-    let (world, request_module, request_readme) = if v2 {
-        (
-            "format-plugin-v2",
-            "mod request;\n",
-            "- `src/request.rs`: the format's own client protocol (handle-request).\n",
-        )
+    let (request_module, request_readme) = if v2 {
+        ("mod request;\n", "- `src/request.rs`: the format's own client protocol (handle-request).\n")
     } else {
-        ("format-plugin", "", "")
+        ("", "")
     };
     [
         ("{{crate}}", crate_name),
@@ -95,7 +96,7 @@ fn placeholders(key: &str, crate_name: &str, sample: &str, v2: bool) -> Vec<(&'s
         ("{{sample}}", sample),
         ("{{display_name}}", &format!("{} artifacts", key.to_uppercase())),
         ("{{content_type}}", "application/octet-stream"),
-        ("{{world}}", world),
+        ("{{world}}", world(v2)),
         ("{{handle_request}}", if v2 { "true" } else { "false" }),
         ("{{request_module}}", request_module),
         ("{{request_readme}}", request_readme),
