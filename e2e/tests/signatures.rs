@@ -240,13 +240,32 @@ async fn cosign_signatures_in_the_registry_are_verified_with_cosign_pub() {
     assert!(message.contains(&format!("no tag {}.sig", v2_digest.replacen(':', "-", 1))), "{message}");
     served(&stack, &v1).await;
 
+    // A signature layer without its annotation, where v2's signatures go: named, not passed over.
+    let v2_signatures = format!("{}.sig", v2_digest.replacen(':', "-", 1));
+    let unannotated = [("payload.json", &b"{}"[..], "application/vnd.dev.cosign.simplesigning.v1+json")];
+    registry
+        .push("plugins/unity", &v2_signatures, "application/vnd.dev.cosign.artifact.sig.v1+json", &unannotated)
+        .expect("oras pushes");
+    let annotate = ["annotate", "fp", "unity", "-n", ns.name(), "--overwrite", "wasmplug.dev/requested-at=unannotated"];
+    control_plane().kubectl().succeed(&annotate).await;
+    let message = eventually("the unannotated layer to be named", SOON, || async {
+        let message = wait_condition(&api, "unity", "False", "SignatureMissing").await;
+        if message.contains("has no dev.cosignproject.cosign/signature annotation") {
+            Ok(message)
+        } else {
+            Err(message)
+        }
+    })
+    .await;
+    assert!(message.contains(&format!("tag {v2_signatures} holds none that can be read")), "{message}");
+
     // v1's genuine signature placed where v2's would be: it names v1's digest.
     let v1_signatures = format!("{}.sig", v1_digest.replacen(':', "-", 1));
     registry.tag("plugins/unity", &v1_signatures, &format!("{}.sig", v2_digest.replacen(':', "-", 1))).expect("tag");
     let annotate = ["annotate", "fp", "unity", "-n", ns.name(), "--overwrite", "wasmplug.dev/requested-at=moved"];
     control_plane().kubectl().succeed(&annotate).await;
     let message = wait_condition(&api, "unity", "False", "SignatureInvalid").await;
-    assert!(message.contains("no cosign signature of"), "{message}");
+    assert!(message.contains("the cosign signature tag") && message.contains("does not verify"), "{message}");
 
     // Signed by another key: refused; by the trusted one: served.
     let v3 = version("v3");

@@ -202,22 +202,35 @@ async fn cosign_signatures(
     let tag = cosign::signature_tag(digest);
     let signatures_at =
         Reference::with_tag(reference.registry().to_owned(), reference.repository().to_owned(), tag.clone());
-    let mut found = CosignSignatures { manifest_digest: digest.to_owned(), tag, signatures: Vec::new() };
+    let mut found = CosignSignatures { manifest_digest: digest.to_owned(), tag, ..CosignSignatures::default() };
     let accepted = [OCI_IMAGE_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE];
     let raw = match client.pull_manifest_raw(&signatures_at, auth, &accepted).await {
         Ok((raw, _)) => raw,
         Err(error) if is_not_found(&error) => return Ok(found),
         Err(error) => return Err(registry_error(at, login, error)),
     };
+    found.tag_found = true;
     let manifest: OciImageManifest = serde_json::from_slice(&raw).map_err(|error| FetchError::ArtifactShape {
         at: format!("{at} (its cosign signatures, tag {})", found.tag),
         problem: format!("the signature manifest is not an OCI image manifest ({error})"),
     })?;
-    let layers = manifest.layers.iter().filter(|layer| layer.media_type == cosign::SIGNATURE_LAYER);
-    for layer in layers.take(cosign::MAX_SIGNATURES) {
+    let layers: Vec<_> = manifest.layers.iter().filter(|layer| layer.media_type == cosign::SIGNATURE_LAYER).collect();
+    if layers.len() > cosign::MAX_SIGNATURES {
+        let more = layers.len() - cosign::MAX_SIGNATURES;
+        found.ignored.push(format!("{more} signature layers past the first {}", cosign::MAX_SIGNATURES));
+    }
+    for layer in layers.into_iter().take(cosign::MAX_SIGNATURES) {
         let annotation = layer.annotations.as_ref().and_then(|a| a.get(cosign::SIGNATURE_ANNOTATION));
         let size = u64::try_from(layer.size).unwrap_or(u64::MAX);
-        let (Some(signature), true) = (annotation, size <= cosign::MAX_PAYLOAD_BYTES) else { continue };
+        let Some(signature) = annotation else {
+            found.ignored.push(format!("layer {} has no {} annotation", layer.digest, cosign::SIGNATURE_ANNOTATION));
+            continue;
+        };
+        if size > cosign::MAX_PAYLOAD_BYTES {
+            let max = cosign::MAX_PAYLOAD_BYTES;
+            found.ignored.push(format!("layer {} is {size} bytes, over the {max}-byte limit", layer.digest));
+            continue;
+        }
         let payload = pull_layer(client, &signatures_at, layer, at, login).await?;
         found.signatures.push(CosignSignature { payload, signature: signature.clone() });
     }

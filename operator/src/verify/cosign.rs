@@ -32,7 +32,11 @@ pub struct CosignSignatures {
     pub manifest_digest: String,
     /// The tag they were read from (`sha256-<hex>.sig`).
     pub tag: String,
+    /// Whether the tag exists.
+    pub tag_found: bool,
     pub signatures: Vec<CosignSignature>,
+    /// Signature layers of the tag that were not read, and why.
+    pub ignored: Vec<String>,
 }
 
 /// One signature: the payload (a layer's bytes) and its annotation.
@@ -78,10 +82,15 @@ pub fn verify<'k>(
         return Err(VerifyError::NoKeys { required, kind: "ECDSA P-256 (cosign.pub)" });
     }
     if found.signatures.is_empty() {
+        let why = match (found.tag_found, found.ignored.as_slice()) {
+            (false, _) => format!("no tag {} in its repository", found.tag),
+            (true, []) => format!("tag {} holds no {SIGNATURE_LAYER} layer", found.tag),
+            (true, ignored) => format!("tag {} holds none that can be read: {}", found.tag, ignored.join("; ")),
+        };
         return Err(VerifyError::Missing {
             at: at.to_owned(),
             required,
-            what: format!("cosign signature (no tag {} in its repository)", found.tag),
+            what: format!("cosign signature ({why})"),
             how: "sign it with cosign sign --key (docs/plugin-authoring.md, \"Sign it\")",
         });
     }
@@ -96,7 +105,7 @@ pub fn verify<'k>(
         names_this.then_some(*trusted)
     });
     signer.ok_or_else(|| VerifyError::Invalid {
-        what: format!("no cosign signature of {at} (tag {})", found.tag),
+        what: format!("the cosign signature tag {} of {at}", found.tag),
         subject: "its manifest digest",
         keys: keys.iter().map(|(trusted, _)| trusted.id.clone()).collect(),
     })
@@ -134,7 +143,13 @@ mod tests {
     }
 
     fn found(signatures: Vec<CosignSignature>) -> CosignSignatures {
-        CosignSignatures { manifest_digest: DIGEST.into(), tag: signature_tag(DIGEST), signatures }
+        CosignSignatures {
+            manifest_digest: DIGEST.into(),
+            tag: signature_tag(DIGEST),
+            tag_found: true,
+            signatures,
+            ignored: Vec::new(),
+        }
     }
 
     #[test]
@@ -157,7 +172,8 @@ mod tests {
         let keys = [trusted];
         let elsewhere = "sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
         let error = verify("r", &found(vec![signed(&signing, elsewhere)]), &keys, Required::ByObject).unwrap_err();
-        assert!(error.to_string().contains("no cosign signature of r"), "{error}");
+        assert!(error.to_string().starts_with("the cosign signature tag sha256-"), "{error}");
+        assert!(error.to_string().contains(".sig of r does not verify its manifest digest"), "{error}");
         let (untrusted, _) = key(3);
         let error = verify("r", &found(vec![signed(&untrusted, DIGEST)]), &keys, Required::ByObject).unwrap_err();
         assert!(matches!(error, VerifyError::Invalid { .. }), "{error}");
@@ -170,9 +186,21 @@ mod tests {
     #[test]
     fn none_found_or_no_cosign_key_is_told_apart() {
         let (_, trusted) = key(1);
-        let error = verify("r", &found(vec![]), std::slice::from_ref(&trusted), Required::ByCluster).unwrap_err();
-        assert!(matches!(error, VerifyError::Missing { .. }), "{error}");
-        assert!(error.to_string().contains(&format!("no tag {}", signature_tag(DIGEST))), "{error}");
+        let keys = std::slice::from_ref(&trusted);
+        let missing = |found: CosignSignatures| {
+            let error = verify("r", &found, keys, Required::ByCluster).unwrap_err();
+            assert!(matches!(error, VerifyError::Missing { .. }), "{error}");
+            error.to_string()
+        };
+        let tag = signature_tag(DIGEST);
+        let untagged = missing(CosignSignatures { tag_found: false, ..found(vec![]) });
+        assert!(untagged.contains(&format!("no tag {tag} in its repository")), "{untagged}");
+        let empty = missing(found(vec![]));
+        assert!(empty.contains(&format!("tag {tag} holds no {SIGNATURE_LAYER} layer")), "{empty}");
+        // Layers the fetch could not read are named, not passed over in silence.
+        let ignored = vec!["layer sha256:aa has no dev.cosignproject.cosign/signature annotation".to_owned()];
+        let unreadable = missing(CosignSignatures { ignored, ..found(vec![]) });
+        assert!(unreadable.contains("holds none that can be read: layer sha256:aa has no dev.cosign"), "{unreadable}");
         let ed25519 =
             super::super::keys::parse("cluster/e.pub".into(), super::super::keys::tests::key_pair(1).1.as_bytes());
         let error = verify("r", &found(vec![]), &[ed25519.unwrap()], Required::ByObject).unwrap_err();
