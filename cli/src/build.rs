@@ -75,10 +75,8 @@ pub fn build(args: &BuildArgs) -> anyhow::Result<String> {
         ..Fetched::default()
     };
     let checked = crate::validated(fetched, None, &args.engine)?;
+    checked.warn();
     let manifest = &checked.validated.package.manifest;
-    for warning in manifest.warnings() {
-        eprintln!("warning: {MANIFEST_FILE}: {warning}");
-    }
 
     // <target dir>/wasm32-wasip2/<profile>/<crate>.wasm → <target dir>/wasmplug
     let out = wasm_file.ancestors().nth(3).context("cargo's output is not under a target directory")?.join("wasmplug");

@@ -176,6 +176,15 @@ struct Checked {
     runtime: Runtime,
 }
 
+impl Checked {
+    /// Prints, to standard error, a warning per plugin.toml field no rule reads.
+    fn warn(&self) {
+        for warning in self.validated.package.manifest.warnings() {
+            eprintln!("warning: {}: {warning}", self.at);
+        }
+    }
+}
+
 /// Reads the package at `path` and validates it as the operator does.
 fn checked(path: &Path, format_key: Option<&str>, engine: &EngineArgs) -> anyhow::Result<Checked> {
     validated(read(path)?, format_key, engine)

@@ -52,14 +52,13 @@ pub struct SourceRefs {
 }
 
 pub fn check(package: &Path, format_key: Option<&str>, engine: &EngineArgs) -> anyhow::Result<String> {
-    let Checked { at, validated, .. } = checked(package, format_key, engine)?;
-    let manifest = &validated.package.manifest;
-    for warning in manifest.warnings() {
-        eprintln!("warning: {at}: {warning}");
-    }
+    let checked = checked(package, format_key, engine)?;
+    checked.warn();
+    let (at, package) = (&checked.at, &checked.validated.package);
+    let manifest = &package.manifest;
     Ok(format!(
         "{at}: a valid plugin: {} {}, format {}, plugin.wasm {} (spec.sha256)",
-        manifest.name, manifest.version, manifest.format_key, validated.package.digest
+        manifest.name, manifest.version, manifest.format_key, package.digest
     ))
 }
 

@@ -164,6 +164,16 @@ async fn an_author_goes_from_nothing_to_a_plugin_served_locally_and_installed_fr
     edit(&crate_dir.join("src/lib.rs"), "\"acme2\"", "\"acme\"");
     drop(host);
 
+    // A misspelled manifest field builds, with one warning naming it.
+    edit(&crate_dir.join("plugin.toml"), "extensions =", "extension =");
+    let warned = wasmplug(&crate_dir, &["build"]);
+    let warnings = String::from_utf8_lossy(&warned.stderr).into_owned();
+    succeeded(warned);
+    let warning = "plugin.toml: [format].extension is not a field wasmplug reads";
+    assert_eq!(warnings.matches(warning).count(), 1, "{warnings}");
+    assert!(!warnings.contains("plugin.toml: plugin.toml:"), "{warnings}");
+    edit(&crate_dir.join("plugin.toml"), "extension =", "extensions =");
+
     // Signed, pushed to a registry, installed by a cluster that requires signatures.
     let key = SigningKey::generate().expect("a key pair");
     let keys = work.path().join("keys");

@@ -372,11 +372,15 @@ async fn packages_are_unloaded_when_removed_and_a_broken_update_keeps_the_old_ve
     wait_for("the format to be unloaded", async || validate().await.status == StatusCode::NOT_FOUND).await;
 }
 
+/// The entry `GET /v1/formats` lists for `key`, if any.
+async fn listed(host: &support::http::Host, key: &str) -> Option<serde_json::Value> {
+    let formats = call(host.addr, Method::GET, "/v1/formats", "").await.json();
+    formats["formats"].as_array()?.iter().find(|f| f["key"] == key).cloned()
+}
+
 /// The `last_error` `GET /v1/formats` shows for `key`, if any.
 async fn last_error(host: &support::http::Host, key: &str) -> Option<String> {
-    let formats = call(host.addr, Method::GET, "/v1/formats", "").await.json();
-    let format = formats["formats"].as_array()?.iter().find(|f| f["key"] == key)?.clone();
-    format["last_error"].as_str().map(str::to_owned)
+    listed(host, key).await?["last_error"].as_str().map(str::to_owned)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -430,9 +434,7 @@ async fn a_misspelled_manifest_field_is_a_warning_in_the_format_list() {
     assert!(manifest.contains("extensions ="), "the example declares extensions");
     std::fs::write(package.join("plugin.toml"), manifest.replace("extensions =", "extension =")).expect("write");
     let host = start_host(dir.path(), CallLimits::DEFAULT, ServerConfig::default()).await;
-    let formats = call(host.addr, Method::GET, "/v1/formats", "").await.json();
-    let unity = formats["formats"].as_array().and_then(|f| f.iter().find(|f| f["key"] == "unity")).cloned();
-    let unity = unity.expect("unity is served: the field is not required");
+    let unity = listed(&host, "unity").await.expect("unity is served: the field is not required");
     assert_eq!(unity["state"], "active", "{unity}");
     let warnings = unity["warnings"].to_string();
     assert!(warnings.contains("[format].extension is not a field wasmplug reads"), "{unity}");
