@@ -32,10 +32,16 @@ pub struct Manifest {
     pub capabilities: Capabilities,
     pub resources: ResourceRequest,
     /// Fields of the file that no rule reads, as `[table].key` (a misspelling
-    /// such as `[format].extension`): accepted, Artifact Keeper's manifests
-    /// may carry more, but worth a warning.
+    /// such as `[format].extension`), sorted: accepted, Artifact Keeper's
+    /// manifests may carry more, but worth a warning. At most
+    /// [`MAX_NAMED_UNKNOWN_FIELDS`]; `unknown_field_count` counts them all.
     pub unknown_fields: Vec<String>,
+    pub unknown_field_count: usize,
 }
+
+/// How many fields no rule reads are named (in warnings, and so in every
+/// host's `GET /v1/formats`); the rest are counted.
+pub const MAX_NAMED_UNKNOWN_FIELDS: usize = 16;
 
 /// The limits a plugin asks for. The host grants at most the cluster maximum.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -165,6 +171,8 @@ impl Manifest {
         })
         .map_err(syntax)?;
         unknown_fields.sort();
+        let unknown_field_count = unknown_fields.len();
+        unknown_fields.truncate(MAX_NAMED_UNKNOWN_FIELDS);
         let mut problems = Problems::default();
         // A missing table is one problem, not one per field.
         let (has_plugin, has_format) = (raw.plugin.is_some(), raw.format.is_some());
@@ -246,16 +254,20 @@ impl Manifest {
             capabilities: raw.capabilities.into(),
             resources,
             unknown_fields,
+            unknown_field_count,
         })
     }
 
-    /// A warning per field no rule reads, naming it and what to do.
+    /// A warning per field no rule reads, naming it and what to do, and one
+    /// counting those past the named ones.
     pub fn warnings(&self) -> Vec<String> {
+        let more = self.unknown_field_count - self.unknown_fields.len();
         self.unknown_fields
             .iter()
             .map(|field| {
                 format!("{MANIFEST_FILE}: {field} is not a field wasmplug reads; check its spelling (or remove it)")
             })
+            .chain((more > 0).then(|| format!("{MANIFEST_FILE}: and {more} more fields wasmplug does not read")))
             .collect()
     }
 }
@@ -372,6 +384,21 @@ mod tests {
         let manifest = Manifest::parse(&misspelled).expect("still valid");
         assert_eq!(manifest.unknown_fields, ["[format].extension", "[plugin].some_future_key", "[resource]"]);
         assert!(manifest.extensions.is_empty(), "the misspelled field is not read");
+    }
+
+    #[test]
+    fn a_flood_of_unknown_fields_is_named_up_to_a_bound_and_counted() {
+        // Hosts list warnings in GET /v1/formats: a large plugin.toml of
+        // unknown keys must not become a larger listing.
+        let keys: String = (0..1000).map(|n| format!("junk_{n:04} = 1\n")).collect();
+        let flood = UNITY.replace("[format]\n", &format!("{keys}[format]\n"));
+        let manifest = Manifest::parse(&flood).expect("still valid");
+        assert_eq!(manifest.unknown_fields.len(), super::MAX_NAMED_UNKNOWN_FIELDS);
+        assert_eq!(manifest.unknown_fields[0], "[plugin].junk_0000");
+        let warnings = manifest.warnings();
+        assert_eq!(warnings.len(), super::MAX_NAMED_UNKNOWN_FIELDS + 1, "{warnings:?}");
+        let more = 1001 - super::MAX_NAMED_UNKNOWN_FIELDS;
+        assert!(warnings.last().is_some_and(|w| w.contains(&format!("{more} more fields"))), "{warnings:?}");
     }
 
     #[test]
