@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol, Config, ImageLayer};
@@ -42,6 +43,9 @@ pub struct PushArgs {
     username: Option<String>,
     #[arg(long, env = "WASMPLUG_REGISTRY_PASSWORD", hide_env_values = true, requires = "username")]
     password: Option<String>,
+    /// Give up when the whole push has not finished in this many seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout_secs: u64,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -85,11 +89,16 @@ pub fn push(args: &PushArgs) -> anyhow::Result<String> {
         _ => RegistryAuth::Anonymous,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let digest = runtime.block_on(async {
+    let pushed = async {
         client.push(&reference, &layers, config, &auth, Some(artifact)).await?;
         client.fetch_manifest_digest(&reference, &auth).await
-    });
-    let digest = digest.with_context(|| format!("failed to push to {}", args.to))?;
+    };
+    let timeout = args.timeout_secs;
+    let digest = runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(timeout), pushed).await })
+        .map_err(|_| anyhow::anyhow!("timed out after {timeout}s; a slow registry needs a larger --timeout-secs"))
+        .and_then(|pushed| Ok(pushed?))
+        .with_context(|| format!("failed to push to {}", args.to))?;
     Ok(format!(
         "pushed {} {} to oci://{registry}/{repository}:{tag}{}\n  manifest {digest} (spec.source.oci.ref.digest)\n  \
          plugin.wasm {} (spec.sha256)",

@@ -241,3 +241,19 @@ fn sign_writes_a_signature_that_openssl_and_verify_accept() {
     let unsigned = stderr(&wasmplug(&["verify", path(dir.path()), "--key", path(&public)]));
     assert!(unsigned.contains("has no plugin.wasm.sig"), "{unsigned}");
 }
+
+#[test]
+fn push_to_a_registry_that_never_answers_gives_up_at_its_timeout() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = silent.local_addr().expect("address");
+    // Accepts every connection and says nothing.
+    std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().take(8).collect();
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        drop(held);
+    });
+    let unity = example_package("unity-format");
+    let to = format!("oci://{address}/plugins/unity");
+    let message = stderr(&wasmplug(&["push", path(&unity), &to, "--plain-http", "--timeout-secs", "2"]));
+    assert!(message.contains(&format!("failed to push to {to}: timed out after 2s")), "{message}");
+}
