@@ -2,7 +2,7 @@
 //! answers to JSON live here; what a format does is the handler's business.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -11,13 +11,14 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
+use super::admission::{BodyRoom, CallSlot};
 use super::error::ApiError;
 use super::wire::{IndexFiles, RequestCall, WireResponse, list_formats, path_param};
 use super::{App, body};
 use crate::handler::{Answer, Call, HandlerError, with_checksum};
 use crate::registry::breaker::Transition;
 use crate::registry::{Format, Origin};
-use crate::runtime::{CallError, HttpRequest, Metadata, RepoContext};
+use crate::runtime::{CallError, HttpRequest, LoadedPlugin, Metadata, RepoContext};
 
 type Reply = Result<Response<Full<Bytes>>, ApiError>;
 
@@ -111,33 +112,22 @@ where
     // newest, calls already running finish on theirs.
     let serving = app.registry.serving(key)?;
     let handler = serving.handler().clone();
-    let started = Instant::now();
-    let output = match handler.cooperative() {
-        // A plugin call runs here, yielding at every epoch tick while it
-        // computes: no hand-off to another thread and back.
-        Some(plugin) => {
-            let _held = (slot, body_room);
-            match plugin.answer(input.call()).await {
-                Ok(Ok(answer @ Answer::Metadata(_))) if input.artifact().is_some_and(|data| data.len() > HASH_HERE) => {
-                    // Hashing a large artifact takes milliseconds: not on a worker.
-                    tokio::task::spawn_blocking(move || Ok(input.with_checksum(answer))).await.unwrap_or_else(|e| {
-                        Err(CallError::Crashed { message: format!("hashing panicked: {e}") }.into())
-                    })
-                }
-                Ok(Ok(answer)) => Ok(input.with_checksum(answer)),
-                Ok(Err(refusal)) => Err(HandlerError::Rejected(refusal)),
-                Err(error) => Err(error.into()),
-            }
-        }
+    let (output, took) = match handler.cooperative() {
+        Some(plugin) => answer_here(plugin, input, slot, body_room).await,
         // Builtins compute without yielding: each call takes a blocking thread.
-        None => tokio::task::spawn_blocking(move || {
-            let _held = (slot, body_room);
-            handler.answer(input.call()).map(|answer| input.with_checksum(answer))
-        })
-        .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "crashed", format!("the handler call panicked: {e}")))?,
+        None => {
+            let started = Instant::now();
+            let output = tokio::task::spawn_blocking(move || {
+                let _held = (slot, body_room);
+                handler.answer(input.call()).map(|answer| input.with_checksum(answer))
+            })
+            .await
+            .map_err(|e| {
+                ApiError::new(StatusCode::BAD_GATEWAY, "crashed", format!("the handler call panicked: {e}"))
+            })?;
+            (output, started.elapsed())
+        }
     };
-    let took = started.elapsed();
 
     match app.registry.report(&serving, &output, input_bytes) {
         Transition::Quarantined { reason } => tracing::warn!(format = key, reason, "format quarantined"),
@@ -162,6 +152,43 @@ where
         response.headers_mut().insert(SERVED_BY, value);
     }
     Ok(response)
+}
+
+/// A plugin call on this task, yielding at every epoch tick while it computes
+/// (no hand-off to another thread and back), and the time it took, hashing
+/// included.
+///
+/// The call's slots are given up as soon as the guest is done, and this task
+/// then yields once: the caller waiting for that slot was woken onto this
+/// worker, and runs before this response is finished (which the other
+/// workers may take on meanwhile), so a format allowed one call at a time is
+/// never idle while a response is written. The body's room is kept until its
+/// checksum is computed.
+async fn answer_here(
+    plugin: &LoadedPlugin,
+    input: Input,
+    slot: CallSlot,
+    body_room: BodyRoom,
+) -> (Result<Answer, HandlerError>, Duration) {
+    let started = Instant::now();
+    let answer = plugin.answer(input.call()).await;
+    let guest_time = started.elapsed();
+    drop(slot);
+    tokio::task::yield_now().await;
+    let hashing = Instant::now();
+    let _room = body_room;
+    let output = match answer {
+        Ok(Ok(answer @ Answer::Metadata(_))) if input.artifact().is_some_and(|data| data.len() > HASH_HERE) => {
+            // Hashing a large artifact takes milliseconds: not on a worker.
+            tokio::task::spawn_blocking(move || Ok(input.with_checksum(answer)))
+                .await
+                .unwrap_or_else(|e| Err(CallError::Crashed { message: format!("hashing panicked: {e}") }.into()))
+        }
+        Ok(Ok(answer)) => Ok(input.with_checksum(answer)),
+        Ok(Err(refusal)) => Err(HandlerError::Rejected(refusal)),
+        Err(error) => Err(error.into()),
+    };
+    (output, guest_time + hashing.elapsed())
 }
 
 /// Response header naming the handler version that answered: `builtin` or
