@@ -21,7 +21,7 @@ pub fn run(report: &mut Report, runtime: &Arc<Runtime>, only: Option<&str>) -> a
     let plugin: SharedHandler = Arc::new(runtime.load(&read("builtin-formats")?, CallLimits::DEFAULT)?);
     let unity: SharedHandler = Arc::new(runtime.load(&read("unity-format")?, CallLimits::DEFAULT)?);
     // Large packages again on a host that keeps only 4 MiB resident
-    // (`host.keepResident: 4Mi`, the examples' initial memory).
+    // (`host.keepResident: 4Mi`).
     let lean = EngineSettings { keep_resident_bytes: 4 << 20, ..*runtime.settings() };
     let lean_plugin: SharedHandler =
         Arc::new(Runtime::new(lean)?.load(&read("builtin-formats")?, CallLimits::DEFAULT)?);

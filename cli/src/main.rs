@@ -194,7 +194,8 @@ fn checked(path: &Path, format_key: Option<&str>, engine: &EngineArgs) -> anyhow
 fn validated(fetched: Fetched, format_key: Option<&str>, engine: &EngineArgs) -> anyhow::Result<Checked> {
     let (at, signature) = (fetched.at.clone(), fetched.signature.clone());
     let runtime = Runtime::new(engine.settings()).context("failed to start the WebAssembly runtime")?;
-    let validated = validate::validate(fetched, Expected { sha256: None, format_key }, &runtime)?;
+    let expected = Expected { sha256: None, format_key, limits: engine.max_limits() };
+    let validated = validate::validate(fetched, expected, &runtime)?;
     Ok(Checked { at, signature, validated, runtime })
 }
 

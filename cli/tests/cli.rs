@@ -70,6 +70,29 @@ fn check_accepts_a_valid_package_and_names_what_is_wrong_with_others() {
     assert!(manifest.contains("plugin.toml"), "{manifest}");
 }
 
+/// A plugin whose linear memory starts larger than the memory it is granted
+/// loads on no host: `check` (the operator's validation) refuses it under the
+/// limits a host would grant, naming both sizes and both ways out.
+#[test]
+fn check_refuses_a_plugin_whose_initial_memory_exceeds_its_memory_limit() {
+    let dir = copy_of("npm-format");
+    stdout(&wasmplug(&["check", path(dir.path())]));
+
+    let manifest = std::fs::read_to_string(dir.path().join("plugin.toml")).expect("read");
+    std::fs::write(dir.path().join("plugin.toml"), format!("{manifest}\n[resources]\nmax_memory_bytes = 8388608\n"))
+        .expect("write");
+    let asked_less = stderr(&wasmplug(&["check", path(dir.path())]));
+    for expected in
+        ["starts at 16777216 bytes", "memory limit of 8388608 bytes", "--initial-memory", "max_memory_bytes"]
+    {
+        assert!(asked_less.contains(expected), "{expected:?} in {asked_less}");
+    }
+
+    std::fs::write(dir.path().join("plugin.toml"), &manifest).expect("write");
+    let cluster_less = stderr(&wasmplug(&["check", path(dir.path()), "--max-memory", "8Mi"]));
+    assert!(cluster_less.contains("memory limit of 8388608 bytes"), "{cluster_less}");
+}
+
 #[test]
 fn check_names_the_problem_of_each_broken_example_and_call_shows_a_misbehaving_one() {
     let problems = [

@@ -67,6 +67,13 @@ async fn each_bad_source_is_reported_and_leaves_nothing_behind() {
         ("oversized-zip", url_source(&oversized), "FetchFailed", "exceeds 1048576 bytes"),
         ("slow", format!("{}\ntimeout: 1s", url_source(&slow)), "FetchFailed", "within 1s; raise spec.timeout"),
         ("not-found", url_source(&missing), "FetchFailed", "answered 404; check spec.source.url"),
+        // The example's memory starts at 16 MiB: no host could make an instance.
+        (
+            "memory-below-initial",
+            format!("{}\nlimits: {{memory: 8Mi}}", git_source(good.url(), "branch: main")),
+            "ValidationFailed",
+            "more than the memory limit of 8388608 bytes",
+        ),
         (
             "pin-mismatch",
             format!("{}\nsha256: \"{}\"", url_source(&pinned), "0".repeat(64)),

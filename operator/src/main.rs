@@ -347,6 +347,7 @@ async fn main() -> anyhow::Result<()> {
             namespaces,
             artifact_url: args.artifact_url.clone(),
             signatures,
+            max_limits: args.engine.max_limits(),
         },
         metrics,
         // With a store of its own, each replica's mirror collects it.

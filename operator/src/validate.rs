@@ -48,6 +48,10 @@ pub struct Expected<'a> {
     pub sha256: Option<&'a str>,
     /// `spec.formatKey`: the key plugin.toml must declare.
     pub format_key: Option<&'a str>,
+    /// The limits hosts grant the plugin before its manifest asks for less:
+    /// the cluster's maximum, lowered by `spec.limits`. The plugin must load
+    /// under what it will be granted.
+    pub limits: CallLimits,
 }
 
 /// Checks `fetched` against every rule and compiles it. CPU-heavy; run it off the
@@ -70,6 +74,7 @@ pub fn validate(fetched: Fetched, expected: Expected<'_>, runtime: &Runtime) -> 
     let component = |source| ValidateError::Component { at: at.clone(), source };
     // Compile once, then check the compiled form: what the store gets is what was checked.
     let precompiled = runtime.precompile(&package.wasm).map_err(component)?;
-    runtime.load_precompiled(&package, &precompiled, CallLimits::DEFAULT).map_err(component)?;
+    let limits = expected.limits.grant([&package.manifest.resources]);
+    runtime.load_precompiled(&package, &precompiled, limits).map_err(component)?;
     Ok(Validated { package, manifest_file: manifest, precompiled, engine: runtime.engine_id().to_owned() })
 }

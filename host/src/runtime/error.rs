@@ -16,6 +16,13 @@ pub enum LoadError {
          plugins may import only wasi:* interfaces"
     )]
     ForbiddenImport { import: String },
+    #[error(
+        "plugin.wasm's linear memory starts at {initial_bytes} bytes, more than the memory limit of \
+         {limit_bytes} bytes it is granted, so no call could run: link it with a smaller initial memory \
+         (`--initial-memory` in its .cargo/config.toml), or raise the limit (max_memory_bytes in \
+         plugin.toml's [resources], and spec.limits.memory if set) within the cluster's maximum"
+    )]
+    InitialMemoryTooLarge { initial_bytes: u64, limit_bytes: u64 },
     #[error("plugin.wasm needs an import this host does not provide: {reason}")]
     UnsatisfiedImport { reason: String },
     #[error(

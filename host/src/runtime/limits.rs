@@ -9,6 +9,8 @@
 
 use std::time::Duration;
 
+use wasmplug_crds::FormatPlugin;
+
 use crate::plugin::ResourceRequest;
 
 /// Limits of one call into a plugin.
@@ -49,6 +51,17 @@ impl CallLimits {
             }
         }
         granted
+    }
+}
+
+/// What a FormatPlugin's `spec.limits` asks for.
+pub fn requested_by(plugin: &FormatPlugin) -> ResourceRequest {
+    let limits = plugin.spec.limits.as_ref();
+    ResourceRequest {
+        max_memory_bytes: limits.and_then(|l| l.memory_bytes()),
+        max_execution: limits.and_then(|l| l.timeout.as_ref()).map(wasmplug_crds::Duration::as_std),
+        max_fuel: limits.and_then(|l| l.fuel),
+        ..ResourceRequest::default()
     }
 }
 

@@ -17,7 +17,7 @@ pub use bindings::{HttpRequest, HttpResponse, Metadata, RepoContext};
 pub use check::World;
 pub use engine::{EPOCH_TICK, EngineSettings, MAX_CONCURRENT_LOADS};
 pub use error::{CallError, LoadError};
-pub use limits::CallLimits;
+pub use limits::{CallLimits, requested_by};
 pub use plugin::LoadedPlugin;
 pub use precompiled::{Compilation, Precompiled};
 pub use state::MemoryLimitExceeded;
@@ -70,6 +70,7 @@ impl Runtime {
     /// its manifest: WASI-only imports, a plugin world, and a format key equal to
     /// the manifest's. CPU-heavy: call it off the request path.
     pub fn load(&self, package: &Package, limits: CallLimits) -> Result<LoadedPlugin, LoadError> {
+        check::initial_memory_fits(&package.wasm, &limits)?;
         let component = Component::new(&self.engine, &package.wasm)
             .map_err(|e| LoadError::NotAComponent { reason: format!("{e:#}") })?;
         self.link(component, package, limits)
@@ -101,6 +102,7 @@ impl Runtime {
         // bytes whose SHA-256 equals the digest the operator wrote into the
         // FormatPlugin's status for what it compiled (trust invariant 1); never
         // bytes merely found in the store.
+        check::initial_memory_fits(&package.wasm, &limits)?;
         #[allow(unsafe_code)]
         let component = unsafe { Component::deserialize(&self.engine, precompiled.bytes()) }
             .map_err(|e| LoadError::NotAComponent { reason: format!("precompiled artifact: {e:#}") })?;

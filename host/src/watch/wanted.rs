@@ -12,10 +12,11 @@ use std::collections::BTreeMap;
 
 use kube::ResourceExt;
 use wasmplug_crds::conditions::{ConditionType, Reason};
-use wasmplug_crds::{Artifact, Duration, FormatPlugin, ownership};
+use wasmplug_crds::{Artifact, FormatPlugin, ownership};
 
 use crate::builtin;
 use crate::plugin::ResourceRequest;
+use crate::runtime::requested_by;
 
 /// What one format key should serve.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,7 +75,7 @@ pub(super) fn wanted(plugins: &[FormatPlugin]) -> BTreeMap<String, Wanted> {
                 owner: owner.qualified_name(),
                 what: what.clone(),
                 enabled: owner.spec.enabled,
-                limits: requested_limits(owner),
+                limits: requested_by(owner),
                 quarantine_reset: owner.annotations().get(RESET_QUARANTINE_ANNOTATION).cloned(),
             },
         );
@@ -109,16 +110,6 @@ fn what_to_serve(plugin: &FormatPlugin) -> Option<What> {
     match &status.artifact {
         Some(artifact) => Some(What::Artifact(Box::new(artifact.clone()))),
         None => builtin::is_builtin(key).then_some(What::Builtin),
-    }
-}
-
-fn requested_limits(plugin: &FormatPlugin) -> ResourceRequest {
-    let limits = plugin.spec.limits.as_ref();
-    ResourceRequest {
-        max_memory_bytes: limits.and_then(|l| l.memory_bytes()),
-        max_execution: limits.and_then(|l| l.timeout.as_ref()).map(Duration::as_std),
-        max_fuel: limits.and_then(|l| l.fuel),
-        ..ResourceRequest::default()
     }
 }
 

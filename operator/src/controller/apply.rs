@@ -12,6 +12,7 @@ use kube::runtime::controller::Action;
 use wasmplug_crds::conditions::Reason;
 use wasmplug_crds::{Artifact, Capabilities, FormatPlugin, GitRef, PluginInfo, Precompiled, SourceKind, ownership};
 use wasmplug_host::plugin::Digest;
+use wasmplug_host::runtime::requested_by;
 
 use super::{Context, Error, source, trust};
 use crate::fetch::FetchError;
@@ -162,9 +163,10 @@ async fn publish(
     let signature = trust::verify(plugin, &fetched, ctx).await?;
     let revision = fetched.revision.clone();
     let (runtime, spec) = (ctx.runtime.clone(), plugin.spec.clone());
+    let limits = ctx.config.max_limits.grant([&requested_by(plugin)]);
     let _compiling = ctx.compiling.acquire().await.map_err(|e| Error::Task(e.to_string()))?;
     let validated = tokio::task::spawn_blocking(move || {
-        let expected = Expected { sha256: spec.sha256.as_deref(), format_key: spec.format_key.as_deref() };
+        let expected = Expected { sha256: spec.sha256.as_deref(), format_key: spec.format_key.as_deref(), limits };
         validate::validate(fetched, expected, &runtime)
     })
     .await

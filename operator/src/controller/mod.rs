@@ -28,7 +28,7 @@ use kube::{Api, Client, ResourceExt};
 use tracing::Instrument;
 use wasmplug_crds::FormatPlugin;
 use wasmplug_crds::conditions::{ConditionType, Reason};
-use wasmplug_host::runtime::{MAX_CONCURRENT_LOADS, Runtime};
+use wasmplug_host::runtime::{CallLimits, MAX_CONCURRENT_LOADS, Runtime};
 
 use crate::fetch::{FetchError, FetchLimits};
 use crate::metrics::Metrics;
@@ -67,6 +67,10 @@ pub struct Config {
     pub artifact_url: Option<url::Url>,
     /// Which plugins must be signed, and the cluster-wide trusted keys.
     pub signatures: SignaturePolicy,
+    /// The cluster's per-call maximum (`--max-memory`, `--max-call-ms`,
+    /// `--max-fuel`, shared with the hosts): a plugin is validated under the
+    /// limits hosts will grant it.
+    pub max_limits: CallLimits,
 }
 
 /// Everything a reconcile needs from the outside world.
