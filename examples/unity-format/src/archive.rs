@@ -18,7 +18,7 @@ pub fn read(data: &[u8]) -> Result<BTreeMap<String, Asset>, String> {
     if !data.starts_with(&[0x1f, 0x8b]) {
         return Err("not a Unity package: the file is not gzip-compressed".to_owned());
     }
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(data));
+    let mut archive = tar::Archive::new(flate2::bufread::GzDecoder::new(data));
     let entries = archive.entries().map_err(|e| format!("not a Unity package: unreadable tar archive: {e}"))?;
     let mut assets: BTreeMap<String, Asset> = BTreeMap::new();
     let mut has_meta = BTreeMap::new();
