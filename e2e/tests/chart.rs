@@ -92,8 +92,8 @@ async fn a_host_memory_limit_below_what_its_calls_may_use_is_refused() {
         .expect_err("64 calls of 64Mi do not fit in 1280Mi");
     let error = format!("{error:#}");
     assert!(error.contains("host.resources.limits.memory (1280Mi) is below what a host may use"), "{error}");
-    assert!(error.contains("= 7424Mi"), "{error}");
-    let raised = [show, "--set=limits.maxConcurrentCalls=64", "--set=host.resources.limits.memory=7424Mi"];
+    assert!(error.contains("= 6353Mi"), "{error}");
+    let raised = [show, "--set=limits.maxConcurrentCalls=64", "--set=host.resources.limits.memory=6353Mi"];
     helm.template("wasmplug", "wasmplug", &raised).await.expect("a limit that fits renders");
 
     // Warm slots keep host.keepResident each: 12 × 32Mi more than 1280Mi holds.

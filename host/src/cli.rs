@@ -32,12 +32,12 @@ pub struct EngineArgs {
     pub max_concurrent_calls: u32,
 
     /// How much of a call's memory stays resident, zeroed, for the next call on
-    /// its instance slot (Ki, Mi or Gi suffix); calls on artifacts that fit in
-    /// it fault in no fresh pages. Idle hosts keep up to
-    /// (max-concurrent-calls + 4) times this, of pages calls used (needs Linux
-    /// 6.7+ to take effect). Changes no compiled code: it need not match the
-    /// operator's.
-    #[arg(long, env = "WASMPLUG_KEEP_RESIDENT", default_value = "16Mi", value_parser = parse_size)]
+    /// its instance slot (Ki, Mi or Gi suffix); calls that fit in it fault in
+    /// no fresh pages, but once a slot's calls have used it all, every later
+    /// call on the slot zeroes all of it again. Idle hosts keep up to
+    /// (max-concurrent-calls + 4) times this (needs Linux 6.7+ to take
+    /// effect). Changes no compiled code: it need not match the operator's.
+    #[arg(long, env = "WASMPLUG_KEEP_RESIDENT", default_value = "256Ki", value_parser = parse_size)]
     pub keep_resident: u64,
 }
 

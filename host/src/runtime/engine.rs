@@ -16,8 +16,12 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 pub const MAX_CONCURRENT_LOADS: u32 = 4;
 
 /// How much of each linear memory a call leaves resident for the next call on
-/// its slot by default (zeroed in place rather than unmapped).
-const KEEP_RESIDENT: u64 = 16 << 20;
+/// its slot by default (zeroed in place rather than unmapped): what a call on
+/// a small artifact touches. Every page kept is zeroed again after every later
+/// call on the slot (the kernel cannot tell it from a written one), so more
+/// makes large uploads cheaper and every call after one dearer
+/// (docs/performance.md).
+const KEEP_RESIDENT: u64 = 256 << 10;
 
 /// How much of each table a call leaves resident (tables are a few KiB).
 const TABLE_KEEP_RESIDENT: usize = 1 << 20;
