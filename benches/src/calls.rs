@@ -24,8 +24,7 @@ pub fn run(report: &mut Report, runtime: &Arc<Runtime>, only: Option<&str>) -> a
     // (`host.keepResident: 16Mi`): the other side of the trade-off that
     // `after_a_large_upload` shows.
     let roomy = EngineSettings { keep_resident_bytes: ROOMY, ..*runtime.settings() };
-    let roomy_plugin: SharedHandler =
-        Arc::new(Runtime::new(roomy)?.load(&read("builtin-formats")?, CallLimits::DEFAULT)?);
+    let roomy_plugin = builtin_formats_on(roomy)?;
     let (mut worst_large, mut worst_roomy) = (Worst::default(), Worst::default());
     for size in SIZES {
         let mut packages = corpus::packages(size);
@@ -95,10 +94,7 @@ pub fn run(report: &mut Report, runtime: &Arc<Runtime>, only: Option<&str>) -> a
 /// `keepResident`, and the kernel cannot tell a zeroed page from a written one:
 /// every later call on that slot zeroes them all again.
 fn after_a_large_upload(report: &mut Report, settings: &EngineSettings) -> anyhow::Result<()> {
-    let load = || -> anyhow::Result<SharedHandler> {
-        Ok(Arc::new(Runtime::new(*settings)?.load(&read("builtin-formats")?, CallLimits::DEFAULT)?))
-    };
-    let (fresh, used) = (load()?, load()?);
+    let (fresh, used) = (builtin_formats_on(*settings)?, builtin_formats_on(*settings)?);
     let npm = |size| corpus::packages(size).into_iter().find(|p| p.format == "npm").expect("an npm tarball");
     let (small, large) = (npm(SIZES[0]), npm(SIZES[3]));
     let (small_path, large_path) = (format!("npm/{}", small.path), format!("npm/{}", large.path));
@@ -121,6 +117,11 @@ fn after_a_large_upload(report: &mut Report, settings: &EngineSettings) -> anyho
         format!("{:.2}×", after.ratio_to(&before)),
     );
     Ok(())
+}
+
+/// The builtin formats as one plugin, on a runtime of its own with `settings`.
+fn builtin_formats_on(settings: EngineSettings) -> anyhow::Result<SharedHandler> {
+    Ok(Arc::new(Runtime::new(settings)?.load(&read("builtin-formats")?, CallLimits::DEFAULT)?))
 }
 
 /// `host.keepResident` of the comparison host: what large uploads would like.
