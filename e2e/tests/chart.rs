@@ -92,8 +92,8 @@ async fn a_host_memory_limit_below_what_its_calls_may_use_is_refused() {
         .expect_err("64 calls of 64Mi do not fit in 1280Mi");
     let error = format!("{error:#}");
     assert!(error.contains("host.resources.limits.memory (1280Mi) is below what a host may use"), "{error}");
-    assert!(error.contains("= 6353Mi"), "{error}");
-    let raised = [show, "--set=limits.maxConcurrentCalls=64", "--set=host.resources.limits.memory=6353Mi"];
+    assert!(error.contains("= 6385Mi"), "{error}");
+    let raised = [show, "--set=limits.maxConcurrentCalls=64", "--set=host.resources.limits.memory=6385Mi"];
     helm.template("wasmplug", "wasmplug", &raised).await.expect("a limit that fits renders");
 
     // Warm slots keep host.keepResident each: 12 × 32Mi more than 1280Mi holds.
@@ -102,16 +102,35 @@ async fn a_host_memory_limit_below_what_its_calls_may_use_is_refused() {
         .await
         .expect_err("12 warm slots of 32Mi do not fit next to the calls");
     let error = format!("{error:#}");
-    assert!(error.contains("(8 + 4) × host.keepResident (32Mi) = 1344Mi"), "{error}");
+    assert!(error.contains("(8 + 4) × host.keepResident (32Mi) + host.largeCalls.slots (2) × "), "{error}");
+    assert!(error.contains("= 1376Mi"), "{error}");
     let rendered = helm
         .template(
             "wasmplug",
             "wasmplug",
-            &[show, "--set=host.keepResident=32Mi", "--set=host.resources.limits.memory=1344Mi"],
+            &[show, "--set=host.keepResident=32Mi", "--set=host.resources.limits.memory=1376Mi"],
         )
         .await
         .expect("a limit that fits renders");
     assert!(rendered.contains("name: WASMPLUG_KEEP_RESIDENT\n              value: \"32Mi\""), "{rendered}");
+
+    // Large-call slots keep host.largeCalls.keepResident each: 20 × 16Mi.
+    let error = helm
+        .template("wasmplug", "wasmplug", &[show, "--set=host.largeCalls.slots=20"])
+        .await
+        .expect_err("20 large-call slots of 16Mi do not fit next to the calls");
+    let error = format!("{error:#}");
+    assert!(error.contains("host.largeCalls.slots (20) × host.largeCalls.keepResident (16Mi) = 1283Mi"), "{error}");
+    let rendered = helm
+        .template(
+            "wasmplug",
+            "wasmplug",
+            &[show, "--set=host.largeCalls.slots=20", "--set=host.resources.limits.memory=1283Mi"],
+        )
+        .await
+        .expect("a limit that fits renders");
+    assert!(rendered.contains("name: WASMPLUG_LARGE_CALL_SLOTS\n              value: \"20\""), "{rendered}");
+    assert!(rendered.contains("name: WASMPLUG_LARGE_KEEP_RESIDENT\n              value: \"16Mi\""), "{rendered}");
 }
 
 /// Finding 12 of issue 11: the operator's limit could not hold one maximum

@@ -39,6 +39,19 @@ pub struct EngineArgs {
     /// effect). Changes no compiled code: it need not match the operator's.
     #[arg(long, env = "WASMPLUG_KEEP_RESIDENT", default_value = "256Ki", value_parser = parse_size)]
     pub keep_resident: u64,
+
+    /// Instance slots for calls on inputs larger than --keep-resident, in a
+    /// pool of their own so that a small call never zeroes what a large
+    /// upload left; a large call runs in the ordinary pool when they are all
+    /// busy. 0 turns the pool off. Needs Linux 6.7+ to take effect.
+    #[arg(long, env = "WASMPLUG_LARGE_CALL_SLOTS", default_value_t = 2)]
+    pub large_call_slots: u32,
+
+    /// How much of a large call's memory stays resident, zeroed, for the next
+    /// large call on its slot (Ki, Mi or Gi suffix). Idle hosts keep up to
+    /// --large-call-slots times this.
+    #[arg(long, env = "WASMPLUG_LARGE_KEEP_RESIDENT", default_value = "16Mi", value_parser = parse_size)]
+    pub large_keep_resident: u64,
 }
 
 impl EngineArgs {
@@ -48,6 +61,8 @@ impl EngineArgs {
             max_concurrent_calls: self.max_concurrent_calls,
             fuel_metering: self.max_fuel.is_some(),
             keep_resident_bytes: self.keep_resident,
+            large_call_slots: self.large_call_slots,
+            large_keep_resident_bytes: self.large_keep_resident,
         }
     }
 

@@ -33,6 +33,18 @@ pub enum Call<'a> {
     },
 }
 
+impl Call<'_> {
+    /// The bytes the caller uploaded for this call: an artifact, or a
+    /// request's body.
+    pub fn input_bytes(&self) -> usize {
+        match self {
+            Call::Metadata { data, .. } | Call::Validate { data, .. } | Call::Accept { data, .. } => data.len(),
+            Call::Index(_) => 0,
+            Call::Request { request, .. } => request.body.len(),
+        }
+    }
+}
+
 /// What a handler answered to a [`Call`].
 #[derive(Debug)]
 pub enum Answer {

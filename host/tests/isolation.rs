@@ -106,28 +106,58 @@ fn fuel_metering_stops_a_loop_at_its_fuel_limit() {
 }
 
 /// Issue 15: memory a call dirtied is kept resident for the next call on its
-/// slot, zeroed in place; no byte of it may reach that call.
+/// slot, zeroed in place; no byte of it may reach that call, in the ordinary
+/// pool or in the large-upload pool.
 #[test]
 fn no_byte_a_call_left_in_memory_reaches_the_next_call() {
     // The secret is 2 MiB: partly past the default and 1 MiB kept resident
-    // (zeroed in place, the rest unmapped), wholly within 16 MiB.
-    for keep_resident_bytes in [EngineSettings::default().keep_resident_bytes, 1 << 20, 16 << 20] {
-        let runtime =
-            Runtime::new(EngineSettings { keep_resident_bytes, ..EngineSettings::default() }).expect("engine");
+    // (zeroed in place, the rest unmapped), wholly within 16 MiB. An input
+    // larger than what an ordinary slot keeps sends the call to a large slot
+    // (16 MiB kept).
+    let default = EngineSettings::default();
+    let large_input = vec![0u8; default.keep_resident_bytes as usize + 1];
+    for (keep_resident_bytes, input) in [
+        (default.keep_resident_bytes, &[][..]),
+        (1 << 20, &[][..]),
+        (16 << 20, &[][..]),
+        (default.keep_resident_bytes, &large_input[..]),
+    ] {
+        let runtime = Runtime::new(EngineSettings { keep_resident_bytes, ..default }).expect("engine");
         let plugin = load(&runtime, "misbehaving", CallLimits::DEFAULT);
-        let found = plugin.validate("leave-and-find-secret", b"").expect("the call runs");
+        let found = plugin.validate("leave-and-find-secret", input).expect("the call runs");
         assert!(
             found.as_ref().is_err_and(|e| e.contains("found a previous call's secret")),
             "the scan finds it: {found:?}"
         );
+        let pool = if input.is_empty() { "the ordinary pool" } else { "a large-call slot" };
         for _ in 0..20 {
-            assert_eq!(plugin.validate("leave-secret", b""), Ok(Ok(())));
+            assert_eq!(plugin.validate("leave-secret", input), Ok(Ok(())));
             assert_eq!(
-                plugin.validate("find-secret", b""),
+                plugin.validate("find-secret", input),
                 Ok(Ok(())),
-                "the next call's memory is zero, keeping {keep_resident_bytes} bytes resident"
+                "the next call's memory is zero, keeping {keep_resident_bytes} bytes resident in {pool}"
             );
         }
+    }
+}
+
+/// Large calls beyond the large-call slots run in the ordinary pool: none
+/// fails for want of a slot.
+#[test]
+fn more_large_calls_than_large_slots_all_run() {
+    let settings = EngineSettings { large_call_slots: 1, ..EngineSettings::default() };
+    let runtime = Runtime::new(settings).expect("engine");
+    let plugin = Arc::new(load(&runtime, "misbehaving", CallLimits::DEFAULT));
+    let large_input = Arc::new(vec![0u8; settings.keep_resident_bytes as usize + 1]);
+    // Each call sleeps 300 ms, so all six want a large slot at once.
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let (plugin, large_input) = (plugin.clone(), large_input.clone());
+            std::thread::spawn(move || plugin.validate("slow", &large_input))
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.join().expect("the thread finishes"), Ok(Ok(())));
     }
 }
 

@@ -116,17 +116,20 @@ securityContext:
 Refuses a host memory limit below what its calls may use (docs/operations.md,
 "Sizing a host"): 192Mi for the process and its loaded plugins, plus, for each
 concurrent call, the call's memory and a request body, plus what warm instance
-slots keep resident between calls (the call slots and 4 load slots).
+slots keep resident between calls (the call slots and 4 load slots, and the
+large-call slots).
 */}}
 {{- define "wasmplug.checkHostMemory" -}}
 {{- with .Values.host.resources.limits }}{{ with .memory }}
 {{- $limit := include "wasmplug.bytes" . | int64 -}}
 {{- $calls := $.Values.limits.maxConcurrentCalls | int64 -}}
 {{- $perCall := add (include "wasmplug.bytes" $.Values.limits.maxMemory | int64) (include "wasmplug.bytes" $.Values.host.maxBody | int64) -}}
-{{- $resident := mul (add $calls 4) (include "wasmplug.bytes" $.Values.host.keepResident | int64) -}}
+{{- $large := $.Values.host.largeCalls -}}
+{{- $largeSlots := $large.slots | int64 -}}
+{{- $resident := add (mul (add $calls 4) (include "wasmplug.bytes" $.Values.host.keepResident | int64)) (mul $largeSlots (include "wasmplug.bytes" $large.keepResident | int64)) -}}
 {{- $needed := add 201326592 (mul $calls $perCall) $resident -}}
 {{- if lt $limit $needed -}}
-{{- fail (printf "host.resources.limits.memory (%s) is below what a host may use: 192Mi + limits.maxConcurrentCalls (%d) × (limits.maxMemory (%s) + host.maxBody (%s)) + (%d + 4) × host.keepResident (%s) = %dMi; raise the limit or lower those values" (toString .) $calls (toString $.Values.limits.maxMemory) (toString $.Values.host.maxBody) $calls (toString $.Values.host.keepResident) (div $needed 1048576)) -}}
+{{- fail (printf "host.resources.limits.memory (%s) is below what a host may use: 192Mi + limits.maxConcurrentCalls (%d) × (limits.maxMemory (%s) + host.maxBody (%s)) + (%d + 4) × host.keepResident (%s) + host.largeCalls.slots (%d) × host.largeCalls.keepResident (%s) = %dMi; raise the limit or lower those values" (toString .) $calls (toString $.Values.limits.maxMemory) (toString $.Values.host.maxBody) $calls (toString $.Values.host.keepResident) $largeSlots (toString $large.keepResident) (div $needed 1048576)) -}}
 {{- end -}}
 {{- end }}{{ end -}}
 {{- end -}}

@@ -1,9 +1,11 @@
-//! The wasmtime Engine: one per process, configured for untrusted plugins.
+//! The wasmtime engines, configured for untrusted plugins: one per instance
+//! pool (wasmtime ties a pooling allocator to its engine), all compiling the
+//! same code.
 //!
-//! Pooling allocator sized for the concurrency cap, epoch interruption for
-//! timeouts, optional fuel metering, and an identifier of the exact engine build
-//! and configuration, so that a precompiled plugin is only ever loaded by an
-//! engine that can run it.
+//! Pooling allocator sized for its calls, epoch interruption for timeouts,
+//! optional fuel metering, and an identifier of the exact engine build and
+//! configuration, so that a precompiled plugin is only ever loaded by an engine
+//! that can run it.
 
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
@@ -23,14 +25,22 @@ pub const MAX_CONCURRENT_LOADS: u32 = 4;
 /// (docs/performance.md).
 const KEEP_RESIDENT: u64 = 256 << 10;
 
+/// Slots of the large-upload pool by default: large uploads are rarer than
+/// small calls, and each warm slot may keep [`LARGE_KEEP_RESIDENT`].
+const LARGE_CALL_SLOTS: u32 = 2;
+
+/// What a large-upload slot keeps resident by default: what a call on a
+/// 10 MiB artifact touches.
+const LARGE_KEEP_RESIDENT: u64 = 16 << 20;
+
 /// How much of each table a call leaves resident (tables are a few KiB).
 const TABLE_KEEP_RESIDENT: usize = 1 << 20;
 
 /// How often the epoch advances; timeouts are measured in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// Engine settings. All but `keep_resident_bytes` must be equal for a
-/// precompiled plugin to be usable.
+/// Engine settings. All but the `keep_resident_bytes` and `large_call_slots`
+/// must be equal for a precompiled plugin to be usable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EngineSettings {
     /// The largest linear memory any plugin may have (the cluster maximum).
@@ -44,6 +54,13 @@ pub struct EngineSettings {
     /// dirtied); calls on artifacts that fit in it fault in no fresh pages.
     /// Costs up to this much memory per warm slot; does not change compiled code.
     pub keep_resident_bytes: u64,
+    /// Calls on an input larger than `keep_resident_bytes` run, while one of
+    /// these slots is free, in a pool of their own whose slots keep
+    /// `large_keep_resident_bytes`; so a small call never zeroes what a large
+    /// one left. 0: every call runs in the one pool.
+    pub large_call_slots: u32,
+    /// What each slot of the large-upload pool keeps resident.
+    pub large_keep_resident_bytes: u64,
 }
 
 impl Default for EngineSettings {
@@ -53,16 +70,44 @@ impl Default for EngineSettings {
             max_concurrent_calls: 64,
             fuel_metering: false,
             keep_resident_bytes: KEEP_RESIDENT,
+            large_call_slots: LARGE_CALL_SLOTS,
+            large_keep_resident_bytes: LARGE_KEEP_RESIDENT,
         }
     }
 }
 
-/// Builds the engine. Precompilation and loading must use engines built from
-/// equal settings.
-pub fn build(settings: &EngineSettings) -> anyhow::Result<Engine> {
+/// The instance pool of one engine: how many instances it holds at once, and
+/// how much of each memory a call leaves resident for the next.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolShape {
+    pub instances: u32,
+    pub keep_resident_bytes: u64,
+}
+
+impl EngineSettings {
+    /// The pool every call may run in: the call slots and the load slots.
+    pub fn ordinary_pool(&self) -> PoolShape {
+        PoolShape {
+            instances: self.max_concurrent_calls.max(1) + MAX_CONCURRENT_LOADS,
+            keep_resident_bytes: self.keep_resident_bytes,
+        }
+    }
+
+    /// The pool of large uploads, if there is one.
+    pub fn large_call_pool(&self) -> Option<PoolShape> {
+        (self.large_call_slots > 0 && PoolingAllocationConfig::is_pagemap_scan_available()).then_some(PoolShape {
+            instances: self.large_call_slots,
+            keep_resident_bytes: self.large_keep_resident_bytes,
+        })
+    }
+}
+
+/// Builds an engine with the pool `shape`. Precompilation and loading must use
+/// engines built from equal settings (the shape changes no compiled code).
+pub fn build(settings: &EngineSettings, shape: PoolShape) -> anyhow::Result<Engine> {
     let max_memory = usize::try_from(settings.max_memory_bytes)?;
-    let keep_resident = usize::try_from(settings.keep_resident_bytes)?.min(max_memory);
-    let calls = settings.max_concurrent_calls.max(1) + MAX_CONCURRENT_LOADS;
+    let keep_resident = usize::try_from(shape.keep_resident_bytes)?.min(max_memory);
+    let calls = shape.instances;
     // A Rust wasm32-wasip2 component has a handful of core instances (the
     // program and the WASI adapter's shims); leave room for more.
     const CORE_INSTANCES_PER_CALL: u32 = 16;
@@ -111,17 +156,22 @@ pub fn identifier(engine: &Engine) -> String {
     format!("wasmtime-{}-{:016x}", std::env::consts::ARCH, hasher.finish())
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] for as long as the engine
-/// lives: the thread holds only a weak reference and ends with the last clone of
-/// the engine (plugins keep it alive, so their deadlines keep working).
-pub fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
-    let engine = engine.weak();
+/// Advances the engines' epochs every [`EPOCH_TICK`] for as long as any of
+/// them lives: the thread holds only weak references and ends with the last
+/// clone of the last engine (plugins keep theirs alive, so their deadlines
+/// keep working).
+pub fn start_epoch_ticker(engines: &[&Engine]) -> std::io::Result<()> {
+    let engines: Vec<_> = engines.iter().map(|engine| engine.weak()).collect();
     std::thread::Builder::new().name("wasmplug-epoch".into()).spawn(move || {
         loop {
             std::thread::sleep(EPOCH_TICK);
-            match engine.upgrade() {
-                Some(engine) => engine.increment_epoch(),
-                None => break,
+            let mut alive = false;
+            for engine in engines.iter().filter_map(|engine| engine.upgrade()) {
+                engine.increment_epoch();
+                alive = true;
+            }
+            if !alive {
+                break;
             }
         }
     })?;

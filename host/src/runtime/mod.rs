@@ -1,6 +1,6 @@
-//! Running plugins: one wasmtime engine, a deny-all WASI linker, and components
-//! compiled once into [`LoadedPlugin`]s that run each call in a fresh instance
-//! under its memory, time and fuel limits.
+//! Running plugins: wasmtime engines with their instance pools, a deny-all
+//! WASI linker, and components compiled once into [`LoadedPlugin`]s that run
+//! each call in a fresh instance under its memory, time and fuel limits.
 
 mod bindings;
 mod check;
@@ -10,6 +10,7 @@ mod error;
 mod limits;
 mod output;
 mod plugin;
+mod pool;
 mod precompiled;
 mod state;
 
@@ -24,17 +25,17 @@ pub use state::MemoryLimitExceeded;
 
 use std::sync::Arc;
 
-use wasmtime::Engine;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Component;
 
 use crate::plugin::Package;
 use driver::Driver;
-use state::CallState;
+use pool::{LargeSlots, Pool};
 
 /// The process's plugin runtime. Cheap to share behind an `Arc`.
 pub struct Runtime {
-    engine: Engine,
-    linker: Linker<CallState>,
+    ordinary: Pool,
+    /// The large-upload pool, where there is one (see [`pool`]).
+    large: Option<(Pool, Arc<LargeSlots>)>,
     settings: EngineSettings,
     engine_id: String,
     driver: Arc<Driver>,
@@ -48,13 +49,24 @@ impl std::fmt::Debug for Runtime {
 
 impl Runtime {
     pub fn new(settings: EngineSettings) -> anyhow::Result<Self> {
-        let engine = engine::build(&settings)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        let engine_id = engine::identifier(&engine);
-        engine::start_epoch_ticker(&engine)?;
+        let ordinary = Pool::new(&settings, settings.ordinary_pool())?;
+        let engine_id = engine::identifier(&ordinary.engine);
+        let large = match settings.large_call_pool() {
+            Some(shape) => {
+                let pool = Pool::new(&settings, shape)?;
+                // Each plugin's native code is loaded into both engines.
+                anyhow::ensure!(
+                    engine::identifier(&pool.engine) == engine_id,
+                    "the large-upload pool's engine compiles different code from the ordinary pool's"
+                );
+                Some((pool, Arc::new(LargeSlots::new(&settings, shape))))
+            }
+            None => None,
+        };
+        let engines: Vec<_> = std::iter::once(&ordinary).chain(large.as_ref().map(|(pool, _)| pool)).collect();
+        engine::start_epoch_ticker(&engines.iter().map(|pool| &pool.engine).collect::<Vec<_>>())?;
         let driver = Arc::new(Driver::new()?);
-        Ok(Runtime { engine, linker, settings, engine_id, driver })
+        Ok(Runtime { ordinary, large, settings, engine_id, driver })
     }
 
     /// Identifies this engine build and configuration (see [`EngineSettings`]).
@@ -66,20 +78,26 @@ impl Runtime {
         &self.settings
     }
 
+    /// Whether calls on large inputs have a pool of their own here (it needs
+    /// `large_call_slots` and Linux 6.7+).
+    pub fn has_large_call_pool(&self) -> bool {
+        self.large.is_some()
+    }
+
     /// Compiles `package`'s component and checks that it is a valid plugin for
     /// its manifest: WASI-only imports, a plugin world, and a format key equal to
     /// the manifest's. CPU-heavy: call it off the request path.
     pub fn load(&self, package: &Package, limits: CallLimits) -> Result<LoadedPlugin, LoadError> {
         check::initial_memory_fits(&package.wasm, &limits)?;
-        let component = Component::new(&self.engine, &package.wasm)
-            .map_err(|e| LoadError::NotAComponent { reason: format!("{e:#}") })?;
-        self.link(component, package, limits)
+        // Compiled once, loaded into each pool's engine.
+        self.load_precompiled(package, &self.precompile(&package.wasm)?, limits)
     }
 
     /// Compiles `wasm` ahead of time for this engine. The result is valid only for
     /// engines whose [`engine_id`](Self::engine_id) equals this one's.
     pub fn precompile(&self, wasm: &[u8]) -> Result<Precompiled, LoadError> {
         let bytes = self
+            .ordinary
             .engine
             .precompile_component(wasm)
             .map_err(|e| LoadError::NotAComponent { reason: format!("{e:#}") })?;
@@ -103,10 +121,17 @@ impl Runtime {
         // FormatPlugin's status for what it compiled (trust invariant 1); never
         // bytes merely found in the store.
         check::initial_memory_fits(&package.wasm, &limits)?;
-        #[allow(unsafe_code)]
-        let component = unsafe { Component::deserialize(&self.engine, precompiled.bytes()) }
-            .map_err(|e| LoadError::NotAComponent { reason: format!("precompiled artifact: {e:#}") })?;
-        self.link(component, package, limits)
+        let deserialize = |pool: &Pool| {
+            #[allow(unsafe_code)]
+            unsafe { Component::deserialize(&pool.engine, precompiled.bytes()) }
+                .map_err(|e| LoadError::NotAComponent { reason: format!("precompiled artifact: {e:#}") })
+        };
+        let component = deserialize(&self.ordinary)?;
+        let large = match &self.large {
+            Some((pool, _)) => Some(deserialize(pool)?),
+            None => None,
+        };
+        self.link(&component, large.as_ref(), package, limits)
     }
 
     /// Loads `package` from its precompiled form when there is a usable one, and
@@ -129,13 +154,23 @@ impl Runtime {
         Ok((plugin, Compilation::Compiled { reason }))
     }
 
-    fn link(&self, component: Component, package: &Package, limits: CallLimits) -> Result<LoadedPlugin, LoadError> {
-        let world = check::world_of(&self.engine, &component)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::UnsatisfiedImport { reason: format!("{e:#}") })?;
-        let plugin = LoadedPlugin::new(pre, world, limits, self.settings.fuel_metering, self.driver.clone())?;
+    /// Links `component` (and the same code loaded into the large-upload
+    /// pool's engine, where there is one) and checks its format key.
+    fn link(
+        &self,
+        component: &Component,
+        large: Option<&Component>,
+        package: &Package,
+        limits: CallLimits,
+    ) -> Result<LoadedPlugin, LoadError> {
+        let world = check::world_of(&self.ordinary.engine, component)?;
+        let ordinary = self.ordinary.link(component, world)?;
+        let large = match (large, &self.large) {
+            (Some(component), Some((pool, slots))) => Some((pool.link(component, world)?, slots.clone())),
+            _ => None,
+        };
+        let plugin =
+            LoadedPlugin::new(ordinary, large, world, limits, self.settings.fuel_metering, self.driver.clone());
         let key = plugin.format_key().map_err(LoadError::FormatKeyCall)?;
         if key != package.manifest.format_key {
             return Err(LoadError::FormatKeyMismatch { plugin: key, manifest: package.manifest.format_key.clone() });

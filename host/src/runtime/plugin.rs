@@ -5,24 +5,27 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{Instance, InstancePre, ResourceTableError};
+use tokio::sync::OwnedSemaphorePermit;
+use wasmtime::component::{Instance, ResourceTableError};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::bindings::{HttpRequest, HttpResponse, Metadata, RepoContext, handler, request_handler};
+use super::bindings::{HttpRequest, HttpResponse, Metadata, RepoContext, handler};
 use super::check::World;
 use super::driver::{Driver, within};
 use super::engine::deadline_ticks;
-use super::error::{CallError, LoadError};
+use super::error::CallError;
 use super::limits::CallLimits;
+use super::pool::{LargeSlots, Linked};
 use super::state::{CallState, MAX_HOST_RESOURCES, MemoryLimitExceeded};
 use crate::handler::{Answer, Call, IndexFiles};
 
 /// A plugin ready to serve. Cloning is cheap; calls may run concurrently.
 #[derive(Clone)]
 pub struct LoadedPlugin {
-    pre: InstancePre<CallState>,
-    handler: handler::GuestIndices,
-    request_handler: Option<request_handler::GuestIndices>,
+    /// Linked in the ordinary pool, where every call may run.
+    ordinary: Linked,
+    /// Linked in the large-upload pool, where there is one.
+    large: Option<(Linked, Arc<LargeSlots>)>,
     world: World,
     limits: CallLimits,
     /// Whether the engine meters fuel; then every store needs some.
@@ -38,26 +41,14 @@ impl std::fmt::Debug for LoadedPlugin {
 
 impl LoadedPlugin {
     pub(super) fn new(
-        pre: InstancePre<CallState>,
+        ordinary: Linked,
+        large: Option<(Linked, Arc<LargeSlots>)>,
         world: World,
         limits: CallLimits,
         fuel_metered: bool,
         driver: Arc<Driver>,
-    ) -> Result<Self, LoadError> {
-        let handler = handler::GuestIndices::new(&pre).map_err(|e| LoadError::WrongInterface {
-            interface: super::bindings::HANDLER_INTERFACE,
-            reason: format!("{e:#}"),
-        })?;
-        let request_handler = match world {
-            World::FormatPlugin => None,
-            World::FormatPluginV2 => {
-                Some(request_handler::GuestIndices::new(&pre).map_err(|e| LoadError::WrongInterface {
-                    interface: super::bindings::REQUEST_HANDLER_INTERFACE,
-                    reason: format!("{e:#}"),
-                })?)
-            }
-        };
-        Ok(LoadedPlugin { pre, handler, request_handler, world, limits, fuel_metered, driver })
+    ) -> Self {
+        LoadedPlugin { ordinary, large, world, limits, fuel_metered, driver }
     }
 
     pub fn world(&self) -> World {
@@ -69,15 +60,15 @@ impl LoadedPlugin {
     }
 
     pub fn format_key(&self) -> Result<String, CallError> {
-        self.call_handler(async |guest, store| guest.call_format_key(store).await)
+        self.call_handler(0, async |guest, store| guest.call_format_key(store).await)
     }
 
     pub fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Result<Metadata, String>, CallError> {
-        self.call_handler(async |guest, store| guest.call_parse_metadata(store, path, data).await)
+        self.call_handler(data.len(), async |guest, store| guest.call_parse_metadata(store, path, data).await)
     }
 
     pub fn validate(&self, path: &str, data: &[u8]) -> Result<Result<(), String>, CallError> {
-        self.call_handler(async |guest, store| guest.call_validate(store, path, data).await)
+        self.call_handler(data.len(), async |guest, store| guest.call_validate(store, path, data).await)
     }
 
     /// `validate`, then — when it accepts — `parse-metadata`, on one fresh
@@ -85,11 +76,11 @@ impl LoadedPlugin {
     /// nothing crosses callers, and the instance and the copy of the artifact
     /// are paid for once less than by two calls.
     pub fn accept(&self, path: &str, data: &[u8]) -> Result<Result<Metadata, String>, CallError> {
-        self.call_handler(async |guest, store| accept(guest, store, path, data).await)
+        self.call_handler(data.len(), async |guest, store| accept(guest, store, path, data).await)
     }
 
     pub fn generate_index(&self, artifacts: &[Metadata]) -> Result<Result<Option<IndexFiles>, String>, CallError> {
-        self.call_handler(async |guest, store| guest.call_generate_index(store, artifacts).await)
+        self.call_handler(0, async |guest, store| guest.call_generate_index(store, artifacts).await)
     }
 
     pub fn handle_request(
@@ -98,8 +89,10 @@ impl LoadedPlugin {
         context: &RepoContext,
         artifacts: &[Metadata],
     ) -> Result<Result<HttpResponse, String>, CallError> {
-        let indices = self.request_handler.as_ref().ok_or(CallError::Unsupported { function: "handle-request" })?;
-        self.call(async |store, instance| {
+        let call = Call::Request { request, context, artifacts };
+        self.supports(&call)?;
+        self.call(call.input_bytes(), async |store, instance, linked| {
+            let indices = linked.request_handler.as_ref().ok_or_else(|| wasmtime::Error::msg("checked above: v2"))?;
             let guest = indices.load(&mut *store, instance)?;
             guest.call_handle_request(store, request, context, artifacts).await
         })
@@ -107,10 +100,11 @@ impl LoadedPlugin {
 
     fn call_handler<R>(
         &self,
+        input_bytes: usize,
         f: impl AsyncFnOnce(&handler::Guest, &mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        self.call(async |store, instance| {
-            let guest = self.handler.load(&mut *store, instance)?;
+        self.call(input_bytes, async |store, instance, linked| {
+            let guest = linked.handler.load(&mut *store, instance)?;
             f(&guest, store).await
         })
     }
@@ -121,16 +115,12 @@ impl LoadedPlugin {
     /// every epoch tick, so it holds the thread at most one tick at a time.
     /// Needs a tokio runtime with timers.
     pub async fn answer(&self, call: Call<'_>) -> Result<Result<Answer, String>, CallError> {
-        let request_handler = match call {
-            Call::Request { .. } => {
-                Some(self.request_handler.as_ref().ok_or(CallError::Unsupported { function: "handle-request" })?)
-            }
-            _ => None,
-        };
-        let mut store = self.store()?;
-        let run = instantiate_and(&self.pre, &mut store, async |store, instance| {
+        self.supports(&call)?;
+        let (linked, _large_slot) = self.pool_for(call.input_bytes());
+        let mut store = self.store(linked)?;
+        let run = instantiate_and(linked, &mut store, async |store, instance, linked| {
             // Every world exports the handler interface.
-            let guest = self.handler.load(&mut *store, instance)?;
+            let guest = linked.handler.load(&mut *store, instance)?;
             Ok(match call {
                 Call::Metadata { path, data } => {
                     guest.call_parse_metadata(store, path, data).await?.map(Answer::Metadata)
@@ -139,7 +129,8 @@ impl LoadedPlugin {
                 Call::Accept { path, data } => accept(&guest, store, path, data).await?.map(Answer::Metadata),
                 Call::Index(artifacts) => guest.call_generate_index(store, artifacts).await?.map(Answer::Index),
                 Call::Request { request, context, artifacts } => {
-                    let indices = request_handler.ok_or_else(|| wasmtime::Error::msg("checked above: a v2 plugin"))?;
+                    let indices =
+                        linked.request_handler.as_ref().ok_or_else(|| wasmtime::Error::msg("checked above: v2"))?;
                     let guest = indices.load(&mut *store, instance)?;
                     guest.call_handle_request(store, request, context, artifacts).await?.map(Answer::Response)
                 }
@@ -149,24 +140,46 @@ impl LoadedPlugin {
         self.finish(&store, outcome)
     }
 
+    /// Refuses a call of a function this plugin's world lacks.
+    fn supports(&self, call: &Call<'_>) -> Result<(), CallError> {
+        match (call, self.world) {
+            (Call::Request { .. }, World::FormatPlugin) => Err(CallError::Unsupported { function: "handle-request" }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Where a call on `input_bytes` runs: in a large-upload slot when the
+    /// input is large and one is free (held until the call's store is
+    /// dropped: declare it before the store), otherwise in the ordinary pool.
+    fn pool_for(&self, input_bytes: usize) -> (&Linked, Option<OwnedSemaphorePermit>) {
+        if let Some((linked, slots)) = &self.large
+            && let Some(slot) = slots.take(input_bytes)
+        {
+            return (linked, Some(slot));
+        }
+        (&self.ordinary, None)
+    }
+
     /// Runs `f` against a fresh instance under this plugin's limits, blocking
     /// this thread (the driver keeps the deadline).
     fn call<R>(
         &self,
-        f: impl AsyncFnOnce(&mut Store<CallState>, &Instance) -> wasmtime::Result<R>,
+        input_bytes: usize,
+        f: impl AsyncFnOnce(&mut Store<CallState>, &Instance, &Linked) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        let mut store = self.store()?;
-        let outcome = self.driver.run(self.limits.timeout, instantiate_and(&self.pre, &mut store, f));
+        let (linked, _large_slot) = self.pool_for(input_bytes);
+        let mut store = self.store(linked)?;
+        let outcome = self.driver.run(self.limits.timeout, instantiate_and(linked, &mut store, f));
         self.finish(&store, outcome)
     }
 
-    /// A store for one call under this plugin's limits: memory by the
-    /// store's limiter; computation by epoch ticks, at each of which the guest
-    /// yields to the executor until its ticks run out (then it traps); fuel
-    /// where the engine meters it. The wall-clock limit, waiting in WASI
-    /// included, is the caller's deadline on the call's future.
-    fn store(&self) -> Result<Store<CallState>, CallError> {
-        let mut store = Store::new(self.pre.engine(), CallState::new(self.limits.memory_bytes));
+    /// A store for one call on `linked`'s engine under this plugin's limits:
+    /// memory by the store's limiter; computation by epoch ticks, at each of
+    /// which the guest yields to the executor until its ticks run out (then it
+    /// traps); fuel where the engine meters it. The wall-clock limit, waiting
+    /// in WASI included, is the caller's deadline on the call's future.
+    fn store(&self, linked: &Linked) -> Result<Store<CallState>, CallError> {
+        let mut store = Store::new(linked.pre.engine(), CallState::new(self.limits.memory_bytes));
         store.limiter(|state| &mut state.limiter);
         let mut ticks_left = deadline_ticks(self.limits.timeout);
         store.set_epoch_deadline(1);
@@ -198,14 +211,14 @@ impl LoadedPlugin {
     }
 }
 
-/// A fresh instance of `pre` in `store`, then `f` on it.
+/// A fresh instance of `linked` in `store`, then `f` on it.
 async fn instantiate_and<R>(
-    pre: &InstancePre<CallState>,
+    linked: &Linked,
     store: &mut Store<CallState>,
-    f: impl AsyncFnOnce(&mut Store<CallState>, &Instance) -> wasmtime::Result<R>,
+    f: impl AsyncFnOnce(&mut Store<CallState>, &Instance, &Linked) -> wasmtime::Result<R>,
 ) -> wasmtime::Result<R> {
-    let instance = pre.instantiate_async(&mut *store).await?;
-    f(store, &instance).await
+    let instance = linked.pre.instantiate_async(&mut *store).await?;
+    f(store, &instance, linked).await
 }
 
 /// `validate`, then — when it accepts — `parse-metadata`, on one instance.
