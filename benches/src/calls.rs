@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use wasmplug_host::builtin;
 use wasmplug_host::handler::{FormatHandler, SharedHandler, with_checksum};
-use wasmplug_host::runtime::{CallLimits, EngineSettings, Runtime};
+use wasmplug_host::runtime::{CallLimits, EngineSettings, MemoryReset, Runtime};
 
 use crate::corpus::{self, Package, SIZES};
 use crate::stats::{Summary, measure_pair};
@@ -18,6 +18,13 @@ use crate::{Report, read, summary};
 /// `only`, if given, keeps the packages whose description (`npm tarball, 1.0
 /// KiB`) contains it, for profiling one kind.
 pub fn run(report: &mut Report, runtime: &Arc<Runtime>, only: Option<&str>) -> anyhow::Result<()> {
+    // Every figure below depends on it: where memory may be swapped out, no
+    // memory stays resident between calls.
+    let reset = match runtime.memory_reset() {
+        MemoryReset::PageScan => "written pages zeroed in place (PAGEMAP_SCAN), memory kept resident".to_owned(),
+        MemoryReset::Unmap { reason } => format!("every touched page unmapped: {reason}"),
+    };
+    report.row("how this machine resets a call's memory", reset, "—".to_owned(), String::new());
     let plugin: SharedHandler = Arc::new(runtime.load(&read("builtin-formats")?, CallLimits::DEFAULT)?);
     let unity: SharedHandler = Arc::new(runtime.load(&read("unity-format")?, CallLimits::DEFAULT)?);
     // Large packages again on a host without the large-call pool

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::reset::MemoryReset;
+
 /// Plugins loaded at once in one process. Loading calls `format-key`, so the
 /// instance pool has this many instances beyond the call slots; loaders (the
 /// host's watcher, the operator's validation) must not run more at once.
@@ -93,18 +95,20 @@ impl EngineSettings {
         }
     }
 
-    /// The pool of large uploads, if there is one.
-    pub fn large_call_pool(&self) -> Option<PoolShape> {
-        (self.large_call_slots > 0 && PoolingAllocationConfig::is_pagemap_scan_available()).then_some(PoolShape {
+    /// The pool of large uploads, if there is one: only where slots keep
+    /// memory resident (with `reset`), since that is all it changes.
+    pub fn large_call_pool(&self, reset: &MemoryReset) -> Option<PoolShape> {
+        (self.large_call_slots > 0 && *reset == MemoryReset::PageScan).then_some(PoolShape {
             instances: self.large_call_slots,
             keep_resident_bytes: self.large_keep_resident_bytes,
         })
     }
 }
 
-/// Builds an engine with the pool `shape`. Precompilation and loading must use
-/// engines built from equal settings (the shape changes no compiled code).
-pub fn build(settings: &EngineSettings, shape: PoolShape) -> anyhow::Result<Engine> {
+/// Builds an engine with the pool `shape`, resetting memory with `reset`.
+/// Precompilation and loading must use engines built from equal settings (the
+/// shape and the reset change no compiled code).
+pub fn build(settings: &EngineSettings, shape: PoolShape, reset: &MemoryReset) -> anyhow::Result<Engine> {
     let max_memory = usize::try_from(settings.max_memory_bytes)?;
     let keep_resident = usize::try_from(shape.keep_resident_bytes)?.min(max_memory);
     let calls = shape.instances;
@@ -125,14 +129,15 @@ pub fn build(settings: &EngineSettings, shape: PoolShape) -> anyhow::Result<Engi
         .total_stacks(calls)
         .max_unused_warm_slots(calls);
     // A fresh instance per call, made cheap: where the kernel can say which
-    // pages a call dirtied (PAGEMAP_SCAN, Linux 6.7+), those of the first
-    // keep_resident bytes of each memory (and 1 MiB of each table) are zeroed
-    // in place instead of unmapped and faulted in again by the next call.
-    // Elsewhere all of it would be zeroed after every call, which costs more
-    // than it saves. At most as many slots as instances may be live at once
-    // stay warm between calls, so an idle host keeps at most that many times
-    // keep_resident of plugin memory (docs/performance.md has the numbers).
-    if PoolingAllocationConfig::is_pagemap_scan_available() {
+    // pages a call dirtied (PAGEMAP_SCAN, Linux 6.7+) and none can be in swap
+    // (`MemoryReset`), those of the first keep_resident bytes of each memory
+    // (and 1 MiB of each table) are zeroed in place instead of unmapped and
+    // faulted in again by the next call. Elsewhere all of it would be zeroed
+    // after every call, which costs more than it saves. At most as many slots
+    // as instances may be live at once stay warm between calls, so an idle
+    // host keeps at most that many times keep_resident of plugin memory
+    // (docs/performance.md has the numbers).
+    if *reset == MemoryReset::PageScan {
         pool.pagemap_scan(Enabled::Yes)
             .linear_memory_keep_resident(keep_resident)
             .table_keep_resident(TABLE_KEEP_RESIDENT);

@@ -12,6 +12,7 @@ mod output;
 mod plugin;
 mod pool;
 mod precompiled;
+mod reset;
 mod state;
 
 pub use bindings::{HttpRequest, HttpResponse, Metadata, RepoContext};
@@ -21,6 +22,7 @@ pub use error::{CallError, LoadError};
 pub use limits::{CallLimits, requested_by};
 pub use plugin::LoadedPlugin;
 pub use precompiled::{Compilation, Precompiled};
+pub use reset::MemoryReset;
 pub use state::MemoryLimitExceeded;
 
 use std::sync::Arc;
@@ -37,6 +39,7 @@ pub struct Runtime {
     /// The large-upload pool, where there is one (see [`pool`]).
     large: Option<(Pool, Arc<LargeSlots>)>,
     settings: EngineSettings,
+    reset: MemoryReset,
     engine_id: String,
     driver: Arc<Driver>,
 }
@@ -49,11 +52,18 @@ impl std::fmt::Debug for Runtime {
 
 impl Runtime {
     pub fn new(settings: EngineSettings) -> anyhow::Result<Self> {
-        let ordinary = Pool::new(&settings, settings.ordinary_pool())?;
+        let reset = MemoryReset::for_this_process();
+        if let MemoryReset::Unmap { reason } = &reset {
+            tracing::warn!(
+                reason,
+                "plugin calls unmap the memory they touched instead of keeping it resident (slower)"
+            );
+        }
+        let ordinary = Pool::new(&settings, settings.ordinary_pool(), &reset)?;
         let engine_id = engine::identifier(&ordinary.engine);
-        let large = match settings.large_call_pool() {
+        let large = match settings.large_call_pool(&reset) {
             Some(shape) => {
-                let pool = Pool::new(&settings, shape)?;
+                let pool = Pool::new(&settings, shape, &reset)?;
                 // Each plugin's native code is loaded into both engines.
                 anyhow::ensure!(
                     engine::identifier(&pool.engine) == engine_id,
@@ -66,7 +76,7 @@ impl Runtime {
         let engines: Vec<_> = std::iter::once(&ordinary).chain(large.as_ref().map(|(pool, _)| pool)).collect();
         engine::start_epoch_ticker(&engines.iter().map(|pool| &pool.engine).collect::<Vec<_>>())?;
         let driver = Arc::new(Driver::new()?);
-        Ok(Runtime { ordinary, large, settings, engine_id, driver })
+        Ok(Runtime { ordinary, large, settings, reset, engine_id, driver })
     }
 
     /// Identifies this engine build and configuration (see [`EngineSettings`]).
@@ -79,9 +89,14 @@ impl Runtime {
     }
 
     /// Whether calls on large inputs have a pool of their own here (it needs
-    /// `large_call_slots` and Linux 6.7+).
+    /// `large_call_slots` and [`MemoryReset::PageScan`]).
     pub fn has_large_call_pool(&self) -> bool {
         self.large.is_some()
+    }
+
+    /// How calls' memory is reset here, and if slowly, why.
+    pub fn memory_reset(&self) -> &MemoryReset {
+        &self.reset
     }
 
     /// Compiles `package`'s component and checks that it is a valid plugin for

@@ -21,6 +21,7 @@ use super::bindings::{HANDLER_INTERFACE, REQUEST_HANDLER_INTERFACE, handler, req
 use super::check::World;
 use super::engine::{self, EngineSettings, PoolShape};
 use super::error::LoadError;
+use super::reset::MemoryReset;
 use super::state::CallState;
 
 /// An engine with its instance pool, and the deny-all WASI linker for it.
@@ -30,8 +31,8 @@ pub(super) struct Pool {
 }
 
 impl Pool {
-    pub(super) fn new(settings: &EngineSettings, shape: PoolShape) -> anyhow::Result<Self> {
-        let engine = engine::build(settings, shape)?;
+    pub(super) fn new(settings: &EngineSettings, shape: PoolShape, reset: &MemoryReset) -> anyhow::Result<Self> {
+        let engine = engine::build(settings, shape, reset)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         Ok(Pool { engine, linker })

@@ -16,6 +16,8 @@
 //! - `find-secret`: scans all of its linear memory for that marker (what a
 //!   call would find if memory crossed calls) and fails naming where it is
 //! - `leave-and-find-secret`: both, so it fails (the scan's own check)
+//! - `leave-secret-and-wait`: leaves the marker, then sleeps 1 s (time for a
+//!   test to have its pages swapped out while the call holds them)
 //! - anything else: succeeds
 //!
 //! `parse-metadata` does the same, then answers with `version` saying how many
@@ -110,6 +112,11 @@ fn misbehave(path: &str) -> Result<(), String> {
             Ok(())
         }
         "find-secret" => find_secret(),
+        "leave-secret-and-wait" => {
+            leave_secret();
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            Ok(())
+        }
         "leave-and-find-secret" => {
             leave_secret();
             find_secret()
