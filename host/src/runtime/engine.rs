@@ -41,8 +41,8 @@ const TABLE_KEEP_RESIDENT: usize = 1 << 20;
 /// How often the epoch advances; timeouts are measured in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// Engine settings. All but the `keep_resident_bytes` and `large_call_slots`
-/// must be equal for a precompiled plugin to be usable.
+/// Engine settings. All but the pools' sizes (`keep_resident_bytes` and the
+/// `large_*` settings) must be equal for a precompiled plugin to be usable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EngineSettings {
     /// The largest linear memory any plugin may have (the cluster maximum).

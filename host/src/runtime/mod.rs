@@ -73,8 +73,9 @@ impl Runtime {
             }
             None => None,
         };
-        let engines: Vec<_> = std::iter::once(&ordinary).chain(large.as_ref().map(|(pool, _)| pool)).collect();
-        engine::start_epoch_ticker(&engines.iter().map(|pool| &pool.engine).collect::<Vec<_>>())?;
+        let engines: Vec<_> =
+            std::iter::once(&ordinary.engine).chain(large.as_ref().map(|(pool, _)| &pool.engine)).collect();
+        engine::start_epoch_ticker(&engines)?;
         let driver = Arc::new(Driver::new()?);
         Ok(Runtime { ordinary, large, settings, reset, engine_id, driver })
     }
