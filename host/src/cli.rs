@@ -66,6 +66,13 @@ impl EngineArgs {
         }
     }
 
+    /// Settings for a runtime that validates and precompiles plugins and
+    /// serves no uploads (the operator): no large-call pool, whose engine
+    /// would load every plugin's code once more for nothing.
+    pub fn validation_settings(&self) -> EngineSettings {
+        EngineSettings { large_call_slots: 0, ..self.settings() }
+    }
+
     pub fn max_limits(&self) -> CallLimits {
         CallLimits {
             memory_bytes: self.max_memory,
