@@ -303,7 +303,7 @@ async fn http_rates(
         ..install("npm", builtin::handler("npm", &CallLimits::DEFAULT).context("npm")?)
     });
     registry.install(install("npm-wasm", wasm));
-    let app = App::new(registry, config);
+    let app = App::new(registry, config, None);
     app.set_ready();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -13,7 +13,7 @@ use hyper::{Method, StatusCode};
 use serde_json::Value;
 use support::http::{call, copy_package, post, start_host};
 use wasmplug_formats::test_support::unity_package;
-use wasmplug_host::runtime::CallLimits;
+use wasmplug_host::runtime::{CallLimits, EngineSettings, MemoryReset};
 use wasmplug_host::server::ServerConfig;
 
 const GUID: &str = "0123456789abcdef0123456789abcdef";
@@ -155,12 +155,23 @@ async fn one_upload_validates_and_describes_an_artifact_in_one_instance() {
     let answer = post(&host, "/v1/formats/generic/artifacts?path=docs/readme.txt", "hello").await;
     assert_eq!((answer.status, answer.json()["content_type"].as_str()), (StatusCode::OK, Some("text/plain")));
 
+    // An upload larger than an ordinary slot keeps resident takes a
+    // large-call slot, where the host has them (memory that cannot be swapped).
+    let large = vec![0u8; EngineSettings::default().keep_resident_bytes as usize + 1];
+    let answer = post(&host, "/v1/formats/misbehaving/artifacts?path=fine", large).await;
+    assert_eq!(answer.status, StatusCode::OK);
+
     let metrics = call(host.addr, Method::GET, "/metrics", "").await;
     let metrics = String::from_utf8_lossy(&metrics.body);
     assert!(
         metrics.contains(r#"wasmplug_host_calls_total{format="unity",operation="artifacts",outcome="ok"} 1"#),
         "{metrics}"
     );
+    let large_calls = r#"wasmplug_host_large_calls_total{pool="large"} 1"#;
+    match MemoryReset::for_this_process() {
+        MemoryReset::PageScan => assert!(metrics.contains(large_calls), "{metrics}"),
+        MemoryReset::Unmap { .. } => assert!(!metrics.contains("large_calls"), "no large-call pool: {metrics}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

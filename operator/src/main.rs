@@ -228,7 +228,8 @@ async fn main() -> anyhow::Result<()> {
     args.log.init();
 
     let client = Client::try_default().await.context("failed to configure the Kubernetes client")?;
-    let runtime = Arc::new(Runtime::new(args.engine.validation_settings()).context("failed to start the WebAssembly runtime")?);
+    let runtime =
+        Arc::new(Runtime::new(args.engine.validation_settings()).context("failed to start the WebAssembly runtime")?);
     std::fs::create_dir_all(&args.store_dir)
         .with_context(|| format!("failed to create the store directory {}", args.store_dir.display()))?;
     let identity = args.identity.clone().unwrap_or_else(|| format!("wasmplug-operator-{}", std::process::id()));

@@ -21,6 +21,7 @@ pub use engine::{EPOCH_TICK, EngineSettings, MAX_CONCURRENT_LOADS};
 pub use error::{CallError, LoadError};
 pub use limits::{CallLimits, requested_by};
 pub use plugin::LoadedPlugin;
+pub use pool::LargeCallMetrics;
 pub use precompiled::{Compilation, Precompiled};
 pub use reset::MemoryReset;
 pub use state::MemoryLimitExceeded;
@@ -93,6 +94,12 @@ impl Runtime {
     /// `large_call_slots` and [`MemoryReset::PageScan`]).
     pub fn has_large_call_pool(&self) -> bool {
         self.large.is_some()
+    }
+
+    /// Where calls on large inputs are counted by the pool they ran in, if
+    /// there is a large-call pool.
+    pub fn large_call_metrics(&self) -> Option<Arc<LargeCallMetrics>> {
+        self.large.as_ref().map(|(_, slots)| slots.metrics())
     }
 
     /// How calls' memory is reset here, and if slowly, why.

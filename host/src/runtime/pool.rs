@@ -13,6 +13,9 @@
 
 use std::sync::Arc;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
@@ -78,17 +81,54 @@ pub(super) struct LargeSlots {
     /// Calls on inputs of more bytes than this are large: what an ordinary
     /// slot keeps resident.
     above_bytes: usize,
+    metrics: Arc<LargeCallMetrics>,
 }
 
 impl LargeSlots {
     pub(super) fn new(settings: &EngineSettings, large: PoolShape) -> Self {
         let above_bytes = usize::try_from(settings.keep_resident_bytes).unwrap_or(usize::MAX);
-        LargeSlots { free: Arc::new(Semaphore::new(large.instances as usize)), above_bytes }
+        LargeSlots { free: Arc::new(Semaphore::new(large.instances as usize)), above_bytes, metrics: Arc::default() }
     }
 
     /// A large slot for a call on `input_bytes`, if the input is large and a
     /// slot is free; the call must hold it until its store is dropped.
     pub(super) fn take(&self, input_bytes: usize) -> Option<OwnedSemaphorePermit> {
-        (input_bytes > self.above_bytes).then(|| self.free.clone().try_acquire_owned().ok()).flatten()
+        if input_bytes <= self.above_bytes {
+            return None;
+        }
+        let slot = self.free.clone().try_acquire_owned().ok();
+        self.metrics.count(if slot.is_some() { "large" } else { "ordinary" });
+        slot
+    }
+
+    pub(super) fn metrics(&self) -> Arc<LargeCallMetrics> {
+        self.metrics.clone()
+    }
+}
+
+/// Calls on large inputs by the pool they ran in, for `/metrics`: a call
+/// counted under `ordinary` found every large-call slot busy.
+#[derive(Debug, Default)]
+pub struct LargeCallMetrics {
+    calls: Family<PoolLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    pool: &'static str,
+}
+
+impl LargeCallMetrics {
+    /// Registers the metrics in `registry` (under its prefix).
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "large_calls",
+            "Plugin calls on inputs larger than --keep-resident, by the pool they ran in (ordinary: every large-call slot was busy)",
+            self.calls.clone(),
+        );
+    }
+
+    fn count(&self, pool: &'static str) {
+        self.calls.get_or_create(&PoolLabels { pool }).inc();
     }
 }

@@ -1,7 +1,7 @@
 //! Prometheus metrics of the host: calls by format, operation and outcome, call
-//! latency, the formats known by state, how often formats were installed, and
-//! artifact downloads ([`crate::download`]) and writes of the host's record
-//! ([`crate::format_host`]).
+//! latency, the formats known by state, how often formats were installed,
+//! artifact downloads ([`crate::download`]), writes of the host's record
+//! ([`crate::format_host`]) and large calls by pool ([`crate::runtime`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use prometheus_client::registry::Registry as PromRegistry;
 use crate::download::DownloadMetrics;
 use crate::format_host::RecordMetrics;
 use crate::registry::{Registry, State};
+use crate::runtime::LargeCallMetrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
@@ -46,7 +47,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(formats: &Registry) -> Self {
+    /// `large_calls`: the plugin runtime's large-call pool use, where it has one.
+    pub fn new(formats: &Registry, large_calls: Option<&LargeCallMetrics>) -> Self {
         let mut registry = PromRegistry::with_prefix("wasmplug_host");
         let calls = Family::<CallLabels, Counter>::default();
         registry.register("calls", "Handler calls by format, operation and outcome", calls.clone());
@@ -61,6 +63,9 @@ impl Metrics {
         downloads.register(&mut registry);
         let records = Arc::new(RecordMetrics::default());
         records.register(&mut registry);
+        if let Some(large_calls) = large_calls {
+            large_calls.register(&mut registry);
+        }
         Metrics { registry, calls, latency, formats: states, downloads, records }
     }
 

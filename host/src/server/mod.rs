@@ -83,9 +83,16 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(registry: Arc<Registry>, config: ServerConfig) -> Arc<Self> {
+    /// `large_calls`: the plugin runtime's (see
+    /// [`Runtime::large_call_metrics`](crate::runtime::Runtime::large_call_metrics)),
+    /// shown in `/metrics`.
+    pub fn new(
+        registry: Arc<Registry>,
+        config: ServerConfig,
+        large_calls: Option<&crate::runtime::LargeCallMetrics>,
+    ) -> Arc<Self> {
         Arc::new(App {
-            metrics: Metrics::new(&registry),
+            metrics: Metrics::new(&registry, large_calls),
             registry,
             admission: Admission::new(
                 config.max_body_bytes_in_flight,
