@@ -84,53 +84,39 @@ async fn every_shape_of_values_renders_and_passes_a_server_side_dry_run() {
 #[tokio::test]
 async fn a_host_memory_limit_below_what_its_calls_may_use_is_refused() {
     let helm = Helm::locate().expect("helm is available");
-    let show = "--show-only=templates/host-deployment.yaml";
-    helm.template("wasmplug", "wasmplug", &[show]).await.expect("the defaults fit their own limit");
-    let error = helm
-        .template("wasmplug", "wasmplug", &[show, "--set=limits.maxConcurrentCalls=64"])
-        .await
-        .expect_err("64 calls of 64Mi do not fit in 1280Mi");
-    let error = format!("{error:#}");
+    helm.template("wasmplug", "wasmplug", &[SHOW_HOST]).await.expect("the defaults fit their own limit");
+    let (error, _) = host_memory_refused_then_fits(&helm, "--set=limits.maxConcurrentCalls=64", "6385Mi").await;
     assert!(error.contains("host.resources.limits.memory (1280Mi) is below what a host may use"), "{error}");
     assert!(error.contains("= 6385Mi"), "{error}");
-    let raised = [show, "--set=limits.maxConcurrentCalls=64", "--set=host.resources.limits.memory=6385Mi"];
-    helm.template("wasmplug", "wasmplug", &raised).await.expect("a limit that fits renders");
 
     // Warm slots keep host.keepResident each: 12 × 32Mi more than 1280Mi holds.
-    let error = helm
-        .template("wasmplug", "wasmplug", &[show, "--set=host.keepResident=32Mi"])
-        .await
-        .expect_err("12 warm slots of 32Mi do not fit next to the calls");
-    let error = format!("{error:#}");
+    let (error, rendered) = host_memory_refused_then_fits(&helm, "--set=host.keepResident=32Mi", "1376Mi").await;
     assert!(error.contains("(8 + 4) × host.keepResident (32Mi) + host.largeCalls.slots (2) × "), "{error}");
     assert!(error.contains("= 1376Mi"), "{error}");
-    let rendered = helm
-        .template(
-            "wasmplug",
-            "wasmplug",
-            &[show, "--set=host.keepResident=32Mi", "--set=host.resources.limits.memory=1376Mi"],
-        )
-        .await
-        .expect("a limit that fits renders");
     assert!(rendered.contains("name: WASMPLUG_KEEP_RESIDENT\n              value: \"32Mi\""), "{rendered}");
 
     // Large-call slots keep host.largeCalls.keepResident each: 20 × 16Mi.
-    let error = helm
-        .template("wasmplug", "wasmplug", &[show, "--set=host.largeCalls.slots=20"])
-        .await
-        .expect_err("20 large-call slots of 16Mi do not fit next to the calls");
-    let error = format!("{error:#}");
+    let (error, rendered) = host_memory_refused_then_fits(&helm, "--set=host.largeCalls.slots=20", "1283Mi").await;
     assert!(error.contains("host.largeCalls.slots (20) × host.largeCalls.keepResident (16Mi) = 1283Mi"), "{error}");
-    let rendered = helm
-        .template(
-            "wasmplug",
-            "wasmplug",
-            &[show, "--set=host.largeCalls.slots=20", "--set=host.resources.limits.memory=1283Mi"],
-        )
-        .await
-        .expect("a limit that fits renders");
     assert!(rendered.contains("name: WASMPLUG_LARGE_CALL_SLOTS\n              value: \"20\""), "{rendered}");
     assert!(rendered.contains("name: WASMPLUG_LARGE_KEEP_RESIDENT\n              value: \"16Mi\""), "{rendered}");
+}
+
+const SHOW_HOST: &str = "--show-only=templates/host-deployment.yaml";
+
+/// The host Deployment rendered with `setting`: the chart's refusal while the
+/// host memory limit is the default, and the manifest once the limit is `limit`.
+async fn host_memory_refused_then_fits(helm: &Helm, setting: &str, limit: &str) -> (String, String) {
+    let error = helm
+        .template("wasmplug", "wasmplug", &[SHOW_HOST, setting])
+        .await
+        .expect_err("the setting does not fit in the default host memory limit");
+    let raised = format!("--set=host.resources.limits.memory={limit}");
+    let rendered = helm
+        .template("wasmplug", "wasmplug", &[SHOW_HOST, setting, &raised])
+        .await
+        .unwrap_or_else(|e| panic!("{setting} fits in {limit}: {e:#}"));
+    (format!("{error:#}"), rendered)
 }
 
 /// Finding 12 of issue 11: the operator's limit could not hold one maximum
