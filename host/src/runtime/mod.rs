@@ -90,12 +90,6 @@ impl Runtime {
         &self.settings
     }
 
-    /// Whether calls on large inputs have a pool of their own here (it needs
-    /// `large_call_slots` and [`MemoryReset::PageScan`]).
-    pub fn has_large_call_pool(&self) -> bool {
-        self.large.is_some()
-    }
-
     /// Where calls on large inputs are counted by the pool they ran in, if
     /// there is a large-call pool.
     pub fn large_call_metrics(&self) -> Option<Arc<LargeCallMetrics>> {
@@ -113,7 +107,7 @@ impl Runtime {
     pub fn load(&self, package: &Package, limits: CallLimits) -> Result<LoadedPlugin, LoadError> {
         check::initial_memory_fits(&package.wasm, &limits)?;
         // Compiled once, loaded into each pool's engine.
-        self.load_precompiled(package, &self.precompile(&package.wasm)?, limits)
+        self.load_native(package, &self.precompile(&package.wasm)?, limits)
     }
 
     /// Compiles `wasm` ahead of time for this engine. The result is valid only for
@@ -144,6 +138,17 @@ impl Runtime {
         // FormatPlugin's status for what it compiled (trust invariant 1); never
         // bytes merely found in the store.
         check::initial_memory_fits(&package.wasm, &limits)?;
+        self.load_native(package, precompiled, limits)
+    }
+
+    /// Loads `precompiled` into each pool's engine and links it; `package`'s
+    /// memory was checked against `limits`.
+    fn load_native(
+        &self,
+        package: &Package,
+        precompiled: &Precompiled,
+        limits: CallLimits,
+    ) -> Result<LoadedPlugin, LoadError> {
         let deserialize = |pool: &Pool| {
             #[allow(unsafe_code)]
             unsafe { Component::deserialize(&pool.engine, precompiled.bytes()) }

@@ -92,8 +92,7 @@ impl LoadedPlugin {
         let call = Call::Request { request, context, artifacts };
         self.supports(&call)?;
         self.call(call.input_bytes(), async |store, instance, linked| {
-            let indices = linked.request_handler.as_ref().ok_or_else(|| wasmtime::Error::msg("checked above: v2"))?;
-            let guest = indices.load(&mut *store, instance)?;
+            let guest = linked.request_handler()?.load(&mut *store, instance)?;
             guest.call_handle_request(store, request, context, artifacts).await
         })
     }
@@ -129,9 +128,7 @@ impl LoadedPlugin {
                 Call::Accept { path, data } => accept(&guest, store, path, data).await?.map(Answer::Metadata),
                 Call::Index(artifacts) => guest.call_generate_index(store, artifacts).await?.map(Answer::Index),
                 Call::Request { request, context, artifacts } => {
-                    let indices =
-                        linked.request_handler.as_ref().ok_or_else(|| wasmtime::Error::msg("checked above: v2"))?;
-                    let guest = indices.load(&mut *store, instance)?;
+                    let guest = linked.request_handler()?.load(&mut *store, instance)?;
                     guest.call_handle_request(store, request, context, artifacts).await?.map(Answer::Response)
                 }
             })

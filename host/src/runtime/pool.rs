@@ -57,7 +57,7 @@ impl Pool {
 pub(super) struct Linked {
     pub(super) pre: InstancePre<CallState>,
     pub(super) handler: handler::GuestIndices,
-    pub(super) request_handler: Option<request_handler::GuestIndices>,
+    request_handler: Option<request_handler::GuestIndices>,
 }
 
 impl Linked {
@@ -71,6 +71,12 @@ impl Linked {
             })?),
         };
         Ok(Linked { pre, handler, request_handler })
+    }
+
+    /// Where the request-handler interface is; callers have checked that the
+    /// plugin's world has one.
+    pub(super) fn request_handler(&self) -> wasmtime::Result<&request_handler::GuestIndices> {
+        self.request_handler.as_ref().ok_or_else(|| wasmtime::Error::msg("checked before the call: a v2 plugin"))
     }
 }
 
