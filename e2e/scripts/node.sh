@@ -45,6 +45,7 @@ if [[ ! -f "$NODE_DIR/pause.tar" ]]; then
   strip "$rootfs/pause"
   mkdir -p "$NODE_DIR"
   "$here/oci-image.sh" "$rootfs" "$PAUSE_IMAGE" "$NODE_DIR/pause.tar" 65535:65535 /pause
+  rm -rf "$rootfs"
 fi
 if [[ ! -f "$NODE_DIR/debian-bookworm-slim.tar" ]]; then
   # The base the Dockerfile's runtime stage names, as `docker pull` would give it.
@@ -55,5 +56,6 @@ if [[ ! -f "$NODE_DIR/debian-bookworm-slim.tar" ]]; then
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   mkdir -p "$NODE_DIR"
   "$here/oci-image.sh" "$rootfs" docker.io/library/debian:bookworm-slim "$NODE_DIR/debian-bookworm-slim.tar"
+  rm -rf "$rootfs"
 fi
 echo "$NODE_DIR"
