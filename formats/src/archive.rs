@@ -6,9 +6,12 @@
 //! entry, never indexed whole, after its declared entry count is charged.
 //! Compressed bytes are inflated straight from the slice (`flate2::bufread`):
 //! a `flate2::read` decoder would zero a 32 KiB buffer and copy the stream
-//! through it, which a plugin pays again when its memory is reset.
+//! through it, which a plugin pays again when its memory is reset. For the
+//! same reason tar members are skipped through [`Forward`], not by the tar
+//! reader's own skip, which zeroes a 32 KiB buffer on the stack before every
+//! entry.
 
-use std::io::{self, Cursor, Read};
+use std::io::{self, Cursor, Read, Seek, SeekFrom};
 
 use zip::ZipReadOptions;
 use zip::unstable::read::ZipIterable;
@@ -53,8 +56,8 @@ pub fn tar_member(
     budget: &Budget,
     wanted: impl Fn(&str) -> bool,
 ) -> Result<Option<Member>, Refusal> {
-    let mut archive = tar::Archive::new(Charged { inner: reader, budget });
-    let entries = archive.entries().map_err(|e| refusal(e, budget, "unreadable tar archive"))?;
+    let mut archive = tar::Archive::new(Forward { inner: Charged { inner: reader, budget }, position: 0 });
+    let entries = archive.entries_with_seek().map_err(|e| refusal(e, budget, "unreadable tar archive"))?;
     for entry in entries {
         budget.entry()?;
         let entry = entry.map_err(|e| refusal(e, budget, "corrupt tar archive"))?;
@@ -113,6 +116,44 @@ impl<R: Read> Read for Charged<'_, R> {
     }
 }
 
+/// A stream that can only move forward: a relative seek ahead reads and
+/// discards the bytes in between (through a buffer that is never zeroed
+/// whole), any other seek fails. What the tar reader needs to skip the
+/// members it does not want of a stream it cannot seek in.
+struct Forward<R> {
+    inner: R,
+    /// Bytes read or skipped so far.
+    position: u64,
+}
+
+impl<R: Read> Read for Forward<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.position += read as u64;
+        Ok(read)
+    }
+}
+
+impl<R: Read> Seek for Forward<R> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let ahead = match to {
+            SeekFrom::Current(ahead) => u64::try_from(ahead).ok(),
+            _ => None,
+        };
+        let Some(ahead) = ahead else {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, format!("cannot seek to {to:?} in a stream")));
+        };
+        if ahead > 0 {
+            let skipped = io::copy(&mut self.inner.by_ref().take(ahead), &mut io::sink())?;
+            self.position += skipped;
+            if skipped < ahead {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "unexpected end of the archive"));
+            }
+        }
+        Ok(self.position)
+    }
+}
+
 impl std::error::Error for Exceeded {}
 
 /// The refusal for an error reading an archive: the budget, when that is what
@@ -122,5 +163,42 @@ fn refusal(error: io::Error, budget: &Budget, context: &str) -> Refusal {
     match exceeded.or_else(|| budget.exhausted()) {
         Some(exceeded) => Refusal::Exceeded(exceeded),
         None => Refusal::Rejected(format!("{context}: {error}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_skips_ahead_and_refuses_every_other_seek() {
+        let mut stream = Forward { inner: b"0123456789".as_slice(), position: 0 };
+        let mut two = [0; 2];
+        stream.read_exact(&mut two).expect("read");
+        assert_eq!(stream.seek(SeekFrom::Current(0)).expect("stay"), 2);
+        assert_eq!(stream.seek(SeekFrom::Current(5)).expect("skip"), 7);
+        stream.read_exact(&mut two).expect("read");
+        assert_eq!(&two, b"78");
+        for refused in [SeekFrom::Current(-1), SeekFrom::Start(0), SeekFrom::End(0)] {
+            assert_eq!(stream.seek(refused).expect_err("refused").kind(), io::ErrorKind::Unsupported);
+        }
+        let past_the_end = stream.seek(SeekFrom::Current(5)).expect_err("past the end");
+        assert_eq!(past_the_end.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    /// The members skipped to reach the wanted one are still charged to the
+    /// budget (skipping inflates them all the same).
+    #[test]
+    fn skipped_members_are_charged() {
+        let filler = vec![7; 100_000];
+        let tarball = crate::test_support::gzip(&crate::test_support::tar(&[
+            ("filler", filler.as_slice()),
+            ("wanted", b"yes".as_slice()),
+        ]));
+        let limits = crate::budget::Limits { inflated_bytes: 50_000, ..crate::budget::Limits::DEFAULT };
+        let refusal = tar_gz_member(&tarball, &Budget::new(limits), |p| p == "wanted").expect_err("over budget");
+        assert_eq!(refusal, Refusal::Exceeded(Exceeded::InflatedBytes(50_000)));
+        let found = tar_gz_member(&tarball, &Budget::new(crate::budget::Limits::DEFAULT), |p| p == "wanted");
+        assert_eq!(found.expect("found"), Some(("wanted".to_owned(), b"yes".to_vec())));
     }
 }
