@@ -79,18 +79,18 @@ fn check_refuses_a_plugin_whose_initial_memory_exceeds_its_memory_limit() {
     stdout(&wasmplug(&["check", path(dir.path())]));
 
     let manifest = std::fs::read_to_string(dir.path().join("plugin.toml")).expect("read");
-    std::fs::write(dir.path().join("plugin.toml"), format!("{manifest}\n[resources]\nmax_memory_bytes = 8388608\n"))
+    std::fs::write(dir.path().join("plugin.toml"), format!("{manifest}\n[resources]\nmax_memory_bytes = 1048576\n"))
         .expect("write");
     let asked_less = stderr(&wasmplug(&["check", path(dir.path())]));
     for expected in
-        ["starts at 16777216 bytes", "memory limit of 8388608 bytes", "--initial-memory", "max_memory_bytes"]
+        ["starts at 2097152 bytes", "memory limit of 1048576 bytes", "--initial-memory", "max_memory_bytes"]
     {
         assert!(asked_less.contains(expected), "{expected:?} in {asked_less}");
     }
 
     std::fs::write(dir.path().join("plugin.toml"), &manifest).expect("write");
-    let cluster_less = stderr(&wasmplug(&["check", path(dir.path()), "--max-memory", "8Mi"]));
-    assert!(cluster_less.contains("memory limit of 8388608 bytes"), "{cluster_less}");
+    let cluster_less = stderr(&wasmplug(&["check", path(dir.path()), "--max-memory", "1Mi"]));
+    assert!(cluster_less.contains("memory limit of 1048576 bytes"), "{cluster_less}");
 }
 
 #[test]

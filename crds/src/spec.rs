@@ -438,7 +438,7 @@ pub struct SecretReference {
 #[serde(rename_all = "camelCase")]
 pub struct Limits {
     /// Most linear memory one call may grow to, in bytes with an optional Ki, Mi or
-    /// Gi suffix, e.g. 32Mi. At least what the plugin's memory starts at (16Mi for
+    /// Gi suffix, e.g. 32Mi. At least what the plugin's memory starts at (2Mi for
     /// plugins made by `wasmplug new`), or the plugin fails validation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^[1-9][0-9]*(Ki|Mi|Gi)?$')")

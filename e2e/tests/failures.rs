@@ -67,12 +67,12 @@ async fn each_bad_source_is_reported_and_leaves_nothing_behind() {
         ("oversized-zip", url_source(&oversized), "FetchFailed", "exceeds 1048576 bytes"),
         ("slow", format!("{}\ntimeout: 1s", url_source(&slow)), "FetchFailed", "within 1s; raise spec.timeout"),
         ("not-found", url_source(&missing), "FetchFailed", "answered 404; check spec.source.url"),
-        // The example's memory starts at 16 MiB: no host could make an instance.
+        // The example's memory starts at 2 MiB: no host could make an instance.
         (
             "memory-below-initial",
-            format!("{}\nlimits: {{memory: 8Mi}}", git_source(good.url(), "branch: main")),
+            format!("{}\nlimits: {{memory: 1Mi}}", git_source(good.url(), "branch: main")),
             "ValidationFailed",
-            "more than the memory limit of 8388608 bytes",
+            "more than the memory limit of 1048576 bytes",
         ),
         (
             "pin-mismatch",
