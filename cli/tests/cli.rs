@@ -82,8 +82,7 @@ fn check_refuses_a_plugin_whose_initial_memory_exceeds_its_memory_limit() {
     std::fs::write(dir.path().join("plugin.toml"), format!("{manifest}\n[resources]\nmax_memory_bytes = 1048576\n"))
         .expect("write");
     let asked_less = stderr(&wasmplug(&["check", path(dir.path())]));
-    for expected in
-        ["starts at 2097152 bytes", "memory limit of 1048576 bytes", "--initial-memory", "max_memory_bytes"]
+    for expected in ["starts at 2097152 bytes", "memory limit of 1048576 bytes", "--initial-memory", "max_memory_bytes"]
     {
         assert!(asked_less.contains(expected), "{expected:?} in {asked_less}");
     }
