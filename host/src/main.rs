@@ -149,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
         None if args.watch => Vec::new(),
         None => vec!["all".to_owned()],
     };
-    let app = App::new(registry.clone(), server_config(&args)?, runtime.large_call_metrics().as_deref());
+    let app = App::new(registry.clone(), server_config(&args)?, runtime.large_call_metrics());
 
     builtin::install(&registry, &builtins, &max_limits).map_err(anyhow::Error::msg)?;
     let mut record = None;

@@ -92,7 +92,7 @@ impl Runtime {
 
     /// Where calls on large inputs are counted by the pool they ran in, if
     /// there is a large-call pool.
-    pub fn large_call_metrics(&self) -> Option<Arc<LargeCallMetrics>> {
+    pub fn large_call_metrics(&self) -> Option<&LargeCallMetrics> {
         self.large.as_ref().map(|(_, slots)| slots.metrics())
     }
 

@@ -87,13 +87,17 @@ pub(super) struct LargeSlots {
     /// Calls on inputs of more bytes than this are large: what an ordinary
     /// slot keeps resident.
     above_bytes: usize,
-    metrics: Arc<LargeCallMetrics>,
+    metrics: LargeCallMetrics,
 }
 
 impl LargeSlots {
     pub(super) fn new(settings: &EngineSettings, large: PoolShape) -> Self {
         let above_bytes = usize::try_from(settings.keep_resident_bytes).unwrap_or(usize::MAX);
-        LargeSlots { free: Arc::new(Semaphore::new(large.instances as usize)), above_bytes, metrics: Arc::default() }
+        LargeSlots {
+            free: Arc::new(Semaphore::new(large.instances as usize)),
+            above_bytes,
+            metrics: LargeCallMetrics::default(),
+        }
     }
 
     /// A large slot for a call on `input_bytes`, if the input is large and a
@@ -107,8 +111,8 @@ impl LargeSlots {
         slot
     }
 
-    pub(super) fn metrics(&self) -> Arc<LargeCallMetrics> {
-        self.metrics.clone()
+    pub(super) fn metrics(&self) -> &LargeCallMetrics {
+        &self.metrics
     }
 }
 

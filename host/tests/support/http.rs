@@ -25,7 +25,7 @@ pub struct Host {
 pub async fn start_host(dir: &Path, limits: CallLimits, config: ServerConfig) -> Host {
     let runtime = Arc::new(Runtime::new(EngineSettings::default()).expect("engine"));
     let registry = Arc::new(Registry::new());
-    let app = App::new(registry.clone(), config, runtime.large_call_metrics().as_deref());
+    let app = App::new(registry.clone(), config, runtime.large_call_metrics());
     builtin::install(&registry, &["generic".to_owned()], &limits).expect("generic is builtin");
     let source = LocalSource::new(dir.to_owned(), runtime, registry.clone(), limits);
     let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
