@@ -2,7 +2,8 @@
 //! corpus and each size bucket, a metadata answer as the host gives it (the
 //! handler's answer, then the host's SHA-256 when the handler left it out)
 //! from the builtin formats compiled as one plugin vs the same source native;
-//! and an upload (`POST …/artifacts`: validate and metadata on one instance) vs
+//! the host's `parse-metadata` call vs bare wasmtime's (default pooling) on the
+//! same component; and an upload (`POST …/artifacts`: validate and metadata on one instance) vs
 //! the two calls a registry would otherwise make.
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use wasmplug_host::handler::{FormatHandler, SharedHandler, with_checksum};
 use wasmplug_host::runtime::{CallLimits, EngineSettings, MemoryReset, Runtime};
 
 use crate::corpus::{self, Package, SIZES};
+use crate::raw::Raw;
 use crate::stats::{Summary, measure_pair};
 use crate::{Report, read, summary};
 
@@ -27,6 +29,7 @@ pub fn run(report: &mut Report, runtime: &Arc<Runtime>, only: Option<&str>) -> a
     report.row("how this machine resets a call's memory", reset, "—".to_owned(), String::new());
     let plugin: SharedHandler = Arc::new(runtime.load(&read("builtin-formats")?, CallLimits::DEFAULT)?);
     let unity: SharedHandler = Arc::new(runtime.load(&read("unity-format")?, CallLimits::DEFAULT)?);
+    let (bare_plugin, bare_unity) = (Raw::new(&read("builtin-formats")?.wasm)?, Raw::new(&read("unity-format")?.wasm)?);
     // Large packages again on a host without the large-call pool
     // (`host.largeCalls.slots: 0`): what the pool buys them.
     let one_pool = EngineSettings { large_call_slots: 0, ..*runtime.settings() };
@@ -67,7 +70,23 @@ pub fn run(report: &mut Report, runtime: &Arc<Runtime>, only: Option<&str>) -> a
                     worst_one_pool.note(compare(&one_pool_plugin, report, ", without the large-call pool"), &what);
                 }
             }
-            let (handler, path) = if package.format == "unity" { (&unity, &package.path) } else { (&plugin, &routed) };
+            let (handler, bare, path) = if package.format == "unity" {
+                (&unity, &bare_unity, &package.path)
+            } else {
+                (&plugin, &bare_plugin, &routed)
+            };
+            let (host_time, bare_time) = measure_pair(
+                runs / 10,
+                runs,
+                || drop(std::hint::black_box(handler.parse_metadata(path, &package.data).expect("metadata"))),
+                || drop(std::hint::black_box(bare.parse_metadata(path, &package.data).expect("metadata"))),
+            );
+            report.row(
+                &format!("{what}: parse-metadata call, host vs bare wasmtime (default pooling, instantiate + call)"),
+                summary(&host_time),
+                summary(&bare_time),
+                format!("{:.2}×", host_time.ratio_to(&bare_time)),
+            );
             let (upload, two_calls) = upload_vs_two_calls(handler, path, package, runs);
             report.row(
                 &format!("{what}: upload (one call) vs validate + metadata, plugin"),

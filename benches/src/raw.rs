@@ -1,12 +1,15 @@
 //! The baselines for host overhead: bare wasmtime with the pooling allocator and
-//! epoch interruption, instantiating the component and calling `validate`, with
-//! nothing of wasmplug in between — once through the synchronous API with only
+//! epoch interruption, instantiating the component and calling `validate` (or
+//! `parse-metadata`), with nothing of wasmplug in between — once through the synchronous API with only
 //! an epoch deadline (how the host called plugins before the wall-clock limit),
 //! once through the async API under a tokio deadline (how it calls them now).
 
 use std::time::Duration;
 
-use wasmtime::component::{Component, Instance, InstancePre, Linker, ResourceTable};
+use wasmplug_host::runtime::Metadata;
+use wasmtime::component::{
+    Component, ComponentNamedList, Instance, InstancePre, Lift, Linker, Lower, ResourceTable, TypedFunc,
+};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -66,8 +69,17 @@ impl Raw {
     pub fn validate(&self, path: &str, data: &[u8]) -> Result<(), String> {
         let mut store = self.store();
         let instance = self.sync.instantiate(&mut store).map_err(|e| e.to_string())?;
-        let validate = validate_func(&mut store, &instance)?;
+        let validate: Validate = handler_func(&mut store, &instance, "validate")?;
         let (answer,) = validate.call(&mut store, (path, data)).map_err(|e| e.to_string())?;
+        answer
+    }
+
+    /// One fresh instance and one synchronous `parse-metadata(path, data)` call.
+    pub fn parse_metadata(&self, path: &str, data: &[u8]) -> Result<Metadata, String> {
+        let mut store = self.store();
+        let instance = self.sync.instantiate(&mut store).map_err(|e| e.to_string())?;
+        let parse: ParseMetadata = handler_func(&mut store, &instance, "parse-metadata")?;
+        let (answer,) = parse.call(&mut store, (path, data)).map_err(|e| e.to_string())?;
         answer
     }
 
@@ -77,7 +89,7 @@ impl Raw {
         let mut store = self.store();
         let call = async {
             let instance = self.asynchronous.instantiate_async(&mut store).await.map_err(|e| e.to_string())?;
-            let validate = validate_func(&mut store, &instance)?;
+            let validate: Validate = handler_func(&mut store, &instance, "validate")?;
             let (answer,) = validate.call_async(&mut store, (path, data)).await.map_err(|e| e.to_string())?;
             answer
         };
@@ -93,10 +105,16 @@ impl Raw {
     }
 }
 
-type Validate<'a> = wasmtime::component::TypedFunc<(&'a str, &'a [u8]), (Result<(), String>,)>;
+type Validate<'a> = TypedFunc<(&'a str, &'a [u8]), (Result<(), String>,)>;
+type ParseMetadata<'a> = TypedFunc<(&'a str, &'a [u8]), (Result<Metadata, String>,)>;
 
-fn validate_func<'a>(store: &mut Store<State>, instance: &Instance) -> Result<Validate<'a>, String> {
+/// The handler interface's function `name`, typed.
+fn handler_func<P, R>(store: &mut Store<State>, instance: &Instance, name: &str) -> Result<TypedFunc<P, R>, String>
+where
+    P: ComponentNamedList + Lower,
+    R: ComponentNamedList + Lift,
+{
     let interface = instance.get_export_index(&mut *store, None, HANDLER).ok_or("no handler export")?;
-    let func = instance.get_export_index(&mut *store, Some(&interface), "validate").ok_or("no validate")?;
+    let func = instance.get_export_index(&mut *store, Some(&interface), name).ok_or_else(|| format!("no {name}"))?;
     instance.get_typed_func(&mut *store, func).map_err(|e| e.to_string())
 }
