@@ -94,7 +94,7 @@ async fn serves_builtin_and_plugin_formats() {
     assert_eq!(answer.json()["content_type"], "text/plain");
     assert_eq!(answer.served_by.as_deref(), Some("builtin"));
 
-    let metadata = serde_json::json!([{"path": "a-1.0.unitypackage", "version": "1.0", "content_type": "x/y", "size_bytes": 3, "checksum_sha256": null}]);
+    let metadata = serde_json::json!([{"path": "a-1.0.unitypackage", "version": "1.0", "content_type": "x/y", "size_bytes": 3, "checksum_sha256": sha256}]);
     let answer = post(&host, "/v1/formats/unity/index", metadata.to_string()).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.json()["files"][0]["name"], "index.json");
@@ -468,6 +468,49 @@ async fn repeated_limit_failures_quarantine_over_http() {
     assert!(answer.json()["message"].as_str().is_some_and(|m| m.contains("quarantined")));
     let formats = call(host.addr, Method::GET, "/v1/formats", "").await.json();
     assert_eq!(formats["formats"][1]["state"], "quarantined");
+}
+
+/// Issue 15: the host cannot compute the SHA-256 of artifacts it is not sent,
+/// and an index without one is refused by the format's clients (an RPM
+/// repository's `dnf`, say). Metadata passed back to `index` or `request`
+/// without a checksum is refused, naming the artifact, before any plugin runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metadata_passed_back_without_a_checksum_is_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_package("unity-format", &dir.path().join("unity"));
+    copy_package("npm-registry", &dir.path().join("npm-registry"));
+    let host = start_host(dir.path(), CallLimits::DEFAULT, ServerConfig::default()).await;
+    let sha256 = "a".repeat(64);
+    let artifact = |path: &str, checksum: Value| serde_json::json!({"path": path, "version": "1.0", "content_type": "x/y", "size_bytes": 3, "checksum_sha256": checksum});
+
+    let complete = artifact("a-1.0.unitypackage", Value::from(sha256.as_str()));
+    for (second, named) in [
+        (artifact("b-1.0.unitypackage", Value::Null), "no checksum_sha256"),
+        (artifact("b-1.0.unitypackage", Value::from("")), "no checksum_sha256"),
+        (artifact("b-1.0.unitypackage", Value::from("ABC")), "not a lowercase hex SHA-256"),
+    ] {
+        let answer = post(&host, "/v1/formats/unity/index", serde_json::json!([complete, second]).to_string()).await;
+        assert_eq!((answer.status, answer.code().as_str()), (StatusCode::BAD_REQUEST, "bad_request"));
+        let message = answer.json()["message"].as_str().unwrap_or_default().to_owned();
+        assert!(message.contains("artifacts[1] (b-1.0.unitypackage)") && message.contains(named), "{message}");
+        assert!(message.contains("as …/metadata or …/artifacts answered it"), "{message}");
+    }
+    let request = serde_json::json!({
+        "request": {"method": "GET", "path": "/a"},
+        "context": {"repo_key": "npm-local", "base_url": "https://reg.example/npm", "download_base_url": "https://dl.example/npm"},
+        "artifacts": [artifact("a/-/a-1.0.tgz", Value::Null)],
+    });
+    let answer = post(&host, "/v1/formats/npm-registry/request", request.to_string()).await;
+    assert_eq!((answer.status, answer.code().as_str()), (StatusCode::BAD_REQUEST, "bad_request"));
+    assert!(answer.json()["message"].as_str().is_some_and(|m| m.contains("artifacts[0] (a/-/a-1.0.tgz)")));
+
+    // Refused before a plugin ran: no call was counted.
+    let metrics = call(host.addr, Method::GET, "/metrics", "").await;
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    assert!(!metrics.contains(r#"operation="index""#) && !metrics.contains(r#"operation="request""#), "{metrics}");
+    // With every checksum, the index is made.
+    let answer = post(&host, "/v1/formats/unity/index", serde_json::json!([complete]).to_string()).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -20,6 +20,11 @@ impl Digest {
         Digest(hasher.finalize().into())
     }
 
+    /// Whether `text` is a digest in the form [`Digest::hex`] writes it.
+    pub fn is_hex(text: &str) -> bool {
+        text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+
     /// The 64 lowercase hex digits, without the `sha256:` prefix (store paths use this).
     pub fn hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
@@ -49,7 +54,7 @@ impl FromStr for Digest {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let hex = text.strip_prefix("sha256:").unwrap_or(text);
         let invalid = || DigestParseError(text.to_owned());
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if !Digest::is_hex(hex) {
             return Err(invalid());
         }
         let mut bytes = [0u8; 32];

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::admission::{BodyRoom, CallSlot};
 use super::error::ApiError;
-use super::wire::{IndexFiles, RequestCall, WireResponse, list_formats, path_param};
+use super::wire::{IndexFiles, RequestCall, WireResponse, list_formats, parse_index, path_param};
 use super::{App, body};
 use crate::handler::{Answer, Call, HandlerError, with_checksum};
 use crate::registry::breaker::Transition;
@@ -100,10 +100,7 @@ where
         Operation::Metadata => Input::Metadata { path: artifact_path.ok_or_else(missing_path)?, data: body },
         Operation::Validate => Input::Validate { path: artifact_path.ok_or_else(missing_path)?, data: body },
         Operation::Accept => Input::Accept { path: artifact_path.ok_or_else(missing_path)?, data: body },
-        Operation::Index => Input::Index(
-            serde_json::from_slice(&body)
-                .map_err(|e| ApiError::bad_request(format!("the body must be a JSON list of metadata objects: {e}")))?,
-        ),
+        Operation::Index => Input::Index(parse_index(&body)?),
         Operation::Request => Input::Request(Box::new(RequestCall::parse(&body)?)),
     };
 

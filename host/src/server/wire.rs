@@ -7,6 +7,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
+use crate::plugin::Digest;
 use crate::registry::{Format, Origin, Snapshot};
 use crate::runtime::{Compilation, HttpRequest, HttpResponse, Metadata, RepoContext};
 
@@ -58,8 +59,35 @@ impl RequestCall {
             headers: call.request.headers,
             body,
         };
+        require_checksums(&call.artifacts)?;
         Ok((request, call.context, call.artifacts))
     }
+}
+
+/// Reads the body of an `index` call: a JSON list of metadata.
+pub fn parse_index(body: &[u8]) -> Result<Vec<Metadata>, ApiError> {
+    let artifacts: Vec<Metadata> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body must be a JSON list of metadata objects: {e}")))?;
+    require_checksums(&artifacts)?;
+    Ok(artifacts)
+}
+
+/// Metadata passed back to `index` or `request` must carry the checksum the
+/// host answered: it has no bytes here to compute one from, and an index
+/// without checksums is refused by the format's clients.
+fn require_checksums(artifacts: &[Metadata]) -> Result<(), ApiError> {
+    for (i, artifact) in artifacts.iter().enumerate() {
+        let problem = match artifact.checksum_sha256.as_deref() {
+            None | Some("") => "has no checksum_sha256",
+            Some(sum) if !Digest::is_hex(sum) => "has a checksum_sha256 that is not a lowercase hex SHA-256",
+            Some(_) => continue,
+        };
+        return Err(ApiError::bad_request(format!(
+            "artifacts[{i}] ({}) {problem}: send each artifact's metadata as …/metadata or …/artifacts answered it, checksum included (the host has no bytes here to compute it from)",
+            artifact.path
+        )));
+    }
+    Ok(())
 }
 
 impl From<HttpResponse> for WireResponse {
