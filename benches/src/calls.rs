@@ -3,8 +3,8 @@
 //! handler's answer, then the host's SHA-256 when the handler left it out)
 //! from the builtin formats compiled as one plugin vs the same source native;
 //! the host's `parse-metadata` call vs bare wasmtime's (default pooling) on the
-//! same component; and an upload (`POST …/artifacts`: validate and metadata on one instance) vs
-//! the two calls a registry would otherwise make.
+//! same component; and an upload (`POST …/artifacts`: validate and metadata on
+//! one instance) vs the two calls a registry would otherwise make.
 
 use std::sync::Arc;
 

@@ -1,8 +1,9 @@
 //! The baselines for host overhead: bare wasmtime with the pooling allocator and
 //! epoch interruption, instantiating the component and calling `validate` (or
-//! `parse-metadata`), with nothing of wasmplug in between — once through the synchronous API with only
-//! an epoch deadline (how the host called plugins before the wall-clock limit),
-//! once through the async API under a tokio deadline (how it calls them now).
+//! `parse-metadata`), with nothing of wasmplug in between — once through the
+//! synchronous API with only an epoch deadline (how the host called plugins
+//! before the wall-clock limit), once through the async API under a tokio
+//! deadline (how it calls them now).
 
 use std::time::Duration;
 
