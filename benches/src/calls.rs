@@ -27,9 +27,10 @@ pub fn run(report: &mut Report, runtime: &Arc<Runtime>, only: Option<&str>) -> a
         MemoryReset::Unmap { reason } => format!("every touched page unmapped: {reason}"),
     };
     report.row("how this machine resets a call's memory", reset, "—".to_owned(), String::new());
-    let plugin: SharedHandler = Arc::new(runtime.load(&read("builtin-formats")?, CallLimits::DEFAULT)?);
-    let unity: SharedHandler = Arc::new(runtime.load(&read("unity-format")?, CallLimits::DEFAULT)?);
-    let (bare_plugin, bare_unity) = (Raw::new(&read("builtin-formats")?.wasm)?, Raw::new(&read("unity-format")?.wasm)?);
+    let (builtin_formats, unity_format) = (read("builtin-formats")?, read("unity-format")?);
+    let plugin: SharedHandler = Arc::new(runtime.load(&builtin_formats, CallLimits::DEFAULT)?);
+    let unity: SharedHandler = Arc::new(runtime.load(&unity_format, CallLimits::DEFAULT)?);
+    let (bare_plugin, bare_unity) = (Raw::new(&builtin_formats.wasm)?, Raw::new(&unity_format.wasm)?);
     // Large packages again on a host without the large-call pool
     // (`host.largeCalls.slots: 0`): what the pool buys them.
     let one_pool = EngineSettings { large_call_slots: 0, ..*runtime.settings() };
